@@ -1,0 +1,87 @@
+// Emulated CPUs: ids, the CPU count, and binding a host thread to a CPU.
+//
+// The machine has a fixed number of CPUs, chosen at boot (boot.hpp). A host thread becomes
+// "CPU n" by holding a CpuBinding; at most one thread is bound to a CPU at a time, and a
+// thread is bound to at most one CPU. Per-CPU state (the software TLB, the active VmSpace,
+// the allocator's frame cache) belongs to the CPU, not to the thread: it survives when one
+// thread unbinds and another binds, exactly like a core that keeps its TLB across tasks.
+//
+// Unbound threads run in "kernel context": they may create cursors and allocate frames, but
+// they may not activate a VmSpace or read/write user memory.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <ostream>
+
+#include <vmspace/result.hpp>
+
+namespace vmspace {
+
+// The id of an emulated CPU, always < num_cpus() (OSTD's CpuId).
+class CpuId {
+ public:
+  // The bootstrap processor, CPU 0. Every machine has it.
+  static constexpr CpuId bsp() noexcept { return CpuId(0); }
+  // Checked conversion. Errors: InvalidArgs if raw >= num_cpus(). Boots with defaults if the
+  // machine is not booted yet.
+  static Result<CpuId> try_from(std::uint32_t raw);
+  // Unchecked construction for callers that already validated `raw` (e.g. iterating
+  // 0..num_cpus()). Debug builds assert the bound.
+  static CpuId from_raw_unchecked(std::uint32_t raw) noexcept { return CpuId(raw); }
+
+  constexpr std::uint32_t as_u32() const noexcept { return raw_; }
+  // IdSet support (id_set.hpp): the number of distinct ids and the dense index.
+  static std::uint32_t cardinality() noexcept;
+  constexpr std::uint32_t as_index() const noexcept { return raw_; }
+  static CpuId from_index(std::uint32_t i) noexcept { return CpuId(i); }
+
+  friend constexpr bool operator==(CpuId, CpuId) = default;
+  friend constexpr auto operator<=>(CpuId, CpuId) = default;
+
+ private:
+  constexpr explicit CpuId(std::uint32_t raw) noexcept : raw_(raw) {}
+  std::uint32_t raw_;
+};
+
+std::ostream& operator<<(std::ostream& os, CpuId id);
+
+// The number of emulated CPUs (fixed after boot; boots with defaults on first use).
+std::uint32_t num_cpus();
+
+// The CPU the calling thread is bound to, or nullopt in kernel context (unbound).
+std::optional<CpuId> current_cpu() noexcept;
+
+// RAII binding of the calling thread to an emulated CPU.
+//
+// Not copyable; movable only within the binding thread (moving it to another thread and
+// destroying it there is a contract violation that aborts). The destructor unbinds. A
+// binding may not end while the thread is in atomic mode (a DisabledPreemptGuard pins the
+// CPU): that aborts, as it would be a "migration" inside an RCU read section.
+class [[nodiscard]] CpuBinding {
+ public:
+  // Binds the calling thread to `cpu`.
+  // Errors: Busy if another thread is bound to `cpu`; InvalidArgs if the calling thread is
+  // already bound to a CPU (including `cpu` itself). Nothing changes on error.
+  static Result<CpuBinding> bind(CpuId cpu);
+  // Binds to the lowest-numbered free CPU. Errors: Busy if every CPU is taken;
+  // InvalidArgs if the calling thread is already bound.
+  static Result<CpuBinding> bind_any();
+
+  CpuBinding(CpuBinding&& other) noexcept;
+  CpuBinding& operator=(CpuBinding&& other) noexcept;
+  CpuBinding(const CpuBinding&) = delete;
+  CpuBinding& operator=(const CpuBinding&) = delete;
+  ~CpuBinding();
+
+  CpuId cpu() const noexcept { return cpu_; }
+
+ private:
+  explicit CpuBinding(CpuId cpu) noexcept : cpu_(cpu), active_(true) {}
+  void release() noexcept;
+
+  CpuId cpu_;
+  bool active_;
+};
+
+}  // namespace vmspace

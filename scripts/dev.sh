@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# One entry point for people and CI. Every command installs missing Debian packages,
+# configures its build directory if needed, builds, and runs. Safe to run again.
+#
+#   scripts/dev.sh demo            build and run the demo (examples/vmspace-demo)
+#   scripts/dev.sh test [suite..]  build (build/) and run the test suites (default: all)
+#   scripts/dev.sh sanitize KIND   KIND = asan (ASan+UBSan: unit, model) | tsan (TSan: threaded tests)
+#   scripts/dev.sh bench [args]    release build (build-release/) and run vmspace-bench
+#   scripts/dev.sh fuzz [seconds]  clang libFuzzer build (build-fuzz/) and a bounded run
+#   scripts/dev.sh stress [args]   release build and run vmspace-stress
+#   scripts/dev.sh deps            only install the packages
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(
+  meson ninja-build pkg-config cmake g++ clang-14 libclang-rt-14-dev
+  # Boost >= 1.78 for boost::atomic_ref wait/notify; Debian 12's default libboost-dev is 1.74.
+  libboost1.81-dev libboost-atomic1.81-dev
+  doctest-dev libspdlog-dev libfmt-dev libbenchmark-dev librapidcheck-dev
+)
+
+log() { printf '== %s\n' "$*" >&2; }
+
+install_deps() {
+  local missing=() p
+  for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "installing: ${missing[*]}"
+  local sudo=()
+  [ "$(id -u)" -ne 0 ] && sudo=(sudo)
+  "${sudo[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" >/dev/null
+}
+
+# configure DIR [meson options...]: set up DIR once; later runs reuse it (ninja re-runs meson
+# by itself when a meson.build changes).
+configure() {
+  local dir=$1
+  shift
+  if [ ! -f "$dir/build.ninja" ]; then
+    rm -rf "$dir"
+    log "configuring $dir $*"
+    meson setup "$dir" --wrap-mode=nodownload "$@" >/dev/null
+  fi
+}
+
+build() {
+  log "building $1"
+  ninja -C "$1" >/dev/null || ninja -C "$1"
+}
+
+# run_suites DIR SUITE...: run meson test suites and print "N passed, N failed".
+run_suites() {
+  local dir=$1
+  shift
+  local args=() s status=0
+  for s in "$@"; do args+=(--suite "$s"); done
+  meson test -C "$dir" --print-errorlogs --num-processes 2 "${args[@]}" || status=$?
+  python3 - "$dir/meson-logs/testlog.json" <<'PY'
+import json, sys
+passed = failed = skipped = 0
+for line in open(sys.argv[1]):
+    r = json.loads(line)["result"]
+    if r in ("OK", "EXPECTEDFAIL"):
+        passed += 1
+    elif r == "SKIP":
+        skipped += 1
+    else:
+        failed += 1
+print(f"{passed} passed, {failed} failed, {skipped} skipped")
+PY
+  return $status
+}
+
+# The suites registered in build directory $1, one per line.
+available_suites() {
+  meson introspect --tests "$1" | python3 -c '
+import json, sys
+suites = {s.split(":")[-1] for t in json.load(sys.stdin) for s in t["suite"]}
+print("\n".join(sorted(suites)))'
+}
+
+cmd=${1:-test}
+shift || true
+install_deps
+case "$cmd" in
+  deps) ;;
+  demo)
+    configure build
+    build build
+    ./build/examples/vmspace-demo "$@"
+    ;;
+  test)
+    configure build
+    build build
+    if [ $# -gt 0 ]; then
+      run_suites build "$@"
+    else
+      mapfile -t suites < <(available_suites build)
+      run_suites build "${suites[@]}"
+    fi
+    ;;
+  sanitize)
+    kind=${1:-asan}
+    case "$kind" in
+      asan)
+        configure build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbenchmarks=disabled
+        build build-asan
+        mapfile -t suites < <(available_suites build-asan | grep -E '^(unit|model)$')
+        ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+          run_suites build-asan "${suites[@]}"
+        ;;
+      tsan)
+        configure build-tsan -Db_sanitize=thread -Db_lundef=false -Dbenchmarks=disabled
+        build build-tsan
+        TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" run_suites build-tsan threaded
+        ;;
+      *) echo "unknown sanitizer '$kind' (asan|tsan)" >&2; exit 2 ;;
+    esac
+    ;;
+  bench)
+    configure build-release --buildtype=release -Dtests=disabled
+    build build-release
+    ./build-release/tests/bench/vmspace-bench "$@"
+    ;;
+  stress)
+    configure build-release --buildtype=release -Dtests=disabled
+    build build-release
+    ./build-release/examples/vmspace-stress "$@"
+    ;;
+  fuzz)
+    secs=${1:-60}
+    CXX=clang++ configure build-fuzz -Dfuzzer=true -Db_sanitize=address,undefined -Db_lundef=false \
+      -Dbenchmarks=disabled -Dexamples=disabled
+    build build-fuzz
+    mkdir -p build-fuzz/corpus
+    ./build-fuzz/tests/fuzz/vmspace-fuzz -max_total_time="$secs" -print_final_stats=1 \
+      build-fuzz/corpus tests/fuzz/corpus
+    ;;
+  *)
+    echo "usage: scripts/dev.sh demo|test|sanitize|bench|fuzz|stress|deps" >&2
+    exit 2
+    ;;
+esac
