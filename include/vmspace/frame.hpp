@@ -1,0 +1,292 @@
+// Frame handles: Frame<M> (shared, reference-counted), FrameRef<M> (borrowed) and the
+// type-erased forms DynFrame = Frame<AnyFrameMeta> and UFrame = Frame<AnyUFrameMeta>
+// (OSTD `frame/mod.rs`, `frame_ref.rs`; reference/ostd-mm.md §2.11).
+//
+// A Frame<M> is one pointer to the frame's MetaSlot and owns one reference. Copying adds a
+// reference, destruction removes one; the last one runs the metadata's on_drop with a reader
+// over the page, destroys the metadata, marks the slot unused and gives the frame back to the
+// global frame allocator. A moved-from Frame is empty: only destruction and assignment are
+// allowed on it.
+//
+// Thread-safety: handles to one frame may be copied and dropped concurrently from any threads.
+// A single handle object is not synchronised (like std::shared_ptr).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <ostream>
+#include <span>
+#include <type_traits>
+#include <utility>
+#include <variant>
+
+#include <vmspace/addr.hpp>
+#include <vmspace/io.hpp>
+#include <vmspace/meta.hpp>
+
+namespace vmspace {
+
+template <HandleMeta M>
+class Frame;
+template <HandleMeta M>
+class FrameRef;
+template <FrameMeta M>
+class UniqueFrame;
+
+using DynFrame = Frame<AnyFrameMeta>;
+using UFrame = Frame<AnyUFrameMeta>;
+
+namespace detail {
+struct AdoptTag {};
+inline constexpr AdoptTag kAdopt{};
+
+// Shared VmIo implementation over the linear mapping of [base, base + size).
+// Errors (OSTD blanket VmIo): Overflow if offset + len wraps; InvalidArgs if beyond size.
+Result<void> io_read_bytes(Paddr base, std::size_t size, std::size_t offset,
+                           std::span<std::byte> out) noexcept;
+Result<void> io_write_bytes(Paddr base, std::size_t size, std::size_t offset,
+                            std::span<const std::byte> in) noexcept;
+// Zeroes [offset, offset+len). Errors: InvalidArgs (nothing written) if offset > size, or
+// (InvalidArgs, bytes zeroed) if the range exceeds size — OSTD reports the short count;
+// Overflow if offset + len wraps.
+struct FillResult {
+  Error error;
+  std::size_t filled;
+};
+Result<void, FillResult> io_fill_zeros(Paddr base, std::size_t size, std::size_t offset,
+                                       std::size_t len) noexcept;
+}  // namespace detail
+
+// Byte-level I/O on untyped frames and segments (OSTD's VmIo / VmIoFill blanket impls).
+// `Derived` provides paddr() and size().
+template <class Derived>
+class VmIoOps {
+ public:
+  // Reads exactly out.size() bytes at `offset`. Errors: Overflow, InvalidArgs; nothing is
+  // read on error (no short reads).
+  Result<void> read_bytes(std::size_t offset, std::span<std::byte> out) const noexcept {
+    return detail::io_read_bytes(self().paddr(), self().size(), offset, out);
+  }
+  // Writes all of `in` at `offset`. Errors: Overflow, InvalidArgs; nothing written on error.
+  Result<void> write_bytes(std::size_t offset, std::span<const std::byte> in) const noexcept {
+    return detail::io_write_bytes(self().paddr(), self().size(), offset, in);
+  }
+  template <Pod T>
+  Result<T> read_val(std::size_t offset) const noexcept {
+    T v{};
+    auto r = read_bytes(offset, std::as_writable_bytes(std::span<T, 1>(&v, 1)));
+    if (!r) return err(r.error());
+    return v;
+  }
+  template <Pod T>
+  Result<void> write_val(std::size_t offset, const T& v) const noexcept {
+    return write_bytes(offset, std::as_bytes(std::span<const T, 1>(&v, 1)));
+  }
+  template <Pod T>
+  Result<void> read_slice(std::size_t offset, std::span<T> out) const noexcept {
+    return read_bytes(offset, std::as_writable_bytes(out));
+  }
+  template <Pod T>
+  Result<void> write_slice(std::size_t offset, std::span<const T> in) const noexcept {
+    return write_bytes(offset, std::as_bytes(in));
+  }
+  // Zeroes [offset, offset+len). On error reports how many bytes were zeroed (see FillResult).
+  Result<void, detail::FillResult> fill_zeros(std::size_t offset, std::size_t len) const noexcept {
+    return detail::io_fill_zeros(self().paddr(), self().size(), offset, len);
+  }
+  // One non-tearing access at `offset`. Errors: InvalidArgs if out of range or misaligned.
+  template <PodOnce T>
+  Result<T> read_once(std::size_t offset) const noexcept {
+    auto r = reader();
+    VMS_TRY_VOID(r.skip(offset));
+    return r.template read_once<T>();
+  }
+  template <PodOnce T>
+  Result<void> write_once(std::size_t offset, const T& v) const noexcept {
+    auto w = writer();
+    VMS_TRY_VOID(w.skip(offset));
+    return w.template write_once<T>(v);
+  }
+  // Readers and writers over the whole memory object, through the linear mapping.
+  VmReader<Infallible> reader() const noexcept {
+    return VmReader<Infallible>::from_kernel_space(paddr_to_vaddr(self().paddr()), self().size());
+  }
+  VmWriter<Infallible> writer() const noexcept {
+    return VmWriter<Infallible>::from_kernel_space(paddr_to_vaddr(self().paddr()), self().size());
+  }
+
+ private:
+  const Derived& self() const noexcept { return static_cast<const Derived&>(*this); }
+};
+
+// Empty base that adds VmIo to handles of untyped frames only.
+template <class Derived, class M>
+using FrameIoBase = std::conditional_t<UntypedFrameMeta<M> || std::is_same_v<M, AnyUFrameMeta>,
+                                       VmIoOps<Derived>, std::monostate>;
+
+template <HandleMeta M>
+class Frame : public FrameIoBase<Frame<M>, M> {
+ public:
+  // Takes the unused frame at `pa` into use with metadata `meta`; reference count 1. Does not
+  // call the allocator (the caller owns the frame's allocation).
+  // Errors: NotAligned, OutOfBound, Unique, Busy, InUse. On error the slot is untouched.
+  static Result<Frame, GetFrameError> from_unused(Paddr pa, M meta) noexcept
+    requires FrameMeta<M>
+  {
+    auto slot = detail::slot_from_unused<M>(pa, std::move(meta), /*as_unique=*/false);
+    if (!slot) return err(slot.error());
+    return Frame(detail::kAdopt, *slot);
+  }
+
+  // A new handle to the in-use frame at `pa` (+1). Only for DynFrame, as in OSTD; narrow it
+  // with try_from afterwards. Errors: NotAligned, OutOfBound, Unused, Unique, Busy. Aborts if
+  // the count would reach REF_COUNT_MAX.
+  static Result<Frame, GetFrameError> from_in_use(Paddr pa) noexcept
+    requires std::is_same_v<M, AnyFrameMeta>
+  {
+    auto slot_or = get_slot(pa);
+    if (!slot_or) return err(slot_or.error());
+    MetaSlot* slot = *slot_or;
+    auto rc = slot->ref_count_ref();
+    std::uint64_t cur = rc.load(boost::memory_order_relaxed);
+    for (;;) {
+      if (cur == kRefCountUnused) return err(GetFrameError::Unused);
+      if (cur == kRefCountUnique) return err(GetFrameError::Unique);
+      if (cur == 0) return err(GetFrameError::Busy);
+      if (cur >= kRefCountMax) detail::refcount_overflow(pa);
+      if (rc.compare_exchange_weak(cur, cur + 1, boost::memory_order_acquire,
+                                   boost::memory_order_relaxed)) {
+        break;
+      }
+    }
+    return Frame(detail::kAdopt, slot);
+  }
+
+  // Re-creates the handle whose reference was leaked with into_raw(). Precondition: `pa` came
+  // from into_raw() of a handle convertible to this type, and that reference is consumed now.
+  static Frame from_raw(Paddr pa) noexcept { return Frame(detail::kAdopt, meta_slot(pa)); }
+
+  Frame(const Frame& o) noexcept : slot_(o.slot_) {
+    if (slot_) detail::inc_ref(slot_);
+  }
+  Frame(Frame&& o) noexcept : slot_(std::exchange(o.slot_, nullptr)) {}
+  // Widening conversions: typed -> erased, untyped -> UFrame.
+  template <HandleMeta M2>
+    requires(!std::is_same_v<M2, M> && MetaConvertibleTo<M2, M>)
+  Frame(Frame<M2>&& o) noexcept : slot_(std::exchange(o.slot_, nullptr)) {}  // NOLINT
+  template <HandleMeta M2>
+    requires(!std::is_same_v<M2, M> && MetaConvertibleTo<M2, M>)
+  Frame(const Frame<M2>& o) noexcept : slot_(o.slot_) {  // NOLINT
+    if (slot_) detail::inc_ref(slot_);
+  }
+  Frame& operator=(Frame o) noexcept {
+    std::swap(slot_, o.slot_);
+    return *this;
+  }
+  ~Frame() {
+    if (slot_) detail::dec_ref(slot_);
+  }
+
+  // Narrowing conversion from an erased handle. On success `from` is left empty; on failure
+  // (the frame's metadata is not M, or not untyped for UFrame) `from` is unchanged.
+  template <HandleMeta M2>
+  static std::optional<Frame> try_from(Frame<M2>& from) noexcept {
+    if (!from.slot_) return std::nullopt;
+    const MetaVtable* vt = from.slot_->vtable;
+    bool ok;
+    if constexpr (std::is_same_v<M, AnyFrameMeta>) {
+      ok = true;
+    } else if constexpr (std::is_same_v<M, AnyUFrameMeta>) {
+      ok = vt->is_untyped;
+    } else {
+      ok = vt == meta_vtable<M>();
+    }
+    if (!ok) return std::nullopt;
+    return Frame(detail::kAdopt, std::exchange(from.slot_, nullptr));
+  }
+
+  // Leaks the reference: the caller becomes responsible for it (from_raw gives it back).
+  Paddr into_raw() && noexcept { return slot_paddr(std::exchange(slot_, nullptr)); }
+
+  bool is_empty() const noexcept { return slot_ == nullptr; }
+  Paddr paddr() const noexcept { return slot_paddr(slot_); }
+  static constexpr std::size_t size() noexcept { return kPageSize; }
+  // Always 1: tracked frames are base pages (huge user mappings are segments).
+  static constexpr PagingLevel map_level() noexcept { return 1; }
+
+  // The metadata (typed handles only). Shared: use interior mutability (atomics) to change it.
+  const M& meta() const noexcept
+    requires FrameMeta<M>
+  {
+    return *std::launder(static_cast<const M*>(slot_->meta_ptr()));
+  }
+  DynMeta dyn_meta() const noexcept { return DynMeta(slot_->meta_ptr(), slot_->vtable); }
+
+  // The current count: handles + page-table entries + segment shares. Racy by nature.
+  std::uint64_t reference_count() const noexcept {
+    return slot_->ref_count_ref().load(boost::memory_order_relaxed);
+  }
+
+  FrameRef<M> borrow() const noexcept { return FrameRef<M>(slot_); }
+  MetaSlot* slot() const noexcept { return slot_; }
+
+  friend bool operator==(const Frame& a, const Frame& b) noexcept { return a.slot_ == b.slot_; }
+  friend std::ostream& operator<<(std::ostream& os, const Frame& f) {
+    auto flags = os.flags();
+    os << "Frame(0x" << std::hex << (f.slot_ ? f.paddr() : 0) << ")";
+    os.flags(flags);
+    return os;
+  }
+
+ private:
+  template <HandleMeta>
+  friend class Frame;
+  template <HandleMeta>
+  friend class FrameRef;
+  template <FrameMeta>
+  friend class UniqueFrame;
+
+  Frame(detail::AdoptTag, MetaSlot* slot) noexcept : slot_(slot) {}
+
+  MetaSlot* slot_;
+};
+
+// A borrowed frame: behaves like a `const Frame<M>&` without owning a reference. The caller
+// guarantees the frame stays in use while the FrameRef lives (e.g. a page-table lock or an
+// RCU read section keeps the PTE that owns it).
+template <HandleMeta M>
+class FrameRef {
+ public:
+  FrameRef(const FrameRef& o) noexcept { ::new (&frame_) Frame<M>(detail::kAdopt, o.frame_.slot_); }
+  FrameRef& operator=(const FrameRef& o) noexcept {
+    frame_.slot_ = o.frame_.slot_;
+    return *this;
+  }
+  ~FrameRef() {}  // never drops the reference it does not own
+
+  // Precondition: the frame at `pa` is in use and stays so while the FrameRef lives, and its
+  // metadata matches M.
+  static FrameRef borrow_paddr(Paddr pa) noexcept { return FrameRef(meta_slot(pa)); }
+
+  const Frame<M>& operator*() const noexcept { return frame_; }
+  const Frame<M>* operator->() const noexcept { return &frame_; }
+  // An owning handle (+1).
+  Frame<M> to_owned() const noexcept { return frame_; }
+  Paddr paddr() const noexcept { return frame_.paddr(); }
+
+  friend bool operator==(const FrameRef& a, const FrameRef& b) noexcept {
+    return a.frame_.slot_ == b.frame_.slot_;
+  }
+
+ private:
+  template <HandleMeta>
+  friend class Frame;
+  explicit FrameRef(MetaSlot* slot) noexcept { ::new (&frame_) Frame<M>(detail::kAdopt, slot); }
+
+  union {
+    Frame<M> frame_;
+  };
+};
+
+}  // namespace vmspace

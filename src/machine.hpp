@@ -1,0 +1,42 @@
+// Internal: the process-wide emulated machine created by boot().
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include <vmspace/boot.hpp>
+#include <vmspace/frame_allocator.hpp>
+
+namespace vmspace::detail {
+
+// State that belongs to one emulated CPU. Owned by the machine; accessed by the thread bound
+// to the CPU, except where a field says otherwise.
+struct PerCpu {
+  // Set while a thread is bound to this CPU (acquire on bind, release on unbind, so the next
+  // thread to bind sees everything the previous one did to the per-CPU state).
+  std::atomic<bool> bound{false};
+};
+
+struct Machine {
+  BootConfig config;
+  int memfd = -1;
+  std::byte* phys = nullptr;
+  std::uint64_t phys_bytes = 0;
+  MetaSlot* meta = nullptr;
+  std::size_t meta_bytes = 0;
+  std::uint32_t* generations = nullptr;
+  std::unique_ptr<PerCpu[]> cpus;
+  BuddyFrameAllocator* builtin_allocator = nullptr;  // never destroyed
+};
+
+// The booted machine. Precondition: is_booted().
+Machine& machine() noexcept;
+
+// The installed allocator (hot path: one relaxed load).
+extern std::atomic<GlobalFrameAllocator*> g_allocator;
+
+inline PerCpu& per_cpu(std::uint32_t cpu) noexcept { return machine().cpus[cpu]; }
+
+}  // namespace vmspace::detail

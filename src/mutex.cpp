@@ -1,0 +1,23 @@
+#include <vmspace/mutex.hpp>
+
+#include <sched.h>
+
+#include "cpu_relax.hpp"
+
+namespace vmspace {
+
+void SpinLock::lock() {
+  for (unsigned spins = 0;; ++spins) {
+    if (!locked_.exchange(true, std::memory_order_acquire)) return;
+    while (locked_.load(std::memory_order_relaxed)) {
+      if (++spins > 128) {
+        sched_yield();
+        spins = 0;
+      } else {
+        detail::cpu_relax();
+      }
+    }
+  }
+}
+
+}  // namespace vmspace
