@@ -1,0 +1,25 @@
+// Death tests: run a callable in a forked child and check that it aborts with a message.
+//
+// The library aborts (after logging at critical level) when an internal invariant breaks or a
+// caller breaks a contract that cannot be reported as an Error (e.g. a double free detected
+// inside a destructor). These helpers prove such checks fire.
+#pragma once
+
+#include <functional>
+#include <string>
+
+namespace vmspace::test {
+
+struct DeathResult {
+  bool died = false;        // the child was killed by a signal (SIGABRT expected)
+  int signal = 0;
+  std::string output;       // everything the child wrote to stderr and stdout
+};
+
+// Forks; the child runs `fn` (with a 20 s alarm) and exits 0 if it returns. The parent waits.
+DeathResult run_in_child(const std::function<void()>& fn);
+
+// True if `fn` aborts and its output contains `needle`.
+bool dies_with(const std::function<void()>& fn, const std::string& needle);
+
+}  // namespace vmspace::test
