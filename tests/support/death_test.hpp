@@ -10,6 +10,20 @@
 
 namespace vmspace::test {
 
+// ThreadSanitizer does not support forking a multi-threaded process; death tests are skipped
+// there with `* doctest::skip(vmspace::test::kUnderTsan)` (they run in every other build).
+#if defined(__SANITIZE_THREAD__)
+inline constexpr bool kUnderTsan = true;
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+inline constexpr bool kUnderTsan = true;
+#else
+inline constexpr bool kUnderTsan = false;
+#endif
+#else
+inline constexpr bool kUnderTsan = false;
+#endif
+
 struct DeathResult {
   bool died = false;        // the child was killed by a signal (SIGABRT expected)
   int signal = 0;
