@@ -35,6 +35,9 @@ constexpr std::uint64_t kMaxPhysMem = std::uint64_t{64} << 30;
 
 std::mutex g_boot_mutex;
 std::atomic<bool> g_booted{false};
+// Set on the booting thread while boot builds the machine: the allocator and the page tables
+// call ensure_booted(), which must not re-enter boot on that thread.
+thread_local bool t_booting = false;
 detail::Machine g_machine;
 
 // The metadata of permanently reserved frames (frame 0). Never dropped.
@@ -150,7 +153,7 @@ Result<void> build_machine(const BootConfig& config) {
       config.frame_allocator != nullptr ? config.frame_allocator : m.builtin_allocator;
   alloc->add_free_memory(kPageSize, config.phys_mem_bytes - kPageSize);
   detail::g_allocator.store(alloc, std::memory_order_release);
-  return {};
+  return detail::init_kernel_page_table();
 }
 
 }  // namespace
@@ -191,7 +194,10 @@ Result<void> boot(const BootConfig& config) {
     return err(Error::InvalidArgs);
   }
   VMS_TRY_VOID(validate(config));
-  VMS_TRY_VOID(build_machine(config));
+  t_booting = true;
+  auto built = build_machine(config);
+  t_booting = false;
+  VMS_TRY_VOID(built);
   g_booted.store(true, std::memory_order_release);
   logger().debug("booted: {} MiB physical memory, {} CPUs", config.phys_mem_bytes >> 20,
                  config.num_cpus);
@@ -201,7 +207,7 @@ Result<void> boot(const BootConfig& config) {
 bool is_booted() noexcept { return g_booted.load(std::memory_order_acquire); }
 
 void ensure_booted() {
-  if (__builtin_expect(g_booted.load(std::memory_order_acquire), 1)) return;
+  if (__builtin_expect(g_booted.load(std::memory_order_acquire), 1) || t_booting) return;
   auto config = default_boot_config();
   if (!config) VMS_PANIC("cannot boot with defaults: the environment holds a malformed override");
   auto r = boot(*config);

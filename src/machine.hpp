@@ -37,6 +37,9 @@ Machine& machine() noexcept;
 // The installed allocator (hot path: one relaxed load).
 extern std::atomic<GlobalFrameAllocator*> g_allocator;
 
+// Builds the kernel page table (boot, after the allocator is installed).
+Result<void> init_kernel_page_table();
+
 inline PerCpu& per_cpu(std::uint32_t cpu) noexcept { return machine().cpus[cpu]; }
 
 }  // namespace vmspace::detail

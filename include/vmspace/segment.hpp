@@ -65,6 +65,12 @@ class Segment : public FrameIoBase<Segment<M>, M> {
     requires(!std::is_same_v<M2, M> && MetaConvertibleTo<M2, M>)
   Segment(Segment<M2>&& o) noexcept  // NOLINT(google-explicit-constructor)
       : start_(std::exchange(o.start_, 0)), end_(std::exchange(o.end_, 0)) {}
+  template <HandleMeta M2>
+    requires(!std::is_same_v<M2, M> && MetaConvertibleTo<M2, M>)
+  Segment(const Segment<M2>& o) noexcept  // NOLINT(google-explicit-constructor)
+      : start_(o.start_), end_(o.end_) {
+    inc_all();
+  }
   Segment& operator=(Segment o) noexcept {
     std::swap(start_, o.start_);
     std::swap(end_, o.end_);

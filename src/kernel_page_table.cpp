@@ -1,0 +1,113 @@
+#include <vmspace/kernel_page_table.hpp>
+#include <vmspace/log.hpp>
+
+#include "machine.hpp"
+
+namespace vmspace {
+
+namespace {
+using K = ConstsOf<KernelPtConfig>;
+PageTable<KernelPtConfig>* g_kernel_pt = nullptr;  // built at boot, never destroyed
+}  // namespace
+
+Result<PageTable<KernelPtConfig>, PageTableError> new_kernel_page_table() noexcept {
+  using F = KernelPtConfig::Pte;
+  auto pt = PageTable<KernelPtConfig>::empty();
+  if (!pt) return err(pt.error());
+  // The root is not published yet, so no lock is needed to fill it.
+  const detail::NodeView<KernelPtConfig> root{pt->root_paddr()};
+  for (std::size_t i = KernelPtConfig::kTopLevelIndexStart; i < KernelPtConfig::kTopLevelIndexEnd; ++i) {
+    auto child = detail::alloc_node<KernelPtConfig>(K::kNrLevels - 1, /*locked=*/false);
+    if (!child) return err(child.error());  // `pt` drops the nodes made so far
+    root.store(i, F::encode(PteScalar::page_table(*child, PageTableFlags::None), K::kNrLevels));
+    ++root.meta().nr_children;
+  }
+  return pt;
+}
+
+Result<PageTable<UserPtConfig>, PageTableError> create_user_page_table(
+    const PageTable<KernelPtConfig>& kernel) noexcept {
+  static_assert(std::is_same_v<UserPtConfig::Pte, KernelPtConfig::Pte>,
+                "user and kernel tables must share one PTE format to share nodes");
+  static_assert(UserPtConfig::kTopLevelIndexEnd <= KernelPtConfig::kTopLevelIndexStart);
+  static_assert(!KernelPtConfig::kTopLevelCanUnmap, "shared kernel nodes must never be detached");
+  auto user = PageTable<UserPtConfig>::empty();
+  if (!user) return err(user.error());
+  const detail::NodeView<KernelPtConfig> kroot{kernel.root_paddr()};
+  const detail::NodeView<UserPtConfig> uroot{user->root_paddr()};
+  for (std::size_t i = KernelPtConfig::kTopLevelIndexStart; i < KernelPtConfig::kTopLevelIndexEnd; ++i) {
+    const std::uint64_t raw = kroot.load_acquire(i);
+    VMS_ASSERT(detail::is_pt_entry<KernelPtConfig>(raw, K::kNrLevels),
+               "the kernel page table does not hold a shared node at root index {}", i);
+    // Borrowed: no reference and no nr_children count (the user root's on_drop only walks
+    // its own 0..256 slice).
+    uroot.store(i, raw);
+  }
+  return user;
+}
+
+Result<void, PageTableError> map_untracked_largest(CursorMut<KernelPtConfig>& cursor, Paddr pa,
+                                                   std::uint64_t len, PageProperty prop) noexcept {
+  std::uint64_t done = 0;
+  while (done < len) {
+    const Vaddr va = cursor.virt_addr();
+    PagingLevel level = KernelPtConfig::kHighestTranslationLevel;
+    while (level > 1 && (!is_aligned(va, page_size<K>(level)) || !is_aligned(pa + done, page_size<K>(level)) ||
+                         page_size<K>(level) > len - done)) {
+      --level;
+    }
+    auto r = cursor.map(KernelItem::untracked(pa + done, level, prop));
+    if (!r) return r;
+    done += page_size<K>(level);
+  }
+  return {};
+}
+
+namespace detail {
+
+Result<void> init_kernel_page_table() {
+  auto pt = new_kernel_page_table();
+  if (!pt) return err(Error::NoMemory);
+  {
+    auto guard = disable_preempt();
+    const VaRange linear{kLinearMappingBaseVaddr, kLinearMappingBaseVaddr + max_paddr()};
+    auto cursor = pt->cursor_mut(guard, linear);
+    if (!cursor) return err(to_vm_error(cursor.error()));
+    const PageProperty prop =
+        PageProperty::new_with(PageFlags::RW, CachePolicy::Writeback, PrivilegedPageFlags::GLOBAL);
+    if (auto r = map_untracked_largest(*cursor, 0, max_paddr(), prop); !r) {
+      logger().error("boot: building the linear mapping failed: {}", to_string(r.error()));
+      return err(to_vm_error(r.error()));
+    }
+  }
+  g_kernel_pt = new PageTable<KernelPtConfig>(std::move(*pt));
+  return {};
+}
+
+}  // namespace detail
+
+const PageTable<KernelPtConfig>& kernel_page_table() {
+  ensure_booted();
+  return *g_kernel_pt;
+}
+
+const char* to_string(PageTableError e) noexcept {
+  switch (e) {
+    case PageTableError::InvalidVaddrRange: return "InvalidVaddrRange";
+    case PageTableError::UnalignedVaddr: return "UnalignedVaddr";
+    case PageTableError::InvalidVaddr: return "InvalidVaddr";
+    case PageTableError::UnalignedLen: return "UnalignedLen";
+    case PageTableError::LenOutOfRange: return "LenOutOfRange";
+    case PageTableError::AlreadyMapped: return "AlreadyMapped";
+    case PageTableError::InvalidItem: return "InvalidItem";
+    case PageTableError::NoMemory: return "NoMemory";
+    case PageTableError::WouldBlock: return "WouldBlock";
+    case PageTableError::WouldDeadlock: return "WouldDeadlock";
+    case PageTableError::TooManyTables: return "TooManyTables";
+  }
+  return "?";
+}
+
+std::ostream& operator<<(std::ostream& os, PageTableError e) { return os << to_string(e); }
+
+}  // namespace vmspace

@@ -1,0 +1,129 @@
+#include <vmspace/assert.hpp>
+#include <vmspace/detail/node_lock.hpp>
+
+#include <array>
+#include <atomic>
+
+#include <boost/atomic/atomic_ref.hpp>
+
+#include "cpu_relax.hpp"
+
+namespace vmspace::detail {
+
+namespace {
+
+constexpr std::uint32_t kWaiters = 1;
+constexpr unsigned kSpinsBeforeSleep = 64;
+
+std::atomic<std::uint32_t> g_next_token{1};
+
+struct HeldCursors {
+  // Few threads hold cursors on more than a couple of tables at once; a tiny array suffices.
+  static constexpr std::size_t kSlots = kMaxTablesWithCursors;
+  std::array<Paddr, kSlots> root{};
+  std::array<std::uint32_t, kSlots> count{};
+};
+thread_local HeldCursors t_held;
+
+}  // namespace
+
+std::uint32_t thread_token() noexcept {
+  thread_local const std::uint32_t token = [] {
+    std::uint32_t t = g_next_token.fetch_add(1, std::memory_order_relaxed);
+    VMS_ASSERT(t < (1u << 31), "page-table lock owner tokens exhausted");
+    return t;
+  }();
+  return token;
+}
+
+LockResult node_lock(std::uint32_t& word, LockWait wait) noexcept {
+  boost::atomic_ref<std::uint32_t> w(word);
+  const std::uint32_t mine = locked_by_me();
+  std::uint32_t cur = 0;
+  if (w.compare_exchange_strong(cur, mine, boost::memory_order_acquire, boost::memory_order_relaxed)) {
+    return LockResult::Acquired;
+  }
+  if ((cur & ~kWaiters) == mine) return LockResult::WouldDeadlock;
+  if (wait == LockWait::Try) return LockResult::WouldBlock;
+  unsigned spins = 0;
+  for (;;) {
+    if (cur == 0) {
+      // Keep the waiters bit when taking over a contended lock: another sleeper may remain.
+      if (w.compare_exchange_weak(cur, mine, boost::memory_order_acquire, boost::memory_order_relaxed)) {
+        return LockResult::Acquired;
+      }
+      continue;
+    }
+    if (spins < kSpinsBeforeSleep) {
+      ++spins;
+      cpu_relax();
+      cur = w.load(boost::memory_order_relaxed);
+      continue;
+    }
+    if ((cur & kWaiters) == 0) {
+      if (!w.compare_exchange_weak(cur, cur | kWaiters, boost::memory_order_relaxed,
+                                   boost::memory_order_relaxed)) {
+        continue;
+      }
+      cur |= kWaiters;
+    }
+    w.wait(cur, boost::memory_order_relaxed);
+    cur = w.load(boost::memory_order_relaxed);
+    // After a wake-up, take the lock with the waiters bit set: we cannot know whether other
+    // sleepers remain, and a spurious notify is cheap.
+    while (cur == 0) {
+      if (w.compare_exchange_weak(cur, mine | kWaiters, boost::memory_order_acquire,
+                                  boost::memory_order_relaxed)) {
+        return LockResult::Acquired;
+      }
+    }
+    spins = 0;
+  }
+}
+
+void node_unlock(std::uint32_t& word) noexcept {
+  boost::atomic_ref<std::uint32_t> w(word);
+  const std::uint32_t prev = w.exchange(0, boost::memory_order_release);
+  VMS_DEBUG_ASSERT((prev & ~kWaiters) == locked_by_me(),
+                   "unlocking a page-table node held by another thread (word {:#x})", prev);
+  if (prev & kWaiters) w.notify_all();
+}
+
+bool node_locked_by_me(std::uint32_t& word) noexcept {
+  boost::atomic_ref<std::uint32_t> w(word);
+  return (w.load(boost::memory_order_relaxed) & ~kWaiters) == locked_by_me();
+}
+
+std::uint32_t cursors_held(Paddr root) noexcept {
+  for (std::size_t i = 0; i < HeldCursors::kSlots; ++i) {
+    if (t_held.count[i] != 0 && t_held.root[i] == root) return t_held.count[i];
+  }
+  return 0;
+}
+
+bool note_cursor_acquired(Paddr root) noexcept {
+  std::size_t free_slot = HeldCursors::kSlots;
+  for (std::size_t i = 0; i < HeldCursors::kSlots; ++i) {
+    if (t_held.count[i] != 0 && t_held.root[i] == root) {
+      ++t_held.count[i];
+      return true;
+    }
+    if (t_held.count[i] == 0 && free_slot == HeldCursors::kSlots) free_slot = i;
+  }
+  if (free_slot == HeldCursors::kSlots) return false;
+  t_held.root[free_slot] = root;
+  t_held.count[free_slot] = 1;
+  return true;
+}
+
+void note_cursor_released(Paddr root) noexcept {
+  for (std::size_t i = 0; i < HeldCursors::kSlots; ++i) {
+    if (t_held.count[i] != 0 && t_held.root[i] == root) {
+      --t_held.count[i];
+      return;
+    }
+  }
+  VMS_PANIC("releasing a cursor this thread does not hold (root {:#x})", root);
+}
+
+}  // namespace vmspace::detail
