@@ -478,6 +478,38 @@ TEST_SUITE("unit") {
     CHECK(total == kObjects);
   }
 
+  // Regression: rcu_barrier returned as soon as the queue was empty, even while the background
+  // reclaimer had taken an earlier callback off the queue and was still running it.
+  TEST_CASE("rcu_barrier_waits_for_callbacks_running_on_the_reclaimer") {
+    struct Blocking {
+      std::atomic<bool> started{false};
+      std::atomic<bool> release{false};
+      std::atomic<bool> finished{false};
+      std::atomic<std::thread::id> runner{};
+    };
+    Blocking state;
+    rcu_retire(&state, [](void* p) {
+      auto* s = static_cast<Blocking*>(p);
+      s->runner.store(std::this_thread::get_id());
+      s->started.store(true);
+      wait_until([s] { return s->release.load(); }, 30s);
+      s->finished.store(true);
+    });
+    // Only the background reclaimer can pick the callback up: this thread does not reclaim.
+    REQUIRE(wait_until([&] { return state.started.load(); }));
+    CHECK(state.runner.load() != std::this_thread::get_id());
+
+    std::atomic<bool> finished_when_barrier_returned{false};
+    Async barrier([&] {
+      rcu_barrier();
+      finished_when_barrier_returned.store(state.finished.load());
+    });
+    CHECK(stays_false([&] { return barrier.done(); }));
+    state.release.store(true);
+    REQUIRE(barrier.wait());
+    CHECK(finished_when_barrier_returned.load());
+  }
+
   TEST_CASE("rcu_synchronize_in_atomic_mode_aborts" * doctest::skip(vmspace::test::kUnderTsan)) {
     CHECK(vmspace::test::dies_with(
         [] {
