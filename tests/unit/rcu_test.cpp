@@ -297,6 +297,9 @@ TEST_SUITE("unit") {
             for (std::size_t i = 0; i < n->payload.size(); ++i) {
               if (n->payload[i] != (n->serial ^ i)) ++local_bad;
             }
+            // Now and then stay inside the section a little longer, so that an early free
+            // would land between the two passes.
+            if (pass == 0 && (local_reads & 15) == 0) std::this_thread::yield();
           }
           ++local_reads;
         }
