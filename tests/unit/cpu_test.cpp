@@ -29,6 +29,12 @@ namespace {
 
 constexpr std::uint32_t kCpus = 3;
 
+#ifdef NDEBUG
+constexpr bool kNdebug = true;
+#else
+constexpr bool kNdebug = false;
+#endif
+
 BootConfig test_config() {
   BootConfig config;
   config.phys_mem_bytes = std::uint64_t{64} << 20;
@@ -144,6 +150,16 @@ TEST_SUITE("unit") {
     CHECK(CpuId::bsp().as_u32() == 0);
     CHECK(CpuId::try_from(0).value() == CpuId::bsp());
     CHECK(cpu(0) < cpu(2));
+  }
+
+  // Regression: from_raw_unchecked documented a debug-build bound check that it did not make,
+  // so an out-of-range id went unnoticed until it indexed per-CPU state.
+  TEST_CASE("cpu_id_from_raw_unchecked_asserts_the_bound_in_debug_builds" *
+            doctest::skip(vmspace::test::kUnderTsan || kNdebug)) {
+    boot_test_machine();
+    CHECK(CpuId::from_raw_unchecked(kCpus - 1).as_u32() == kCpus - 1);
+    CHECK(vmspace::test::dies_with([] { (void)CpuId::from_raw_unchecked(kCpus); },
+                                   "CpuId 3 out of range (3 CPUs)"));
   }
 
   TEST_CASE("current_cpu_is_per_thread") {
