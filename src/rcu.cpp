@@ -21,6 +21,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -112,16 +113,24 @@ class Rcu {
         queue_.pop_front();
       }
       pending.store(queue_.size(), std::memory_order_relaxed);
+      // Off the queue but not run yet: rcu_barrier must still wait for them.
+      if (!due.empty()) running_.insert(due.front().epoch);
     }
+    if (due.empty()) return 0;
     for (const Callback& c : due) c.deleter(c.object);
     reclaimed.fetch_add(due.size(), std::memory_order_relaxed);
+    {
+      LockGuard<Mutex> g(queue_lock_);
+      running_.erase(running_.find(due.front().epoch));
+    }
     return due.size();
   }
 
-  // True if a callback retired at or before epoch `e` is still queued.
+  // True if a callback retired at or before epoch `e` is queued or still running.
   bool has_pending_up_to(std::uint64_t e) {
     LockGuard<Mutex> g(queue_lock_);
-    return !queue_.empty() && queue_.front().epoch <= e;
+    if (!queue_.empty() && queue_.front().epoch <= e) return true;
+    return !running_.empty() && *running_.begin() <= e;
   }
 
  private:
@@ -154,6 +163,9 @@ class Rcu {
   Registry registry_ VMS_GUARDED_BY(registry_lock_);
   Mutex queue_lock_;
   std::deque<Callback> queue_ VMS_GUARDED_BY(queue_lock_);
+  // The oldest epoch of each batch that run_due took off the queue and is still running
+  // (queue epochs are non-decreasing, so a batch's first callback has its oldest epoch).
+  std::multiset<std::uint64_t> running_ VMS_GUARDED_BY(queue_lock_);
   std::once_flag reclaimer_once_;
   std::atomic<bool> reclaimer_started_{false};
   std::mutex wake_lock_;

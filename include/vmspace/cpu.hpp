@@ -14,6 +14,7 @@
 #include <optional>
 #include <ostream>
 
+#include <vmspace/assert.hpp>
 #include <vmspace/result.hpp>
 
 namespace vmspace {
@@ -28,7 +29,7 @@ class CpuId {
   static Result<CpuId> try_from(std::uint32_t raw);
   // Unchecked construction for callers that already validated `raw` (e.g. iterating
   // 0..num_cpus()). Debug builds assert the bound.
-  static CpuId from_raw_unchecked(std::uint32_t raw) noexcept { return CpuId(raw); }
+  static CpuId from_raw_unchecked(std::uint32_t raw) noexcept;
 
   constexpr std::uint32_t as_u32() const noexcept { return raw_; }
   // IdSet support (id_set.hpp): the number of distinct ids and the dense index.
@@ -48,6 +49,11 @@ std::ostream& operator<<(std::ostream& os, CpuId id);
 
 // The number of emulated CPUs (fixed after boot; boots with defaults on first use).
 std::uint32_t num_cpus();
+
+inline CpuId CpuId::from_raw_unchecked(std::uint32_t raw) noexcept {
+  VMS_DEBUG_ASSERT(raw < num_cpus(), "CpuId {} out of range ({} CPUs)", raw, num_cpus());
+  return CpuId(raw);
+}
 
 // The CPU the calling thread is bound to, or nullopt in kernel context (unbound).
 std::optional<CpuId> current_cpu() noexcept;

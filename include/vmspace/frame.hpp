@@ -72,6 +72,9 @@ class VmIoOps {
   Result<void> write_bytes(std::size_t offset, std::span<const std::byte> in) const noexcept {
     return detail::io_write_bytes(self().paddr(), self().size(), offset, in);
   }
+  // Typed forms of read_bytes / write_bytes, with the same errors. OSTD's read_val/write_val
+  // report InvalidArgs when offset + sizeof(T) wraps; we report Overflow, as every other
+  // VmIo method does.
   template <Pod T>
   Result<T> read_val(std::size_t offset) const noexcept {
     T v{};

@@ -84,7 +84,9 @@ class RcuDrop {
   RcuDrop& operator=(RcuDrop&& o) noexcept {
     if (this != &o) {
       retire();
-      value_ = std::move(o.value_);
+      // value_ is empty now: construct in place, so T needs no move assignment (the class
+      // only requires a nothrow move constructor).
+      if (o.value_) value_.emplace(std::move(*o.value_));
       o.value_.reset();
     }
     return *this;
