@@ -30,7 +30,7 @@ std::optional<CpuId> current_cpu() noexcept { return t_bound_cpu; }
 Result<CpuBinding> CpuBinding::bind(CpuId cpu) {
   ensure_booted();
   if (cpu.as_u32() >= num_cpus()) return err(Error::InvalidArgs);
-  if (t_bound_cpu.has_value()) return err(Error::InvalidArgs);
+  if (t_bound_cpu.has_value() || in_atomic_mode()) return err(Error::InvalidArgs);
   bool expected = false;
   if (!detail::per_cpu(cpu.as_u32()).bound.compare_exchange_strong(
           expected, true, std::memory_order_acquire, std::memory_order_relaxed)) {

@@ -71,6 +71,9 @@ class Rcu {
   // Advances the epoch if every reader has seen the current one. Returns the epoch after.
   std::uint64_t try_advance() {
     LockGuard<Mutex> g(registry_lock_);
+    // Pairs with the reader-side barrier: either we see a reader's published epoch, or the
+    // reader sees every unlink that happened before this scan.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
     std::uint64_t e = epoch.load(std::memory_order_seq_cst);
     for (ThreadRecord& r : registry_) {
       std::uint64_t l = r.local_epoch.load(std::memory_order_seq_cst);
@@ -203,7 +206,13 @@ DisabledPreemptGuard::DisabledPreemptGuard() : cpu_(vmspace::current_cpu()) {
   if (t_nesting++ == 0) {
     ThreadRecord& r = my_record();
     // seq_cst store: the full fence orders this publish before every later pointer load.
-    r.local_epoch.store(rcu().epoch.load(std::memory_order_seq_cst), std::memory_order_seq_cst);
+    // The publish must be ordered before this section's later loads (store-load order). An
+    // RMW is a full barrier on x86; the C++ model asks for a seq_cst fence pairing with the one
+    // in try_advance, which other architectures get explicitly.
+    r.local_epoch.exchange(rcu().epoch.load(std::memory_order_seq_cst), std::memory_order_seq_cst);
+#if !defined(__x86_64__) && !defined(__i386__)
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+#endif
   }
 }
 

@@ -15,6 +15,7 @@
 #include <ostream>
 
 #include <vmspace/assert.hpp>
+#include <vmspace/id_set.hpp>
 #include <vmspace/result.hpp>
 
 namespace vmspace {
@@ -68,7 +69,8 @@ class [[nodiscard]] CpuBinding {
  public:
   // Binds the calling thread to `cpu`.
   // Errors: Busy if another thread is bound to `cpu`; InvalidArgs if the calling thread is
-  // already bound to a CPU (including `cpu` itself). Nothing changes on error.
+  // already bound to a CPU (including `cpu` itself) or is in atomic mode (a guard taken while
+  // unbound would otherwise pin a CPU it never saw). Nothing changes on error.
   static Result<CpuBinding> bind(CpuId cpu);
   // Binds to the lowest-numbered free CPU. Errors: Busy if every CPU is taken;
   // InvalidArgs if the calling thread is already bound.
@@ -89,5 +91,9 @@ class [[nodiscard]] CpuBinding {
   CpuId cpu_;
   bool active_;
 };
+
+// Sets of CPUs (OSTD's CpuSet / AtomicCpuSet; id_set.hpp).
+using CpuSet = IdSet<CpuId>;
+using AtomicCpuSet = AtomicIdSet<CpuId>;
 
 }  // namespace vmspace

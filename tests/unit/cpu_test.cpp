@@ -216,6 +216,21 @@ TEST_SUITE("unit") {
     CHECK(bind_error_elsewhere(cpu(1)) == std::nullopt);
   }
 
+  // Regression: a guard taken while unbound recorded no CPU, yet binding afterwards pinned the
+  // new binding to that guard's section; binding in atomic mode is now refused.
+  TEST_CASE("binding_in_atomic_mode_is_refused") {
+    boot_test_machine();
+    {
+      auto guard = disable_preempt();
+      CHECK(error_of(CpuBinding::bind(cpu(0))) == Error::InvalidArgs);
+      CHECK(error_of(CpuBinding::bind_any()) == Error::InvalidArgs);
+      CHECK_FALSE(current_cpu().has_value());
+    }
+    CHECK(bind_error_elsewhere(cpu(0)) == std::nullopt);
+    auto binding = CpuBinding::bind(cpu(0));
+    CHECK(binding.has_value());
+  }
+
   TEST_CASE("bind_any_picks_the_lowest_free_cpu") {
     boot_test_machine();
     BoundThread one([] { return CpuBinding::bind(CpuId::try_from(1).value()); });
