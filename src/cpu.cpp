@@ -42,7 +42,7 @@ Result<CpuBinding> CpuBinding::bind(CpuId cpu) {
 
 Result<CpuBinding> CpuBinding::bind_any() {
   ensure_booted();
-  if (t_bound_cpu.has_value()) return err(Error::InvalidArgs);
+  if (t_bound_cpu.has_value() || in_atomic_mode()) return err(Error::InvalidArgs);
   for (std::uint32_t i = 0; i < num_cpus(); ++i) {
     auto b = bind(CpuId::from_raw_unchecked(i));
     if (b) return b;

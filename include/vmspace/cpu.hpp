@@ -73,7 +73,7 @@ class [[nodiscard]] CpuBinding {
   // unbound would otherwise pin a CPU it never saw). Nothing changes on error.
   static Result<CpuBinding> bind(CpuId cpu);
   // Binds to the lowest-numbered free CPU. Errors: Busy if every CPU is taken;
-  // InvalidArgs if the calling thread is already bound.
+  // InvalidArgs if the calling thread is already bound or in atomic mode.
   static Result<CpuBinding> bind_any();
 
   CpuBinding(CpuBinding&& other) noexcept;
