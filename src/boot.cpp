@@ -160,7 +160,7 @@ Result<void> build_machine(const BootConfig& config) {
 
 namespace detail {
 Machine& machine() noexcept {
-  VMS_DEBUG_ASSERT(g_booted.load(std::memory_order_relaxed), "machine not booted");
+  VMS_DEBUG_ASSERT(g_booted.load(std::memory_order_relaxed) || t_booting, "machine not booted");
   return g_machine;
 }
 }  // namespace detail

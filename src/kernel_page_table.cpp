@@ -81,6 +81,11 @@ Result<void> init_kernel_page_table() {
     }
   }
   g_kernel_pt = new PageTable<KernelPtConfig>(std::move(*pt));
+  // Every CPU starts on the kernel table (OSTD's activate_kernel_page_table at CPU bring-up).
+  Machine& m = machine();
+  for (std::uint32_t i = 0; i < m.config.num_cpus; ++i) {
+    m.cpus[i].current_root.store(g_kernel_pt->root_paddr(), std::memory_order_release);
+  }
   return {};
 }
 

@@ -9,6 +9,12 @@
 #include <vmspace/boot.hpp>
 #include <vmspace/frame_allocator.hpp>
 
+#include "tlb_impl.hpp"
+
+namespace vmspace {
+class VmSpace;
+}
+
 namespace vmspace::detail {
 
 // State that belongs to one emulated CPU. Owned by the machine; accessed by the thread bound
@@ -17,6 +23,13 @@ struct PerCpu {
   // Set while a thread is bound to this CPU (acquire on bind, release on unbind, so the next
   // thread to bind sees everything the previous one did to the per-CPU state).
   std::atomic<bool> bound{false};
+  // The user space activated on this CPU (null: only the kernel table). Bound thread only.
+  std::shared_ptr<VmSpace> active;
+  // The root the CPU translates through ("CR3"): the active space's root or the kernel root.
+  // Written by the bound thread, readable by anyone.
+  std::atomic<Paddr> current_root{0};
+  // The software TLB (see tlb_impl.hpp for who may touch what).
+  Tlb tlb;
 };
 
 struct Machine {

@@ -1,0 +1,40 @@
+// IoMem: a claimed range of device (I/O) physical memory that can be mapped into user space
+// untracked (OSTD `io/io_mem`, API subset used by VmSpace::map_iomem).
+//
+// Emulated RAM is [0, max_paddr()); device memory lives above it. An IoMem handle is shared
+// (copies refer to the same claim); the claim ends when the last handle is dropped, after which
+// the range may be acquired again. Accesses to device memory through fallible user readers and
+// writers fault (there is no device behind the addresses): mapping it exercises the page-table
+// and lifetime rules, not device emulation.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+
+#include <vmspace/addr.hpp>
+#include <vmspace/result.hpp>
+
+namespace vmspace {
+
+class IoMem {
+ public:
+  // Claims `range`. Errors: InvalidArgs if it is empty or not 4 KiB-aligned at both ends;
+  // AccessDenied if it overlaps emulated RAM or a range claimed by a live IoMem.
+  static Result<IoMem> acquire(PaRange range);
+
+  Paddr paddr() const noexcept { return range_.start; }
+  std::size_t size() const noexcept { return static_cast<std::size_t>(range_.end - range_.start); }
+  PaRange paddr_range() const noexcept { return range_; }
+
+  // Same claim (not merely the same addresses).
+  friend bool operator==(const IoMem& a, const IoMem& b) noexcept { return a.claim_ == b.claim_; }
+
+ private:
+  struct Claim;
+  IoMem(std::shared_ptr<Claim> claim, PaRange range) noexcept : claim_(std::move(claim)), range_(range) {}
+
+  std::shared_ptr<Claim> claim_;
+  PaRange range_;
+};
+
+}  // namespace vmspace

@@ -1,0 +1,252 @@
+// The software MMU behind fallible readers and writers: translation through the calling CPU's
+// TLB and active page table, the page-by-page copy engine, and user page-fault handling.
+//
+// A translation is valid only inside the RCU read section it was made in: a concurrent unmap may
+// invalidate it at any moment (TLB shootdown runs on the unmapping thread), but the frame it
+// points to is freed only after a grace period. The copy engine therefore translates and copies
+// inside read sections, and leaves the section to run the fault handler.
+#include <vmspace/fault.hpp>
+#include <vmspace/io.hpp>
+#include <vmspace/log.hpp>
+#include <vmspace/meta.hpp>
+#include <vmspace/mutex.hpp>
+#include <vmspace/rcu.hpp>
+#include <vmspace/vm_space.hpp>
+
+#include <atomic>
+#include <memory>
+
+#include "machine.hpp"
+
+namespace vmspace {
+
+namespace {
+
+using Pte = UserPtConfig::Pte;
+using Consts = Pte::Consts;
+
+Mutex g_handler_lock;
+std::shared_ptr<const UserPageFaultHandler> g_handler VMS_GUARDED_BY(g_handler_lock);
+std::atomic<std::uint64_t> g_faults_handled{0};
+std::atomic<std::uint64_t> g_faults_unresolved{0};
+std::atomic<std::uint64_t> g_faults_refused{0};
+
+// Stay at most this many bytes in one read section during a long copy, so grace periods
+// (and with them frame reuse) are not held up by a 64 MiB copy.
+constexpr std::size_t kBytesPerSection = 256 * 1024;
+
+enum class Translate : std::uint8_t { Ok, Fault, Refused };
+
+struct Translation {
+  Translate status;
+  Paddr pa;  // of the byte at the translated address
+};
+
+// Walks the table rooted at `root` for `va` like an MMU: the leaf must be present with R, USER
+// and (for writes) W. Sets ACCESSED (and DIRTY for writes) with a CAS so a concurrent cursor
+// write is never overwritten; retries the walk if the entry changed underneath.
+Translation walk_and_fill(detail::PerCpu& cpu, Paddr root, Vaddr va, bool write) noexcept {
+  const std::uint64_t snapshot = cpu.tlb.begin_fill();
+restart:
+  Paddr node = root;
+  for (PagingLevel level = Consts::kNrLevels; level >= 1; --level) {
+    boost::atomic_ref<std::uint64_t> entry(
+        reinterpret_cast<std::uint64_t*>(paddr_to_vaddr(node))[pte_index<Consts>(va, level)]);
+    std::uint64_t raw = entry.load(boost::memory_order_acquire);
+    if (!Pte::is_present(raw, level)) return {Translate::Fault, 0};
+    if (!Pte::is_leaf(raw, level)) {
+      node = Pte::paddr(raw, level);
+      continue;
+    }
+    const PteScalar s = Pte::decode(raw, level);
+    const PageProperty& p = s.prop;
+    if (!has(p.flags, PageFlags::R) || !has(p.priv_flags, PrivilegedPageFlags::USER) ||
+        (write && !has(p.flags, PageFlags::W))) {
+      return {Translate::Fault, 0};
+    }
+    const std::uint64_t wanted = raw | Pte::kAccessedBit | (write ? Pte::kDirtyBit : 0);
+    if (wanted != raw && !entry.compare_exchange_strong(raw, wanted, boost::memory_order_acq_rel,
+                                                        boost::memory_order_acquire)) {
+      goto restart;
+    }
+    const std::uint64_t size = page_size<Consts>(level);
+    const Paddr pa_page = s.paddr + (va & (size - 1) & ~std::uint64_t{kPageSize - 1});
+    // Device memory (above RAM) has nothing behind it in this emulation.
+    if (pa_page >= max_paddr()) return {Translate::Refused, 0};
+    const bool tracked = !has(p.priv_flags, PrivilegedPageFlags::AVAIL1);
+    const bool dirty = write || (wanted & Pte::kDirtyBit) != 0;
+    std::uint64_t flags = detail::Tlb::kReadable;
+    if (has(p.flags, PageFlags::W) && dirty) flags |= detail::Tlb::kWritable;
+    if (tracked) flags |= detail::Tlb::kTracked;
+    cpu.tlb.fill(va, pa_page, flags, tracked ? frame_generation(pa_page) : 0, snapshot);
+    return {Translate::Ok, pa_page + (va & (kPageSize - 1))};
+  }
+  return {Translate::Fault, 0};
+}
+
+// Translates a user address on the calling CPU. Precondition: inside a read section.
+Translation translate(Vaddr va, bool write) noexcept {
+  if (va >= kMaxUserspaceVaddr) return {Translate::Refused, 0};
+  const auto cpu_id = current_cpu();
+  if (!cpu_id) return {Translate::Refused, 0};
+  detail::PerCpu& cpu = detail::machine().cpus[cpu_id->as_u32()];
+  if (!cpu.active) return {Translate::Refused, 0};
+  if (auto pa = cpu.tlb.lookup(va, write)) return {Translate::Ok, *pa + (va & (kPageSize - 1))};
+  return walk_and_fill(cpu, cpu.current_root.load(std::memory_order_relaxed), va, write);
+}
+
+// Resolves a fault at `va` through the handler. True if the access should be retried.
+// Precondition: outside any read section (the handler may block and take cursors).
+bool handle_fault(Vaddr va, bool write, Translate status) noexcept {
+  const auto cpu_id = current_cpu();
+  if (status == Translate::Refused || !cpu_id) {
+    g_faults_refused.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  std::shared_ptr<const UserPageFaultHandler> handler;
+  {
+    LockGuard<Mutex> g(g_handler_lock);
+    handler = g_handler;
+  }
+  std::shared_ptr<VmSpace> space = detail::machine().cpus[cpu_id->as_u32()].active;
+  if (!handler || !*handler || !space) {
+    g_faults_refused.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  PageFaultInfo info{std::move(space), va, write ? PageFaultAccess::Write : PageFaultAccess::Read, *cpu_id};
+  if ((*handler)(info)) {
+    g_faults_handled.fetch_add(1, std::memory_order_relaxed);
+    return true;
+  }
+  g_faults_unresolved.fetch_add(1, std::memory_order_relaxed);
+  return false;
+}
+
+// Where a chunk of one endpoint lives on the host, and how many bytes stay on that page.
+struct Resolved {
+  Translate status;
+  std::byte* host;
+  std::size_t span;
+};
+
+Resolved resolve(detail::Endpoint e, std::size_t offset, bool write) noexcept {
+  const std::uint64_t addr = e.addr + offset;
+  if (!e.user) return {Translate::Ok, reinterpret_cast<std::byte*>(addr), SIZE_MAX};
+  Translation t = translate(addr, write);
+  if (t.status != Translate::Ok) return {t.status, nullptr, 0};
+  return {Translate::Ok, paddr_to_vaddr(t.pa), kPageSize - (addr & (kPageSize - 1))};
+}
+
+// The shared loop of copy_fallible / zero_fallible (src.addr ignored when zeroing).
+detail::CopyOutcome run_copy(detail::Endpoint dst, const detail::Endpoint* src, std::size_t n) noexcept {
+  std::size_t copied = 0;
+  unsigned retries = 0;
+  Vaddr last_fault = ~Vaddr{0};
+  while (copied < n) {
+    Vaddr fault_va = 0;
+    bool fault_write = false;
+    Translate fault_status = Translate::Ok;
+    {
+      auto guard = disable_preempt();
+      const std::size_t section_end = copied + kBytesPerSection < n ? copied + kBytesPerSection : n;
+      while (copied < section_end) {
+        Resolved s{Translate::Ok, nullptr, SIZE_MAX};
+        if (src != nullptr) {
+          s = resolve(*src, copied, false);
+          if (s.status != Translate::Ok) {
+            fault_va = src->addr + copied;
+            fault_status = s.status;
+            break;
+          }
+        }
+        Resolved d = resolve(dst, copied, true);
+        if (d.status != Translate::Ok) {
+          fault_va = dst.addr + copied;
+          fault_write = true;
+          fault_status = d.status;
+          break;
+        }
+        std::size_t len = n - copied;
+        if (s.span < len) len = s.span;
+        if (d.span < len) len = d.span;
+        if (src != nullptr) {
+          detail::racy_copy(d.host, s.host, len);
+        } else {
+          detail::racy_zero(d.host, len);
+        }
+        copied += len;
+      }
+    }
+    if (fault_status == Translate::Ok) continue;
+    retries = fault_va == last_fault ? retries + 1 : 0;
+    last_fault = fault_va;
+    if (retries >= kMaxFaultRetries) {
+      logger().warn("page fault at {:#x} still unresolved after {} handler successes; giving up",
+                    fault_va, retries);
+      g_faults_unresolved.fetch_add(1, std::memory_order_relaxed);
+      return {copied, true};
+    }
+    if (!handle_fault(fault_va, fault_write, fault_status)) return {copied, true};
+  }
+  return {copied, false};
+}
+
+// Runs `op(host pointer)` on the u32 at `at` (translated for writing if `write`), resolving
+// faults through the handler. Errors: PageFault.
+template <class Op>
+Result<std::uint32_t> atomic_at(detail::Endpoint at, bool write, Op&& op) noexcept {
+  unsigned retries = 0;
+  for (;;) {
+    Translate status;
+    {
+      auto guard = disable_preempt();
+      Resolved r = resolve(at, 0, write);
+      if (r.status == Translate::Ok) return op(reinterpret_cast<std::uint32_t*>(r.host));
+      status = r.status;
+    }
+    if (++retries > kMaxFaultRetries || !handle_fault(at.addr, write, status)) return err(Error::PageFault);
+  }
+}
+
+}  // namespace
+
+UserPageFaultHandler inject_user_page_fault_handler(UserPageFaultHandler handler) {
+  std::shared_ptr<const UserPageFaultHandler> next;
+  if (handler) next = std::make_shared<const UserPageFaultHandler>(std::move(handler));
+  std::shared_ptr<const UserPageFaultHandler> prev;
+  {
+    LockGuard<Mutex> g(g_handler_lock);
+    prev = std::exchange(g_handler, std::move(next));
+  }
+  return prev ? *prev : UserPageFaultHandler();
+}
+
+FaultStats fault_stats() noexcept {
+  return FaultStats{g_faults_handled.load(std::memory_order_relaxed),
+                    g_faults_unresolved.load(std::memory_order_relaxed),
+                    g_faults_refused.load(std::memory_order_relaxed)};
+}
+
+namespace detail {
+
+CopyOutcome copy_fallible(Endpoint dst, Endpoint src, std::size_t n) noexcept { return run_copy(dst, &src, n); }
+
+CopyOutcome zero_fallible(Endpoint dst, std::size_t n) noexcept { return run_copy(dst, nullptr, n); }
+
+Result<std::uint32_t> atomic_load_u32(Endpoint at) noexcept {
+  return atomic_at(at, false, [](std::uint32_t* p) -> Result<std::uint32_t> {
+    return __atomic_load_n(p, __ATOMIC_RELAXED);
+  });
+}
+
+Result<std::uint32_t> atomic_cmpxchg_u32(Endpoint at, std::uint32_t expected, std::uint32_t desired) noexcept {
+  return atomic_at(at, true, [&](std::uint32_t* p) -> Result<std::uint32_t> {
+    std::uint32_t prev = expected;
+    __atomic_compare_exchange_n(p, &prev, desired, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+    return prev;
+  });
+}
+
+}  // namespace detail
+
+}  // namespace vmspace
