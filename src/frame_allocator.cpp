@@ -9,6 +9,7 @@
 // without racing on the storage bytes. LinkedList ids stay below kCacheTag.
 #include <vmspace/cpu.hpp>
 #include <vmspace/frame_allocator.hpp>
+#include <vmspace/frame_list.hpp>
 #include <vmspace/log.hpp>
 #include <vmspace/mutex.hpp>
 
@@ -29,6 +30,8 @@ namespace bi = boost::intrusive;
 constexpr std::uint64_t kBuddyTag = std::uint64_t{1} << 63;
 constexpr std::uint64_t kCacheTag = std::uint64_t{1} << 62;
 constexpr std::uint64_t kOrderMask = 0xff;
+// A LinkedList member's in_list (its list id) must never look like a free-block tag.
+static_assert(detail::kMaxFrameListId <= kCacheTag && kCacheTag < kBuddyTag);
 constexpr unsigned kMaxOrder = BuddyFrameAllocator::kMaxOrder;
 constexpr unsigned kMaxCachedOrder = BuddyFrameAllocator::kMaxCachedOrder;
 // Cache capacity per cached order (blocks). Refill and drain move half of it.
