@@ -80,9 +80,9 @@ class Link {
   explicit Link(M meta) noexcept(std::is_nothrow_move_constructible_v<M>) : meta_(std::move(meta)) {
     check_layout();
   }
+  // Builds M in place from `args` (brace-initialised if M is an aggregate).
   template <class... Args>
-  explicit Link(std::in_place_t, Args&&... args) noexcept(std::is_nothrow_constructible_v<M, Args...>)
-      : meta_(std::forward<Args>(args)...) {
+  explicit Link(std::in_place_t, Args&&... args) : meta_(make_meta(std::forward<Args>(args)...)) {
     check_layout();
   }
   // Moving a Link moves the metadata; the new Link is on no list.
@@ -110,6 +110,15 @@ class Link {
 
  private:
   friend class LinkedList<M>;
+
+  template <class... Args>
+  static M make_meta(Args&&... args) {
+    if constexpr (std::is_aggregate_v<M>) {
+      return M{std::forward<Args>(args)...};
+    } else {
+      return M(std::forward<Args>(args)...);
+    }
+  }
 
   static constexpr void check_layout() noexcept {
     static_assert(sizeof(Link) <= kFrameMetadataMaxSize,

@@ -435,10 +435,10 @@ TEST_SUITE("unit") {
         {1, kPageSize},                     // misaligned
         {0, kPageSize + 1},
     };
-    for (auto [start, end] : bad) {
-      CAPTURE(start);
-      CAPTURE(end);
-      auto r = segment->slice(start, end);
+    for (const auto& range : bad) {
+      CAPTURE(range.first);
+      CAPTURE(range.second);
+      auto r = segment->slice(range.first, range.second);
       REQUIRE_FALSE(r.has_value());
       CHECK(r.error() == Error::InvalidArgs);
     }
