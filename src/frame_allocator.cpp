@@ -177,7 +177,10 @@ struct BuddyFrameAllocator::Impl {
     while (order < kMaxOrder) {
       const Paddr buddy = pa ^ block_bytes(order);
       // Only a buddy in this instance's lists may be merged.
-      if (buddy + block_bytes(order) > max_paddr() || in_list_word(buddy) != (kBuddyTag | owner | order)) break;
+      if (buddy + block_bytes(order) > max_paddr() ||
+          in_list_word(buddy) != (kBuddyTag | owner | order)) {
+        break;
+      }
       auto* b = std::launder(static_cast<FreeBlock*>(meta_slot(buddy)->meta_ptr()));
       unlink_block(*b, order);
       pa = std::min(pa, buddy);

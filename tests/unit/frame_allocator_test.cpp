@@ -225,7 +225,8 @@ TEST_SUITE("unit") {
     CHECK_FALSE(a.alloc(FrameLayout{kPageSize, 0}).has_value());
     CHECK_FALSE(a.alloc(FrameLayout{kPageSize, std::size_t{1} << 63}).has_value());
     CHECK_FALSE(a.alloc(FrameLayout{~std::size_t{0} & ~(kPageSize - 1), kPageSize}).has_value());
-    CHECK_FALSE(a.alloc(FrameLayout{kPageSize << (BuddyFrameAllocator::kMaxOrder + 1), kPageSize}).has_value());
+    const std::size_t too_big = kPageSize << (BuddyFrameAllocator::kMaxOrder + 1);
+    CHECK_FALSE(a.alloc(FrameLayout{too_big, kPageSize}).has_value());
   }
 
   TEST_CASE("stats_add_up") {
@@ -475,7 +476,8 @@ TEST_SUITE("unit") {
   TEST_CASE("dealloc_of_an_invalid_range_aborts" * doctest::skip(vmspace::test::kUnderTsan)) {
     CHECK(vmspace::test::dies_with([] { global_frame_allocator().dealloc(kPageSize + 1, kPageSize); },
                                    "invalid range"));
-    CHECK(vmspace::test::dies_with([] { global_frame_allocator().dealloc(max_paddr() - kPageSize, 2 * kPageSize); },
+    CHECK(vmspace::test::dies_with(
+        [] { global_frame_allocator().dealloc(max_paddr() - kPageSize, 2 * kPageSize); },
                                    "invalid range"));
     CHECK(vmspace::test::dies_with([] { global_frame_allocator().dealloc(kPageSize, 0); }, "invalid range"));
   }

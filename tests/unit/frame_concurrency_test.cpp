@@ -225,7 +225,9 @@ TEST_SUITE("unit") {
       unique->meta_mut().value += 1;
       handle.emplace(std::move(*unique).into_frame());
       // Enough wins: let the readers catch up instead of spinning.
-      if (unique_wins >= static_cast<std::uint64_t>(rounds)) std::this_thread::sleep_for(std::chrono::microseconds(10));
+      if (unique_wins >= static_cast<std::uint64_t>(rounds)) {
+        std::this_thread::sleep_for(std::chrono::microseconds(10));
+      }
     }
     stop.store(true);
     for (auto& t : readers) t.join();

@@ -135,7 +135,8 @@ TEST_SUITE("unit") {
     auto unique = UniqueFrame<MockFrameMeta>::from_unused(take_unused_frame(), MockFrameMeta{5});
     REQUIRE(unique.has_value());
     const SlotBytes before = slot_bytes(unique->paddr());
-    CHECK(Frame<MockFrameMeta>::from_unused(unique->paddr(), MockFrameMeta{}).error() == GetFrameError::Unique);
+    CHECK(Frame<MockFrameMeta>::from_unused(unique->paddr(), MockFrameMeta{}).error() ==
+          GetFrameError::Unique);
     CHECK(slot_bytes(unique->paddr()) == before);
   }
 
@@ -162,15 +163,16 @@ TEST_SUITE("unit") {
   TEST_CASE("segment_from_unused_rejects_bad_ranges") {
     FreeBytesUnchanged no_leak;
     auto meta = [](Paddr) { return NoMeta{}; };
-    CHECK(Segment<NoMeta>::from_unused(PaRange{kPageSize, kPageSize}, meta).error() == GetFrameError::EmptyRange);
+    CHECK(Segment<NoMeta>::from_unused(PaRange{kPageSize, kPageSize}, meta).error() ==
+          GetFrameError::EmptyRange);
     CHECK(Segment<NoMeta>::from_unused(PaRange{2 * kPageSize, kPageSize}, meta).error() ==
           GetFrameError::EmptyRange);
     CHECK(Segment<NoMeta>::from_unused(PaRange{kPageSize + 1, 2 * kPageSize}, meta).error() ==
           GetFrameError::NotAligned);
     CHECK(Segment<NoMeta>::from_unused(PaRange{kPageSize, 2 * kPageSize + 1}, meta).error() ==
           GetFrameError::NotAligned);
-    CHECK(Segment<NoMeta>::from_unused(PaRange{max_paddr() - kPageSize, max_paddr() + kPageSize}, meta).error() ==
-          GetFrameError::OutOfBound);
+    const PaRange past_the_end{max_paddr() - kPageSize, max_paddr() + kPageSize};
+    CHECK(Segment<NoMeta>::from_unused(past_the_end, meta).error() == GetFrameError::OutOfBound);
   }
 
   TEST_CASE("segment_from_unused_stops_at_the_first_in_use_frame_and_drops_what_it_took") {
