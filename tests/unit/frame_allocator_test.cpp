@@ -412,6 +412,22 @@ TEST_SUITE("unit") {
       CHECK(reclaim_all(local, PaRange{*q, *q + k2M}) == k2M);
     }
     global_frame_allocator().dealloc(*q, k2M);
+
+    // The other way round: the global allocator frees a block whose buddy is free in a
+    // private allocator.
+    auto r = global_frame_allocator().alloc(FrameLayout{2 * k2M, 2 * k2M});
+    REQUIRE(r.has_value());
+    {
+      BuddyFrameAllocator local(num_cpus());
+      local.add_free_memory(*r, k2M);
+      const Stats global_mid = drained_stats();
+      global_frame_allocator().dealloc(*r + k2M, k2M);
+      const Stats global_after = drained_stats();
+      CHECK(global_after.free_frames == global_mid.free_frames + k2M / kPageSize);
+      CHECK(nonzero_orders(drained_stats(local)) == Orders{{9, 1}});
+      CHECK(reclaim_all(local, PaRange{*r, *r + k2M}) == k2M);
+    }
+    global_frame_allocator().dealloc(*r, k2M);
   }
 
   // ---- misuse ----
