@@ -39,8 +39,7 @@ void drop_last(MetaSlot* slot) noexcept {
   slot->vtable = nullptr;
   // A new incarnation starts when the frame is next taken into use; bump the counter before
   // the frame can be reallocated so that stale users can tell.
-  boost::atomic_ref<std::uint32_t>(g_frame_generation[pa >> kPageShift])
-      .fetch_add(1, boost::memory_order_release);
+  bump_frame_generation(pa);
   slot->ref_count_ref().store(kRefCountUnused, boost::memory_order_release);
   g_allocator.load(std::memory_order_acquire)->dealloc(pa, kPageSize);
 }

@@ -2,17 +2,21 @@
 //
 // Free-block bookkeeping lives in the MetaSlots of the blocks' first frames:
 //   buddy-list block head: ref_count = UNIQUE, vtable = FreeBlock, storage = FreeBlock (list
-//                          hook), in_list = kBuddyTag | order
-//   cached block head:     ref_count = UNIQUE, vtable = FreeBlock, in_list = kCacheTag | order
+//                          hook), in_list = kBuddyTag | owner | order
+//   cached block head:     ref_count = UNIQUE, vtable = FreeBlock, in_list = kCacheTag | owner | order
 //   every other free frame and every allocated frame: ref_count = UNUSED, in_list = 0
 // in_list is read atomically, so other threads can ask "is this a free head of order k?"
-// without racing on the storage bytes. LinkedList ids stay below kCacheTag.
+// without racing on the storage bytes. LinkedList ids stay below kCacheTag. `owner` (bits
+// 8..61) identifies the allocator instance: several instances may manage parts of the same
+// physical memory, and one must never merge a block with a free buddy that another owns.
 #include <vmspace/cpu.hpp>
 #include <vmspace/frame_allocator.hpp>
+#include <vmspace/frame_list.hpp>
 #include <vmspace/log.hpp>
 #include <vmspace/mutex.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <bit>
 #include <memory>
 
@@ -29,6 +33,10 @@ namespace bi = boost::intrusive;
 constexpr std::uint64_t kBuddyTag = std::uint64_t{1} << 63;
 constexpr std::uint64_t kCacheTag = std::uint64_t{1} << 62;
 constexpr std::uint64_t kOrderMask = 0xff;
+constexpr unsigned kOwnerShift = 8;
+constexpr std::uint64_t kMaxOwner = std::uint64_t{1} << (62 - kOwnerShift);
+// A LinkedList member's in_list (its list id) must never look like a free-block tag.
+static_assert(detail::kMaxFrameListId <= kCacheTag && kCacheTag < kBuddyTag);
 constexpr unsigned kMaxOrder = BuddyFrameAllocator::kMaxOrder;
 constexpr unsigned kMaxCachedOrder = BuddyFrameAllocator::kMaxCachedOrder;
 // Cache capacity per cached order (blocks). Refill and drain move half of it.
@@ -50,7 +58,21 @@ MetaSlot* slot_of(FreeBlock* b) noexcept {
   return reinterpret_cast<MetaSlot*>(reinterpret_cast<std::byte*>(b) - offsetof(MetaSlot, storage));
 }
 
-// The tag word of a head slot, or 0 if `pa` is not a free-block head.
+// The owner bits of a new allocator instance.
+std::uint64_t next_owner_tag() noexcept {
+  static std::atomic<std::uint64_t> next_owner{1};
+  const std::uint64_t owner = next_owner.fetch_add(1, std::memory_order_relaxed);
+  if (owner >= kMaxOwner) VMS_PANIC("frame allocator: too many allocator instances ({})", owner);
+  return owner << kOwnerShift;
+}
+
+// The whole in_list word of the slot at `pa` (0 beyond physical memory).
+std::uint64_t in_list_word(Paddr pa) noexcept {
+  if (pa >= max_paddr()) return 0;
+  return meta_slot(pa)->in_list_ref().load(boost::memory_order_acquire);
+}
+
+// The tag and order of a head slot (of any allocator), or 0 if `pa` is not a free-block head.
 std::uint64_t head_tag(Paddr pa) noexcept {
   if (pa >= max_paddr()) return 0;
   return meta_slot(pa)->in_list_ref().load(boost::memory_order_acquire) & (kBuddyTag | kCacheTag | kOrderMask);
@@ -104,9 +126,12 @@ struct Cache {
 }  // namespace
 
 struct BuddyFrameAllocator::Impl {
-  explicit Impl(std::uint32_t ncpus) : ncpus(ncpus), cpu_caches(std::make_unique<Cache[]>(ncpus)) {}
+  explicit Impl(std::uint32_t ncpus)
+      : ncpus(ncpus), owner(next_owner_tag()), cpu_caches(std::make_unique<Cache[]>(ncpus)) {}
 
   const std::uint32_t ncpus;
+  // This instance's owner bits in the in_list words of its free-block heads.
+  const std::uint64_t owner;
   std::unique_ptr<Cache[]> cpu_caches;
   Cache shared_cache;
 
@@ -129,7 +154,7 @@ struct BuddyFrameAllocator::Impl {
     auto* b = ::new (s->meta_ptr()) FreeBlock();
     s->vtable = meta_vtable<FreeBlock>();
     s->ref_count_ref().store(kRefCountUnique, boost::memory_order_relaxed);
-    s->in_list_ref().store(kBuddyTag | order, boost::memory_order_release);
+    s->in_list_ref().store(kBuddyTag | owner | order, boost::memory_order_release);
     lists[order].push_front(*b);
     ++list_len[order];
     buddy_free_frames.fetch_add(std::uint64_t{1} << order, std::memory_order_relaxed);
@@ -151,7 +176,11 @@ struct BuddyFrameAllocator::Impl {
     check_block_is_not_free(pa, order, "frame allocator");
     while (order < kMaxOrder) {
       const Paddr buddy = pa ^ block_bytes(order);
-      if (buddy + block_bytes(order) > max_paddr() || head_tag(buddy) != (kBuddyTag | order)) break;
+      // Only a buddy in this instance's lists may be merged.
+      if (buddy + block_bytes(order) > max_paddr() ||
+          in_list_word(buddy) != (kBuddyTag | owner | order)) {
+        break;
+      }
       auto* b = std::launder(static_cast<FreeBlock*>(meta_slot(buddy)->meta_ptr()));
       unlink_block(*b, order);
       pa = std::min(pa, buddy);
@@ -177,11 +206,11 @@ struct BuddyFrameAllocator::Impl {
 
   // --- per-CPU caches ---
 
-  static void mark_cached(Paddr pa, unsigned order) noexcept {
+  void mark_cached(Paddr pa, unsigned order) const noexcept {
     MetaSlot* s = meta_slot(pa);
     s->vtable = meta_vtable<FreeBlock>();
     s->ref_count_ref().store(kRefCountUnique, boost::memory_order_relaxed);
-    s->in_list_ref().store(kCacheTag | order, boost::memory_order_release);
+    s->in_list_ref().store(kCacheTag | owner | order, boost::memory_order_release);
   }
   static void unmark_cached(Paddr pa) noexcept {
     MetaSlot* s = meta_slot(pa);

@@ -278,8 +278,9 @@ class FrameRef {
   Frame<M> to_owned() const noexcept { return frame_; }
   Paddr paddr() const noexcept { return frame_.paddr(); }
 
+  // Same frame. (A friend of FrameRef is no friend of Frame: use the public slot().)
   friend bool operator==(const FrameRef& a, const FrameRef& b) noexcept {
-    return a.frame_.slot_ == b.frame_.slot_;
+    return a.frame_.slot() == b.frame_.slot();
   }
 
  private:

@@ -191,6 +191,15 @@ inline std::uint32_t frame_generation(Paddr pa) noexcept {
       .load(boost::memory_order_acquire);
 }
 
+namespace detail {
+// Starts a new incarnation of the frame at `pa`. Called whenever a frame becomes unused, before
+// the UNUSED store that lets it be reused.
+inline void bump_frame_generation(Paddr pa) noexcept {
+  boost::atomic_ref<std::uint32_t>(g_frame_generation[pa >> kPageShift])
+      .fetch_add(1, boost::memory_order_release);
+}
+}  // namespace detail
+
 // A borrowed view of a frame's metadata whose type is only known at run time.
 class DynMeta {
  public:

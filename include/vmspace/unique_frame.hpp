@@ -70,12 +70,15 @@ class UniqueFrame : public FrameIoBase<UniqueFrame<M>, M> {
     return UniqueFrame<M1>(slot);
   }
 
-  // Destroys the metadata and marks the frame unused WITHOUT returning it to the allocator
-  // (for allocators and tests that own the memory themselves).
+  // Runs on_drop, destroys the metadata and marks the frame unused WITHOUT returning it to the
+  // allocator (for allocators and tests that own the memory themselves). The slot ends as after
+  // a last drop: UNUSED, no vtable, a new generation.
   void reset_as_unused() && noexcept {
     MetaSlot* slot = std::exchange(slot_, nullptr);
     slot->ref_count_ref().store(0, boost::memory_order_relaxed);
     drop_meta(slot);
+    slot->vtable = nullptr;
+    detail::bump_frame_generation(slot_paddr(slot));
     slot->ref_count_ref().store(kRefCountUnused, boost::memory_order_release);
   }
 
