@@ -24,6 +24,9 @@ MetaSlot* g_meta_base = nullptr;
 Paddr g_max_paddr = 0;
 std::uint32_t* g_frame_generation = nullptr;
 std::atomic<GlobalFrameAllocator*> g_allocator{nullptr};
+#ifdef VMSPACE_HANDLE_LEDGER
+std::int64_t* g_handle_ledger = nullptr;
+#endif
 }  // namespace detail
 
 namespace {
@@ -135,6 +138,10 @@ Result<void> build_machine(const BootConfig& config) {
     m.meta[i].in_list = 0;
   }
   m.cpus = std::make_unique<detail::PerCpu[]>(config.num_cpus);
+#ifdef VMSPACE_HANDLE_LEDGER
+  detail::g_handle_ledger = static_cast<std::int64_t*>(map_anonymous(nframes * sizeof(std::int64_t)));
+  VMS_ASSERT(detail::g_handle_ledger != nullptr, "cannot reserve the handle ledger");
+#endif
 
   detail::g_phys_base = m.phys;
   detail::g_meta_base = m.meta;
