@@ -47,6 +47,7 @@
 #include <vmspace/detail/node_lock.hpp>
 #include <vmspace/frame.hpp>
 #include <vmspace/frame_allocator.hpp>
+#include <vmspace/mutation.hpp>
 #include <vmspace/page_table_config.hpp>
 #include <vmspace/rcu.hpp>
 #include <vmspace/result.hpp>
@@ -463,6 +464,10 @@ class Cursor {
       auto root = traverse_and_lock_subtree_root(wait);
       if (!root) return err(root.error());
       if (!*root) continue;  // the node went stray: retry from the root
+      if (testing::mutated(testing::Mutation::SkipPhase2Locks)) {
+        level_ = guard_level_;
+        return {};
+      }
       auto r = acquire_children(Node{path_[guard_level_ - 1]}, guard_level_, barrier_, wait);
       if (!r) {
         Node{path_[guard_level_ - 1]}.unlock();
@@ -494,7 +499,7 @@ class Cursor {
       if (!F::is_present(raw, level)) {
         if (!held) {
           if (auto r = node.lock(wait); r != detail::LockResult::Acquired) return err(lock_error(r).error());
-          if (node.meta().stray) {
+          if (node.meta().stray && !testing::mutated(testing::Mutation::SkipStrayCheck)) {
             node.unlock();
             return false;
           }
@@ -529,7 +534,7 @@ class Cursor {
     if (!held) {
       if (auto r = root.lock(wait); r != detail::LockResult::Acquired) return err(lock_error(r).error());
     }
-    if (root.meta().stray) {
+    if (root.meta().stray && !testing::mutated(testing::Mutation::SkipStrayCheck)) {
       root.unlock();
       return false;
     }
@@ -587,6 +592,27 @@ class Cursor {
   // parents, higher indices first: the exact reverse of acquisition.
   void release_subtree(Paddr pa, PagingLevel level, VaRange range) noexcept {
     const Node node{pa};
+    if (testing::mutated(testing::Mutation::SkipPhase2Locks)) {
+      // Only the sub-tree root was locked (and nodes this cursor created: those stay locked,
+      // which is part of the damage the mutation does).
+      if (detail::node_locked_by_me(node.meta().lock)) node.unlock();
+      return;
+    }
+    if (testing::mutated(testing::Mutation::UnlockWrongOrder)) {
+      node.unlock();  // parent first, then walk a tree others may already be changing
+      if (level > 1) {
+        const std::size_t s = pte_index<Consts>(range.start, level);
+        const std::size_t e = pte_index<Consts>(range.end - 1, level);
+        for (std::size_t j = s; j <= e; ++j) {
+          const std::uint64_t raw = node.load_acquire(j);
+          if (!detail::is_pt_entry<C>(raw, level)) continue;
+          // Whatever node is there now gets unlocked — possibly one another cursor created and
+          // holds (debug builds abort on that in node_unlock; release builds corrupt silently).
+          release_subtree(F::paddr(raw, level), static_cast<PagingLevel>(level - 1), clip(range, level, j));
+        }
+      }
+      return;
+    }
     if (level > 1) {
       const std::size_t e = pte_index<Consts>(range.end - 1, level);
       release_children_before(node, level, range, e + 1);
