@@ -727,6 +727,7 @@ class CursorMut : public Cursor<C> {
     } else {
       ++node.meta().nr_children;
     }
+    check_after_op(node, level, idx, PteScalar::mapped(owned.paddr, owned.prop));
     this->move_past_entry();
     return {};
   }
@@ -755,6 +756,7 @@ class CursorMut : public Cursor<C> {
     const Vaddr va = this->va_;
     const std::uint64_t old = node.entry(idx).exchange(0, boost::memory_order_release);
     --node.meta().nr_children;
+    check_after_op(node, level, idx, PteScalar::absent());
     this->move_past_entry();
     if (detail::is_pt_entry<C>(old, level)) {
       const Paddr child = F::paddr(old, level);
@@ -816,11 +818,39 @@ class CursorMut : public Cursor<C> {
         desired |= cur & (F::kAccessedBit | F::kDirtyBit);
       }
     }
+    check_after_op(node, this->level_, idx, std::nullopt);
     this->move_past_entry();
     return std::optional<VaRange>(range);
   }
 
  private:
+  // With -Dcheck_after_ops: the cheap local invariants after every mutating operation — the
+  // touched node's child count equals its present entries (verified-specs §D.1 item 4), and
+  // the written entry decodes to what was meant (item 10). Aborts with a message on violation.
+  void check_after_op([[maybe_unused]] Node node, [[maybe_unused]] PagingLevel level,
+                      [[maybe_unused]] std::size_t idx,
+                      [[maybe_unused]] std::optional<PteScalar> written) const noexcept {
+#ifdef VMSPACE_CHECK_AFTER_OPS
+    const bool root = level == kNr;
+    const std::size_t first = root ? C::kTopLevelIndexStart : 0;
+    const std::size_t last = root ? C::kTopLevelIndexEnd : kNrEntries<Consts>;
+    std::size_t present = 0;
+    for (std::size_t i = first; i < last; ++i) present += F::is_present(node.load_locked(i), level) ? 1 : 0;
+    VMS_ASSERT(present == node.meta().nr_children, "node {:#x}: nr_children {} but {} present entries",
+               node.pa, node.meta().nr_children, present);
+    if (written) {
+      PteScalar now = F::decode(node.load_locked(idx), level);
+      PteScalar want = *written;
+      if (now.is_mapped() && want.is_mapped()) {
+        // The software MMU may already have set ACCESSED/DIRTY.
+        now.prop.flags &= ~(PageFlags::ACCESSED | PageFlags::DIRTY);
+        want.prop.flags &= ~(PageFlags::ACCESSED | PageFlags::DIRTY);
+      }
+      VMS_ASSERT(now == want, "node {:#x} entry {} does not decode to what was written", node.pa, idx);
+    }
+#endif
+  }
+
   // True if the sub-tree rooted at `pa` (locked by this cursor) maps no page.
   static bool subtree_is_empty(Paddr pa, PagingLevel level) noexcept {
     const Node node{pa};
