@@ -22,6 +22,8 @@ struct HeldCursors {
   static constexpr std::size_t kSlots = kMaxTablesWithCursors;
   std::array<Paddr, kSlots> root{};
   std::array<std::uint32_t, kSlots> count{};
+  // Slots [used, kSlots) have never been used (count 0), so scans stop at `used`.
+  std::size_t used = 0;
 };
 thread_local HeldCursors t_held;
 
@@ -102,7 +104,7 @@ bool node_locked_by_me(std::uint32_t& word) noexcept {
 
 std::uint32_t cursors_held(Paddr root) noexcept {
   const HeldCursors& held = held_cursors();
-  for (std::size_t i = 0; i < HeldCursors::kSlots; ++i) {
+  for (std::size_t i = 0; i < held.used; ++i) {
     if (held.count[i] != 0 && held.root[i] == root) return held.count[i];
   }
   return 0;
@@ -110,15 +112,16 @@ std::uint32_t cursors_held(Paddr root) noexcept {
 
 bool note_cursor_acquired(Paddr root) noexcept {
   HeldCursors& held = held_cursors();
-  std::size_t free_slot = HeldCursors::kSlots;
-  for (std::size_t i = 0; i < HeldCursors::kSlots; ++i) {
+  std::size_t free_slot = held.used;
+  for (std::size_t i = 0; i < held.used; ++i) {
     if (held.count[i] != 0 && held.root[i] == root) {
       ++held.count[i];
       return true;
     }
-    if (held.count[i] == 0 && free_slot == HeldCursors::kSlots) free_slot = i;
+    if (held.count[i] == 0 && free_slot == held.used) free_slot = i;
   }
   if (free_slot == HeldCursors::kSlots) return false;
+  if (free_slot == held.used) ++held.used;
   held.root[free_slot] = root;
   held.count[free_slot] = 1;
   return true;
@@ -126,7 +129,7 @@ bool note_cursor_acquired(Paddr root) noexcept {
 
 void note_cursor_released(Paddr root) noexcept {
   HeldCursors& held = held_cursors();
-  for (std::size_t i = 0; i < HeldCursors::kSlots; ++i) {
+  for (std::size_t i = 0; i < held.used; ++i) {
     if (held.count[i] != 0 && held.root[i] == root) {
       --held.count[i];
       return;
