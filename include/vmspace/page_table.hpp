@@ -761,6 +761,8 @@ class CursorMut : public Cursor<C> {
     if (detail::is_pt_entry<C>(old, level)) {
       const Paddr child = F::paddr(old, level);
       const std::size_t n = mark_stray_and_unlock(child, static_cast<PagingLevel>(level - 1));
+      // The fragments are aggregates: build them with braces (clang 14 has no parenthesized
+      // aggregate initialization for in_place_type construction).
       return std::optional<PageTableFrag<C>>(
           std::in_place, std::in_place_type<StrayPageTableFrag<C>>,
           StrayPageTableFrag<C>{va, Base::size_at(level), n,
