@@ -825,7 +825,99 @@ class CursorMut : public Cursor<C> {
     return std::optional<VaRange>(range);
   }
 
+  // Applies `op` to every mapping in [virt_addr(), virt_addr() + len) — the same result as
+  // calling protect_next(len) until it returns nullopt (huge leaves sticking out of either end
+  // are split) — and moves to the window's end. Returns the number of leaf entries visited.
+  // Built for ranges (mprotect): `op` must be a pure function of the property, because it is
+  // called once per distinct property rather than once per page.
+  // Errors: as protect_next. On InvalidItem or NoMemory the entries before the failing one have
+  // been changed and the cursor sits at the failing entry.
+  template <class Op>
+    requires std::is_invocable_v<Op&, PageProperty&>
+  Result<std::size_t, PageTableError> protect(std::uint64_t len, Op&& op) noexcept {
+    if (auto e = this->check_len(len)) return err(*e);
+    const Vaddr end = this->va_ + len;
+    std::size_t visited = 0;
+    // Memo: raw property bits of a leaf (everything but the address) -> its new bits.
+    PagingLevel memo_level = 0;
+    std::uint64_t addr_mask = 0, memo_old = 0, memo_new = 0;
+    bool memo_valid = false;
+    auto transform = [&](std::uint64_t raw, PagingLevel level) -> std::optional<std::uint64_t> {
+      if (level != memo_level) {
+        addr_mask = addr_field_mask(level);
+        memo_level = level;
+        memo_valid = false;
+      }
+      const std::uint64_t bits = raw & ~addr_mask;
+      if (memo_valid && memo_old == bits) return (raw & addr_mask) | memo_new;
+      const PteScalar s = F::decode(raw, level);
+      PageProperty prop = s.prop;
+      op(prop);
+      prop.priv_flags = (prop.priv_flags & ~PrivilegedPageFlags::AVAIL1) |
+                        (s.prop.priv_flags & PrivilegedPageFlags::AVAIL1);
+      if (!F::can_encode(prop)) return std::nullopt;
+      const std::uint64_t encoded = F::encode(PteScalar::mapped(s.paddr, prop), level);
+      memo_valid = true;
+      memo_old = bits;
+      memo_new = encoded & ~addr_mask;
+      return encoded;
+    };
+    while (this->va_ < end) {
+      const Vaddr start = this->va_;
+      auto found = this->find_next_impl(end - start, Find::Mapped);
+      if (!found) return err(found.error());
+      if (!*found) break;
+      // The first leaf: validate its new property before splitting, then split what sticks out.
+      if (!transform(this->cur_node().load_locked(this->cur_idx()), this->level_)) {
+        return err(PageTableError::InvalidItem);
+      }
+      for (;;) {
+        const VaRange entry = this->entry_range();
+        if (this->va_ == entry.start && entry.end <= end && entry.end > entry.start) break;
+        if (auto e = this->split_huge(this->cur_node(), this->cur_idx())) return err(*e);
+      }
+      // Then every following leaf of this node that lies inside the window, in one sweep.
+      const Node node = this->cur_node();
+      const PagingLevel level = this->level_;
+      const std::uint64_t size = Base::size_at(level);
+      for (std::size_t idx = this->cur_idx(); idx < kNrEntries<Consts>; ++idx) {
+        std::uint64_t cur = node.load_locked(idx);
+        if (!F::is_present(cur, level) || detail::is_pt_entry<C>(cur, level)) break;
+        const VaRange entry = this->entry_range();
+        if (entry.end > end || entry.end <= entry.start) break;
+        auto desired = transform(cur, level);
+        if (!desired) return err(PageTableError::InvalidItem);
+        if (*desired != cur) {
+          // Keep ACCESSED/DIRTY bits a software MMU sets between our read and our write.
+          while (!node.entry(idx).compare_exchange_weak(cur, *desired, boost::memory_order_release,
+                                                        boost::memory_order_relaxed)) {
+            desired = transform(cur, level);
+            if (!desired) return err(PageTableError::InvalidItem);
+          }
+        }
+        check_after_op(node, level, idx, std::nullopt);
+        ++visited;
+        this->va_ = entry.end;
+        if (this->va_ >= end || idx + 1 == kNrEntries<Consts> || size == 0) break;
+      }
+      this->reposition();
+    }
+    if (this->va_ < end) {
+      this->va_ = end;
+      this->reposition();
+    }
+    return visited;
+  }
+
  private:
+  // The bits of a leaf at `level` that hold its physical address (every other bit is property).
+  // Formats place the address differently (RISC-V shifts it), so it is derived from encode.
+  static std::uint64_t addr_field_mask(PagingLevel level) noexcept {
+    const PageProperty p0 = PageProperty::new_with(PageFlags::R, CachePolicy::Writeback, PrivilegedPageFlags::None);
+    const Paddr all = F::paddr(~std::uint64_t{0}, level) & ~(Base::size_at(level) - 1);
+    return F::encode(PteScalar::mapped(all, p0), level) ^ F::encode(PteScalar::mapped(0, p0), level);
+  }
+
   // With -Dcheck_after_ops: the cheap local invariants after every mutating operation — the
   // touched node's child count equals its present entries (verified-specs §D.1 item 4), and
   // the written entry decodes to what was meant (item 10). Aborts with a message on violation.
