@@ -11,6 +11,7 @@
 #include <doctest/doctest.h>
 
 #include <vmspace/error.hpp>
+#include <vmspace/page_table_config.hpp>
 #include <vmspace/result.hpp>
 
 namespace vmspace::test {
@@ -39,6 +40,19 @@ struct StringMaker<std::optional<vmspace::Error>> {
   static String convert(const std::optional<vmspace::Error>& e) {
     if (!e) return String("(no error)");
     return StringMaker<vmspace::Error>::convert(*e);
+  }
+};
+
+template <>
+struct StringMaker<vmspace::PageTableError> {
+  static String convert(vmspace::PageTableError e) { return String(vmspace::to_string(e)); }
+};
+
+template <>
+struct StringMaker<std::optional<vmspace::PageTableError>> {
+  static String convert(const std::optional<vmspace::PageTableError>& e) {
+    if (!e) return String("(no error)");
+    return StringMaker<vmspace::PageTableError>::convert(*e);
   }
 };
 
