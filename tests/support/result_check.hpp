@@ -25,6 +25,15 @@ std::optional<E> error_of(const Result<T, E>& r) {
 
 }  // namespace vmspace::test
 
+// doctest prints enums as integers unless an overload is found by argument-dependent lookup.
+namespace vmspace {
+inline doctest::String toString(Error e) {
+  std::string_view name = to_string(e);
+  return doctest::String(name.data(), static_cast<doctest::String::size_type>(name.size()));
+}
+inline doctest::String toString(PageTableError e) { return doctest::String(to_string(e)); }
+}  // namespace vmspace
+
 namespace doctest {
 
 template <>
