@@ -713,14 +713,14 @@ class CursorMut : public Cursor<C> {
     if (detail::is_pt_entry<C>(old, level)) {
       const Paddr child = F::paddr(old, level);
       const std::size_t n = mark_stray_and_unlock(child, static_cast<PagingLevel>(level - 1));
-      return std::optional<PageTableFrag<C>>(
-          std::in_place, std::in_place_type<StrayPageTableFrag<C>>, va, Base::size_at(level), n,
-          RcuDrop<PageTableNode<C>>(PageTableNode<C>::from_raw(child)));
+      // Brace-initialised: the fragments are aggregates, and clang 14 has no parenthesised
+      // aggregate initialisation (which in_place construction would need).
+      return std::optional<PageTableFrag<C>>(StrayPageTableFrag<C>{
+          va, Base::size_at(level), n, RcuDrop<PageTableNode<C>>(PageTableNode<C>::from_raw(child))});
     }
     const PteScalar s = F::decode(old, level);
     return std::optional<PageTableFrag<C>>(
-        std::in_place, std::in_place_type<MappedFrag<C>>, va, level,
-        RcuDrop<Item>(C::item_from_raw(RawItem{s.paddr, level, s.prop})));
+        MappedFrag<C>{va, level, RcuDrop<Item>(C::item_from_raw(RawItem{s.paddr, level, s.prop}))});
   }
 
   // Applies `op` to the property of the next mapped leaf starting in [virt_addr(),

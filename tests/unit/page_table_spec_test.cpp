@@ -1403,4 +1403,41 @@ TEST_SUITE("unit") {
     CHECK(pt->page_walk(piece.end)->first == k1G * 6 + 4 * k2M);
     VMS_CHECK_PT_INVARIANTS(*pt);
   }
+
+  TEST_CASE("regression_take_next_fragments_need_no_parenthesised_aggregate_init") {
+    // take_next built its fragments with in_place construction of aggregates, which needs
+    // C++20 parenthesised aggregate initialisation; clang 14 lacks it, so no translation unit
+    // using take_next compiled with clang. This instantiates it for the three kinds of config.
+    auto user = new_user_pt();
+    REQUIRE(map_one_user(user, k4K, UserItem::untracked(k4K * 3, 1, rw_wb())).has_value());
+    auto kernel = new_kernel_page_table();
+    REQUIRE(kernel.has_value());
+    auto test = PageTable<TestPtConfig<Aarch64Pte>>::empty();
+    REQUIRE(test.has_value());
+    REQUIRE(map_one(*test, k4K, RawItem{k4K * 3, 1, rw_wb()}).has_value());
+    auto guard = disable_preempt();
+    {
+      auto c = user.cursor_mut(guard, {0, k1G});
+      REQUIRE(c.has_value());
+      auto f = c->take_next(k1G);
+      REQUIRE(f.has_value());
+      REQUIRE(as_stray<UserPtConfig>(*f) != nullptr);
+      CHECK(as_stray<UserPtConfig>(*f)->num_frames == 1);
+    }
+    {
+      auto c = kernel->cursor_mut(guard, {kKernelBaseVaddr, kKernelBaseVaddr + k4K});
+      REQUIRE(c.has_value());
+      auto f = c->take_next(k4K);
+      REQUIRE(f.has_value());
+      CHECK_FALSE(f->has_value());
+    }
+    {
+      auto c = test->cursor_mut(guard, {k4K, 2 * k4K});
+      REQUIRE(c.has_value());
+      auto f = c->take_next(k4K);
+      REQUIRE(f.has_value());
+      REQUIRE(as_mapped<TestPtConfig<Aarch64Pte>>(*f) != nullptr);
+      CHECK(*as_mapped<TestPtConfig<Aarch64Pte>>(*f)->item == RawItem{k4K * 3, 1, rw_wb()});
+    }
+  }
 }
