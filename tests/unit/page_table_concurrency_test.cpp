@@ -135,9 +135,10 @@ TEST_SUITE("unit") {
     auto pt = new_pt();
     constexpr VaRange kOverlap{4 * k4K, 12 * k4K};
     constexpr std::uint64_t kPages = kOverlap.size() / k4K;
-    constexpr std::uint64_t kRounds = 400;
+    constexpr std::uint64_t kRounds = 3000;
     const auto deadline = Clock::now() + 4s;
     std::atomic<std::uint64_t> last_tag{0};  // changed only inside a cursor over kOverlap
+    std::atomic<int> inside{0};              // cursors over kOverlap alive right now (max 1)
     std::atomic<std::uint64_t> rounds[3] = {};
     Failures failures;
     auto pa_of = [](std::uint64_t tag, std::uint64_t page) { return (tag << 32) | (page << 12); };
@@ -159,9 +160,11 @@ TEST_SUITE("unit") {
     };
     auto writer = [&](std::size_t t, VaRange range) {
       for (std::uint64_t n = 1; n <= kRounds && Clock::now() < deadline; ++n) {
+        std::this_thread::yield();  // not synchronisation: lets the others interleave more often
         auto g = disable_preempt();
         auto c = pt.cursor_mut(g, range);
         if (!c) return failures.add("writer ", t, ": cursor: ", to_string(c.error()));
+        if (inside.fetch_add(1) != 0) return failures.add("writer ", t, ": two cursors over the overlap at once");
         const std::uint64_t before = last_tag.load(std::memory_order_relaxed);
         if (!holds_batch(*c, kOverlap, before)) return failures.add("writer ", t, " found batch ", before, " torn");
         // Remove everything in the range (writer 1 detaches whole sub-trees).
@@ -181,8 +184,14 @@ TEST_SUITE("unit") {
           if (!c->jump(k2M) || !c->map(RawItem{pa_of(tag, 0), 1, rw_wb()})) return failures.add("map 2M");
         }
         if (!holds_batch(*c, kOverlap, tag)) return failures.add("writer ", t, " lost its own batch");
+        // The batch is in the table itself (not in a detached node the cursor still sees).
+        for (std::uint64_t p = 0; p < kPages; ++p) {
+          auto w = pt.page_walk(kOverlap.start + p * k4K);
+          if (!w || w->first != pa_of(tag, p)) return failures.add("writer ", t, ": batch not in the table");
+        }
         last_tag.store(tag, std::memory_order_relaxed);
         rounds[t].fetch_add(1, std::memory_order_relaxed);
+        inside.fetch_sub(1);
       }
     };
     auto reader = [&] {
@@ -191,9 +200,11 @@ TEST_SUITE("unit") {
         auto g = disable_preempt();
         auto c = pt.cursor(g, window);
         if (!c) return failures.add("reader: cursor: ", to_string(c.error()));
+        if (inside.fetch_add(1) != 0) return failures.add("reader: two cursors over the overlap at once");
         const std::uint64_t tag = last_tag.load(std::memory_order_relaxed);
         if (!holds_batch(*c, window, tag)) return failures.add("reader found batch ", tag, " torn");
         rounds[0].fetch_add(1, std::memory_order_relaxed);
+        inside.fetch_sub(1);
       }
     };
     {

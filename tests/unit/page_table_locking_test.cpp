@@ -37,6 +37,10 @@ PageTable<C> new_pt() {
 
 RawItem item_at(Paddr pa) { return RawItem{pa, 1, rw_wb()}; }
 
+Result<void, PageTableError> map_one(const PageTable<C>& pt, Vaddr va, RawItem item) {
+  return vmspace::test::map_one(pt, va, item);
+}
+
 // The paddr mapped at `va` as seen through `cursor` (nullopt if absent).
 std::optional<Paddr> paddr_via(Cursor<C>& cursor, Vaddr va) {
   if (!cursor.jump(va)) return std::nullopt;
@@ -102,6 +106,94 @@ TEST_SUITE("unit") {
       CHECK(pt.page_walk(0x7000)->first == 0xc000);
       VMS_CHECK_PT_INVARIANTS(pt);
     }
+  }
+
+  TEST_CASE("a_cursor_waiting_on_a_node_that_gets_detached_retries_from_the_root") {
+    auto pt = new_pt();
+    constexpr VaRange kB{4 * k4K, 12 * k4K};
+    for (Vaddr v = kB.start; v < kB.end; v += k4K) REQUIRE(map_one(pt, v, item_at(v + 0x100000)).has_value());
+    const Paddr old_leaf = node_at(pt, kB.start, 1);
+    const Paddr level2 = node_at(pt, kB.start, 2);
+    auto guard = disable_preempt();
+    std::optional<CursorMut<C>> a(pt.cursor_mut(guard, {0, 2 * k2M}).value());  // holds level2 and old_leaf
+    std::atomic<bool> b_acquired{false};
+    std::vector<std::optional<Paddr>> b_saw;
+    Async b([&] {
+      auto g = disable_preempt();
+      auto c = pt.cursor_mut(g, kB);  // rooted at old_leaf: waits on it
+      b_acquired.store(true);
+      if (!c) return;
+      for (Vaddr v = kB.start; v < kB.end; v += k4K) b_saw.push_back(paddr_via(*c, v));
+      (void)c->jump(kB.start);
+      (void)c->take_next(k4K);
+      (void)c->jump(kB.start);
+      (void)c->map(item_at(0xb000));
+    });
+    CHECK(wait_until([&] { return (lock_word<C>(old_leaf) & 1) != 0; }));
+    // Detach the leaf table B waits on. B gets it, sees it stray, and must start again from
+    // the root: the slot is empty now, so B waits on the level-2 node A holds.
+    {
+      REQUIRE(a->jump(0).has_value());
+      auto f = a->take_next(k2M);
+      REQUIRE(f.has_value());
+      REQUIRE(as_stray<C>(*f) != nullptr);
+      CHECK(wait_until([&] { return (lock_word<C>(level2) & 1) != 0; }));
+      CHECK_FALSE(b_acquired.load());
+    }
+    // A maps a new batch into a new leaf table; B must see it, not the detached one.
+    REQUIRE(a->jump(kB.start).has_value());
+    for (Vaddr v = kB.start; v < kB.end; v += k4K) REQUIRE(a->map(item_at(v + 0x200000)).has_value());
+    a.reset();
+    REQUIRE(b.wait());
+    REQUIRE(b_saw.size() == kB.size() / k4K);
+    for (std::size_t i = 0; i < b_saw.size(); ++i) {
+      CAPTURE(i);
+      CHECK(b_saw[i] == std::optional<Paddr>(kB.start + i * k4K + 0x200000));
+    }
+    CHECK(pt.page_walk(kB.start)->first == 0xb000);
+    CHECK(node_at(pt, kB.start, 1) != old_leaf);
+    VMS_CHECK_PT_INVARIANTS(pt);
+  }
+
+  TEST_CASE("a_cursor_waiting_to_create_a_node_under_a_detached_node_retries_from_the_root") {
+    // B's range lies under an absent entry of the level-2 node, so B must lock that node to
+    // create a leaf table; A holds it and detaches it.
+    auto pt = new_pt();
+    constexpr VaRange kB{k2M + 4 * k4K, k2M + 12 * k4K};
+    REQUIRE(map_one(pt, 0, item_at(0xa000)).has_value());
+    const Paddr old_level2 = node_at(pt, 0, 2);
+    const Paddr level3 = node_at(pt, 0, 3);
+    auto guard = disable_preempt();
+    std::optional<CursorMut<C>> a(pt.cursor_mut(guard, {0, k1G}).value());  // holds level3, old_level2
+    std::atomic<bool> b_acquired{false};
+    std::optional<Paddr> b_saw;
+    Async b([&] {
+      auto g = disable_preempt();
+      auto c = pt.cursor_mut(g, kB);
+      b_acquired.store(true);
+      if (!c) return;
+      b_saw = paddr_via(*c, kB.start);
+      (void)c->jump(kB.start + k4K);
+      (void)c->map(item_at(0xb000));
+    });
+    CHECK(wait_until([&] { return (lock_word<C>(old_level2) & 1) != 0; }));
+    {
+      auto f = a->take_next(k1G);
+      REQUIRE(f.has_value());
+      REQUIRE(as_stray<C>(*f) != nullptr);
+      CHECK(as_stray<C>(*f)->len == k1G);
+      // B found the node stray and went back to the root; now it waits on the level-3 node.
+      CHECK(wait_until([&] { return (lock_word<C>(level3) & 1) != 0; }));
+      CHECK_FALSE(b_acquired.load());
+    }
+    REQUIRE(a->jump(kB.start).has_value());
+    REQUIRE(a->map(item_at(0xc000)).has_value());
+    a.reset();
+    REQUIRE(b.wait());
+    CHECK(b_saw == std::optional<Paddr>(0xc000));
+    CHECK(pt.page_walk(kB.start + k4K)->first == 0xb000);
+    CHECK(node_at(pt, 0, 2) != old_level2);
+    VMS_CHECK_PT_INVARIANTS(pt);
   }
 
   TEST_CASE("try_cursor_returns_would_block_while_another_thread_holds_the_range") {
