@@ -217,6 +217,7 @@ TEST_SUITE("unit") {
     }
     INFO(failures.first());
     CHECK(failures.count() == 0);
+    MESSAGE("rounds: writer 1 ", rounds[1].load(), ", writer 2 ", rounds[2].load(), ", reader ", rounds[0].load());
     CHECK(rounds[1].load() > 0);
     CHECK(rounds[2].load() > 0);
     VMS_CHECK_PT_INVARIANTS(pt);
