@@ -13,6 +13,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <semaphore>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -34,8 +35,8 @@ bool wait_until(Pred pred, std::chrono::milliseconds timeout = kTimeout) {
   return true;
 }
 
-// Runs `fn` on its own thread. If it has not finished when the Async is destroyed, the thread is
-// detached (a bug made it hang; the test has already failed on wait()). doctest assertions are
+// Runs `fn` on its own thread. The destructor waits (bounded) for it; if it still has not
+// finished, the thread is detached (a bug made it hang; the test has already failed on wait()). doctest assertions are
 // thread-safe; a failing REQUIRE ends `fn` (its exception is caught here).
 class Async {
  public:
@@ -52,7 +53,9 @@ class Async {
   Async(const Async&) = delete;
   Async& operator=(const Async&) = delete;
   ~Async() {
-    if (done()) {
+    // Normally done already; after a failed check give the body time to finish, since it
+    // may still use the test's objects.
+    if (wait()) {
       thread_.join();
     } else {
       thread_.detach();
@@ -69,6 +72,28 @@ class Async {
   };
   std::shared_ptr<State> state_;
   std::thread thread_;
+};
+
+// Releases a semaphore when the scope ends, so a helper thread waiting on it finishes even when
+// a failed REQUIRE leaves the test early. Declare it after the Async it releases; now() releases
+// early (still once).
+class ReleaseOnExit {
+ public:
+  explicit ReleaseOnExit(std::binary_semaphore& s) noexcept : s_(s) {}
+  ReleaseOnExit(const ReleaseOnExit&) = delete;
+  ReleaseOnExit& operator=(const ReleaseOnExit&) = delete;
+  ~ReleaseOnExit() { now(); }
+  // Releases now (once).
+  void now() noexcept {
+    if (!done_) {
+      done_ = true;
+      s_.release();
+    }
+  }
+
+ private:
+  std::binary_semaphore& s_;
+  bool done_ = false;
 };
 
 // Runs a test body that must not block (e.g. a thread asking for a cursor it cannot get) on

@@ -207,6 +207,7 @@ TEST_SUITE("unit") {
       held.count_down();
       (void)release.try_acquire_for(kTimeout);
     });
+    ReleaseOnExit release_b(release);
     held.wait();
     const Paddr leaf = node_at(pt, 0x5000, 1);
     const Paddr level2 = node_at(pt, 0x5000, 2);
@@ -226,7 +227,7 @@ TEST_SUITE("unit") {
       REQUIRE(other->map(item_at(0xd000)).has_value());
     }
     CHECK(lock_word<C>(leaf) != 0);
-    release.release();
+    release_b.now();
     REQUIRE(b.wait());
     auto guard = disable_preempt();
     auto c = pt.try_cursor_mut(guard, {0, k1G});
@@ -315,6 +316,7 @@ TEST_SUITE("unit") {
         released.store(true);
       }
     });
+    ReleaseOnExit release_b(release);
     held.wait();
     auto guard = disable_preempt();
     auto a = pt.cursor_mut(guard, {0, k4K});
@@ -325,7 +327,7 @@ TEST_SUITE("unit") {
     CHECK(error_of(pt.cursor_mut(guard, {k1G + 4 * k4K, k1G + 5 * k4K})) == PageTableError::WouldBlock);
     CHECK(error_of(pt.cursor(guard, {k1G, k1G + k2M})) == PageTableError::WouldBlock);
     CHECK_FALSE(released.load());
-    release.release();
+    release_b.now();
     REQUIRE(b.wait());
     auto c = pt.cursor_mut(guard, {k1G + 4 * k4K, k1G + 5 * k4K});
     REQUIRE(c.has_value());
