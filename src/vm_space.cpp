@@ -72,14 +72,19 @@ Result<IoMem> IoMem::acquire(PaRange range) {
   }
   ensure_booted();
   if (range.start < max_paddr()) return err(Error::AccessDenied);
-  LockGuard<Mutex> g(g_iomem_lock);
-  auto next = g_iomem_claims.lower_bound(range.end);
-  if (next != g_iomem_claims.begin()) {
-    auto prev = std::prev(next);
-    if (prev->second > range.start) return err(Error::AccessDenied);
+  {
+    LockGuard<Mutex> g(g_iomem_lock);
+    auto next = g_iomem_claims.lower_bound(range.end);
+    if (next != g_iomem_claims.begin()) {
+      auto prev = std::prev(next);
+      if (prev->second > range.start) return err(Error::AccessDenied);
+    }
+    g_iomem_claims.emplace(range.start, range.end);
   }
-  g_iomem_claims.emplace(range.start, range.end);
-  return IoMem(std::make_shared<Claim>(Claim{range}), range);
+  // Created in place and outside the lock: a Claim's destructor ends the claim and takes the
+  // lock, so no temporary Claim may ever be destroyed (make_shared<Claim>(Claim{range}) did
+  // both: it deadlocked on the lock held here).
+  return IoMem(std::shared_ptr<Claim>(new Claim{range}), range);
 }
 
 // ---- VmSpace ----
