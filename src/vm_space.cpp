@@ -257,11 +257,13 @@ Result<void> VmSpace::CursorMut::map_iomem(const IoMem& io, PageProperty prop, s
     t_last_pt_error = PageTableError::AlreadyMapped;
     return err(Error::AlreadyMapped);
   }
+  // Recorded first: a page mapped before a NoMemory stays mapped, and the space must keep its
+  // IoMem (and claim) as long as it may be mapped.
+  space_->record_iomem(io);
   const PageProperty p = user_prop(prop);
   for (std::size_t off = 0; off < n; off += kPageSize) {
     VMS_TRY_VOID(map_item(UserItem::untracked(io.paddr() + offset + off, 1, p)));
   }
-  space_->record_iomem(io);
   return {};
 }
 
