@@ -49,12 +49,15 @@ class Tlb {
   TlbStats stats() const noexcept;
   // True if some valid entry translates `va` (tests and checks; any thread).
   bool contains(Vaddr va) const noexcept;
-  // Visits every valid entry as (page va, page pa). For invariant checks at quiescent points.
+  // Visits every valid entry as (page va, page pa, flag bits). For invariant checks at
+  // quiescent points.
   template <class F>
   void for_each_entry(F&& f) const {
     for (const Entry& e : entries_) {
       const std::uint64_t tag = e.tag.load(std::memory_order_acquire);
-      if (tag != 0) f(static_cast<Vaddr>((tag >> 1) << kPageShift), e.data.load(std::memory_order_relaxed) & kAddrMask);
+      if (tag == 0) continue;
+      const std::uint64_t data = e.data.load(std::memory_order_relaxed);
+      f(static_cast<Vaddr>((tag >> 1) << kPageShift), data & kAddrMask, data & ~kAddrMask);
     }
   }
 
