@@ -100,6 +100,12 @@ struct Row {
 
 std::byte source_byte(std::size_t i) { return std::byte{static_cast<std::uint8_t>(0x5a ^ (i * 13u))}; }
 
+// The pages a copy of `count` bytes from `va` touched successfully (each mapped on demand once).
+std::uint64_t pages_touched(Vaddr va, std::size_t count) {
+  if (count == 0) return 0;
+  return (align_down(va + count - 1, kPageSize) - align_down(va, kPageSize)) / kPageSize + 1;
+}
+
 template <class B>
 void check_read_row(const Row& row) {
   CAPTURE(row.what);
@@ -122,6 +128,7 @@ void check_read_row(const Row& row) {
     CHECK(res.error().copied == row.count);
     CHECK(mem.handler_calls() >= 1);  // the refused fault
   }
+  if constexpr (B::kDemand) CHECK(mem.pager().maps.load() == pages_touched(row.va, row.count));
   CHECK(r->remain() == row.len - row.count);
   CHECK(r->cursor() == row.va + row.count);
   CHECK(w.avail() == row.len - row.count);
@@ -154,6 +161,7 @@ void check_write_row(const Row& row) {
     CHECK(res.error().error == Error::PageFault);
     CHECK(res.error().copied == row.count);
   }
+  if constexpr (B::kDemand) CHECK(mem.pager().maps.load() == pages_touched(row.va, row.count));
   CHECK(w->avail() == row.len - row.count);
   CHECK(r.remain() == row.len - row.count);
   if (row.count > 0) {

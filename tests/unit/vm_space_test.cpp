@@ -162,6 +162,15 @@ TEST_SUITE("unit") {
     CHECK_FALSE(query_at(*space, 0x1000).second.has_value());
   }
 
+  TEST_CASE("every_cpu_starts_on_the_kernel_table") {
+    for (std::uint32_t i = 0; i < num_cpus(); ++i) {
+      CAPTURE(i);
+      BoundTo bound(cpu(i));
+      CHECK(current_page_table_paddr() == kernel_page_table().root_paddr());
+      CHECK(tlb_entries(cpu(i)).empty());
+    }
+  }
+
   TEST_CASE("vmspace_activate") {
     auto a = new_space();
     auto b = new_space();
