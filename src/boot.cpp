@@ -1,5 +1,6 @@
 #include <vmspace/boot.hpp>
 
+#include <pthread.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -24,6 +25,9 @@ MetaSlot* g_meta_base = nullptr;
 Paddr g_max_paddr = 0;
 std::uint32_t* g_frame_generation = nullptr;
 std::atomic<GlobalFrameAllocator*> g_allocator{nullptr};
+#ifdef VMSPACE_HANDLE_LEDGER
+std::int64_t* g_handle_ledger = nullptr;
+#endif
 }  // namespace detail
 
 namespace {
@@ -69,6 +73,18 @@ Result<std::uint64_t> parse_size(std::string_view s) {
   auto r = checked_mul(v, mult);
   if (!r) return err(Error::Overflow);
   return *r;
+}
+
+// A forked child is a separate process and must get its own machine: the metadata and every
+// other structure are private copies, but physical memory is a MAP_SHARED memfd, so without this
+// the child's page-table and data writes would land in the parent's machine. Remap it private
+// (copy-on-write) in the child.
+void remap_physical_memory_private_in_child() {
+  const detail::Machine& m = g_machine;
+  if (m.phys == nullptr) return;
+  void* p = mmap(m.phys, m.phys_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE,
+                 m.memfd, 0);
+  if (p == MAP_FAILED) std::abort();  // no logging: the child may hold a logger lock from fork
 }
 
 Result<void> validate(const BootConfig& c) {
@@ -135,7 +151,13 @@ Result<void> build_machine(const BootConfig& config) {
     m.meta[i].in_list = 0;
   }
   m.cpus = std::make_unique<detail::PerCpu[]>(config.num_cpus);
+#ifdef VMSPACE_HANDLE_LEDGER
+  detail::g_handle_ledger = static_cast<std::int64_t*>(map_anonymous(nframes * sizeof(std::int64_t)));
+  VMS_ASSERT(detail::g_handle_ledger != nullptr, "cannot reserve the handle ledger");
+#endif
 
+  static const int atfork = pthread_atfork(nullptr, nullptr, remap_physical_memory_private_in_child);
+  (void)atfork;
   detail::g_phys_base = m.phys;
   detail::g_meta_base = m.meta;
   detail::g_max_paddr = config.phys_mem_bytes;

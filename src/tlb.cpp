@@ -1,5 +1,6 @@
 #include <vmspace/log.hpp>
 #include <vmspace/meta.hpp>
+#include <vmspace/mutation.hpp>
 #include <vmspace/rcu.hpp>
 #include <vmspace/tlb.hpp>
 
@@ -176,6 +177,10 @@ void TlbFlusher::issue_tlb_flush(TlbFlushOp op) { push(op); }
 
 void TlbFlusher::issue_tlb_flush_with(TlbFlushOp op, DynSegment keep) {
   push(op);
+  if (testing::mutated(testing::Mutation::ReleaseFrameBeforeDispatch)) {
+    RcuDrop<DynSegment> early(std::move(keep));  // freed after a grace period, flush or not
+    return;
+  }
   kept_.push_back(std::move(keep));
 }
 

@@ -139,6 +139,7 @@ class Frame : public FrameIoBase<Frame<M>, M> {
   {
     auto slot = detail::slot_from_unused<M>(pa, std::move(meta), /*as_unique=*/false);
     if (!slot) return err(slot.error());
+    VMS_LEDGER(*slot, 1);
     return Frame(detail::kAdopt, *slot);
   }
 
@@ -163,15 +164,22 @@ class Frame : public FrameIoBase<Frame<M>, M> {
         break;
       }
     }
+    VMS_LEDGER(slot, 1);
     return Frame(detail::kAdopt, slot);
   }
 
   // Re-creates the handle whose reference was leaked with into_raw(). Precondition: `pa` came
   // from into_raw() of a handle convertible to this type, and that reference is consumed now.
-  static Frame from_raw(Paddr pa) noexcept { return Frame(detail::kAdopt, meta_slot(pa)); }
+  static Frame from_raw(Paddr pa) noexcept {
+    VMS_LEDGER(meta_slot(pa), 1);
+    return Frame(detail::kAdopt, meta_slot(pa));
+  }
 
   Frame(const Frame& o) noexcept : slot_(o.slot_) {
-    if (slot_) detail::inc_ref(slot_);
+    if (slot_) {
+      detail::inc_ref(slot_);
+      VMS_LEDGER(slot_, 1);
+    }
   }
   Frame(Frame&& o) noexcept : slot_(std::exchange(o.slot_, nullptr)) {}
   // Widening conversions: typed -> erased, untyped -> UFrame.
@@ -181,14 +189,20 @@ class Frame : public FrameIoBase<Frame<M>, M> {
   template <HandleMeta M2>
     requires(!std::is_same_v<M2, M> && MetaConvertibleTo<M2, M>)
   Frame(const Frame<M2>& o) noexcept : slot_(o.slot_) {  // NOLINT
-    if (slot_) detail::inc_ref(slot_);
+    if (slot_) {
+      detail::inc_ref(slot_);
+      VMS_LEDGER(slot_, 1);
+    }
   }
   Frame& operator=(Frame o) noexcept {
     std::swap(slot_, o.slot_);
     return *this;
   }
   ~Frame() {
-    if (slot_) detail::dec_ref(slot_);
+    if (slot_) {
+      VMS_LEDGER(slot_, -1);
+      detail::dec_ref(slot_);
+    }
   }
 
   // Narrowing conversion from an erased handle. On success `from` is left empty; on failure
@@ -210,7 +224,10 @@ class Frame : public FrameIoBase<Frame<M>, M> {
   }
 
   // Leaks the reference: the caller becomes responsible for it (from_raw gives it back).
-  Paddr into_raw() && noexcept { return slot_paddr(std::exchange(slot_, nullptr)); }
+  Paddr into_raw() && noexcept {
+    VMS_LEDGER(slot_, -1);
+    return slot_paddr(std::exchange(slot_, nullptr));
+  }
 
   bool is_empty() const noexcept { return slot_ == nullptr; }
   Paddr paddr() const noexcept { return slot_paddr(slot_); }

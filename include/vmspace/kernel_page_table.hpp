@@ -92,6 +92,9 @@ struct KernelPtConfig {
     }
     return Item::untracked(raw.paddr, raw.level, raw.prop);
   }
+  static bool is_tracked(const RawItem& raw) noexcept {
+    return has(raw.prop.priv_flags, PrivilegedPageFlags::AVAIL1);
+  }
   static ItemRef item_ref_from_raw(const RawItem& raw) noexcept {
     PageProperty p = raw.prop;
     const bool tracked = has(p.priv_flags, PrivilegedPageFlags::AVAIL1);

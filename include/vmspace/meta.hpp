@@ -264,6 +264,21 @@ inline void dec_ref(MetaSlot* slot) noexcept {
 
 }  // namespace detail
 
+// The handle ledger (checking builds, meson option handle_ledger): a per-frame count of live
+// Frame / Segment references, so that check_refcount_law can verify
+// count = handles + owning PTEs exactly. Raw references leaked with into_raw() are not handles.
+#ifdef VMSPACE_HANDLE_LEDGER
+namespace detail {
+extern std::int64_t* g_handle_ledger;
+inline void ledger_add(const MetaSlot* slot, std::int64_t delta) noexcept {
+  boost::atomic_ref<std::int64_t>(g_handle_ledger[slot - g_meta_base]).fetch_add(delta, boost::memory_order_relaxed);
+}
+}  // namespace detail
+#define VMS_LEDGER(slot, delta) ::vmspace::detail::ledger_add((slot), (delta))
+#else
+#define VMS_LEDGER(slot, delta) ((void)0)
+#endif
+
 // Increments the reference count of the in-use frame at `pa` without creating a handle (the
 // caller leaks the reference into a raw owner, e.g. a PTE). Precondition: the frame is in use.
 inline void inc_frame_ref_count(Paddr pa) noexcept { detail::inc_ref(meta_slot(pa)); }

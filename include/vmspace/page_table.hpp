@@ -47,6 +47,7 @@
 #include <vmspace/detail/node_lock.hpp>
 #include <vmspace/frame.hpp>
 #include <vmspace/frame_allocator.hpp>
+#include <vmspace/mutation.hpp>
 #include <vmspace/page_table_config.hpp>
 #include <vmspace/rcu.hpp>
 #include <vmspace/result.hpp>
@@ -464,6 +465,10 @@ class Cursor {
       auto root = traverse_and_lock_subtree_root(wait);
       if (!root) return err(root.error());
       if (!*root) continue;  // the node went stray: retry from the root
+      if (testing::mutated(testing::Mutation::SkipPhase2Locks)) {
+        level_ = guard_level_;
+        return {};
+      }
       auto r = acquire_children(Node{path_[guard_level_ - 1]}, guard_level_, barrier_, wait);
       if (!r) {
         Node{path_[guard_level_ - 1]}.unlock();
@@ -495,7 +500,7 @@ class Cursor {
       if (!F::is_present(raw, level)) {
         if (!held) {
           if (auto r = node.lock(wait); r != detail::LockResult::Acquired) return err(lock_error(r).error());
-          if (node.meta().stray) {
+          if (node.meta().stray && !testing::mutated(testing::Mutation::SkipStrayCheck)) {
             node.unlock();
             return false;
           }
@@ -530,7 +535,7 @@ class Cursor {
     if (!held) {
       if (auto r = root.lock(wait); r != detail::LockResult::Acquired) return err(lock_error(r).error());
     }
-    if (root.meta().stray) {
+    if (root.meta().stray && !testing::mutated(testing::Mutation::SkipStrayCheck)) {
       root.unlock();
       return false;
     }
@@ -588,6 +593,27 @@ class Cursor {
   // parents, higher indices first: the exact reverse of acquisition.
   void release_subtree(Paddr pa, PagingLevel level, VaRange range) noexcept {
     const Node node{pa};
+    if (testing::mutated(testing::Mutation::SkipPhase2Locks)) {
+      // Only the sub-tree root was locked (and nodes this cursor created: those stay locked,
+      // which is part of the damage the mutation does).
+      if (detail::node_locked_by_me(node.meta().lock)) node.unlock();
+      return;
+    }
+    if (testing::mutated(testing::Mutation::UnlockWrongOrder)) {
+      node.unlock();  // parent first, then walk a tree others may already be changing
+      if (level > 1) {
+        const std::size_t s = pte_index<Consts>(range.start, level);
+        const std::size_t e = pte_index<Consts>(range.end - 1, level);
+        for (std::size_t j = s; j <= e; ++j) {
+          const std::uint64_t raw = node.load_acquire(j);
+          if (!detail::is_pt_entry<C>(raw, level)) continue;
+          // Whatever node is there now gets unlocked — possibly one another cursor created and
+          // holds (debug builds abort on that in node_unlock; release builds corrupt silently).
+          release_subtree(F::paddr(raw, level), static_cast<PagingLevel>(level - 1), clip(range, level, j));
+        }
+      }
+      return;
+    }
     if (level > 1) {
       const std::size_t e = pte_index<Consts>(range.end - 1, level);
       release_children_before(node, level, range, e + 1);
@@ -644,8 +670,9 @@ class CursorMut : public Cursor<C> {
   //                  top-level item in a table whose top level cannot be unmapped, virt_addr()
   //                  or the item's paddr not aligned to the item size, item beyond the range
   //                  end, or a property the PTE format cannot encode
-  //   AlreadyMapped  the slot (or a huge leaf above it) is mapped, or a page-table node
-  //                  (possibly empty) occupies the slot
+  //   AlreadyMapped  the item's range overlaps a mapping (a leaf in the slot, a huge leaf
+  //                  above it, or a page-table node below it that still maps something; a
+  //                  node that maps nothing is replaced, unlike OSTD, which panics)
   //   NoMemory       creating an intermediate node failed (empty nodes may remain)
   Result<void, PageTableError> map(Item&& item) noexcept {
     const RawItem raw = C::item_raw_info(item);
@@ -680,10 +707,28 @@ class CursorMut : public Cursor<C> {
     }
     const Node node = this->cur_node();
     const std::size_t idx = this->cur_idx();
-    if (F::is_present(node.load_locked(idx), level)) return err(PageTableError::AlreadyMapped);
+    const std::uint64_t old = node.load_locked(idx);
+    std::optional<Paddr> empty_subtree;
+    if (F::is_present(old, level)) {
+      // A page-table node that maps nothing (left behind by earlier unmaps) is no mapping: the
+      // huge item replaces it, as the verified map_spec says. OSTD panics here.
+      if (!detail::is_pt_entry<C>(old, level) ||
+          !subtree_is_empty(F::paddr(old, level), static_cast<PagingLevel>(level - 1))) {
+        return err(PageTableError::AlreadyMapped);
+      }
+      empty_subtree = F::paddr(old, level);
+    }
     const RawItem owned = C::item_into_raw(std::move(item));
     node.store(idx, F::encode(PteScalar::mapped(owned.paddr, owned.prop), level));
-    ++node.meta().nr_children;
+    if (empty_subtree) {
+      // Lock-free walkers may still be inside it: retire it through RCU. It holds no leaf, so
+      // no TLB can cache a translation through it.
+      mark_stray_and_unlock(*empty_subtree, static_cast<PagingLevel>(level - 1));
+      RcuDrop<PageTableNode<C>> retired(PageTableNode<C>::from_raw(*empty_subtree));
+    } else {
+      ++node.meta().nr_children;
+    }
+    check_after_op(node, level, idx, PteScalar::mapped(owned.paddr, owned.prop));
     this->move_past_entry();
     return {};
   }
@@ -694,12 +739,17 @@ class CursorMut : public Cursor<C> {
   // detached whole (except top-level entries of a table whose top level cannot be unmapped).
   // Returns nullopt when nothing is left in the window (the cursor is then at its end).
   // The caller must keep the fragment alive until TLBs are coherent.
-  // Errors: UnalignedLen, LenOutOfRange (nothing changes); NoMemory while splitting (nothing
-  // changes in this call).
+  // Errors: UnalignedLen, LenOutOfRange (nothing changes); NoMemory while splitting (no mapping
+  // changes in this call and the cursor stays where it was; a huge page may be left split).
   Result<std::optional<PageTableFrag<C>>, PageTableError> take_next(std::uint64_t len) noexcept {
     if (auto e = this->check_len(len)) return err(*e);
+    const Vaddr start = this->va_;
     auto found = this->find_next_impl(len, Find::Unmappable);
-    if (!found) return err(found.error());
+    if (!found) {
+      this->va_ = start;  // an error leaves the cursor where it was
+      this->reposition();
+      return err(found.error());
+    }
     if (!*found) return std::optional<PageTableFrag<C>>();
     const Node node = this->cur_node();
     const std::size_t idx = this->cur_idx();
@@ -707,6 +757,7 @@ class CursorMut : public Cursor<C> {
     const Vaddr va = this->va_;
     const std::uint64_t old = node.entry(idx).exchange(0, boost::memory_order_release);
     --node.meta().nr_children;
+    check_after_op(node, level, idx, PteScalar::absent());
     this->move_past_entry();
     if (detail::is_pt_entry<C>(old, level)) {
       const Paddr child = F::paddr(old, level);
@@ -728,27 +779,33 @@ class CursorMut : public Cursor<C> {
   // `void(PageProperty&)`; AVAIL1 (the config's tracked marker) cannot be changed through it.
   // The PTE is rewritten only if the property changed. No TLB flush is done.
   // Errors: UnalignedLen, LenOutOfRange; InvalidItem if op's result cannot be encoded;
-  // NoMemory while splitting. Nothing changes on error.
+  // NoMemory while splitting. Nothing changes on error, the cursor position included.
   template <class Op>
     requires std::is_invocable_v<Op&, PageProperty&>
   Result<std::optional<VaRange>, PageTableError> protect_next(std::uint64_t len, Op&& op) noexcept {
     if (auto e = this->check_len(len)) return err(*e);
-    const Vaddr end = this->va_ + len;
+    const Vaddr start = this->va_;
+    const Vaddr end = start + len;
     auto found = this->find_next_impl(len, Find::Mapped);
     if (!found) return err(found.error());
     if (!*found) return std::optional<VaRange>();
+    auto fail = [&](PageTableError e) {
+      this->va_ = start;  // an error leaves the cursor where it was
+      this->reposition();
+      return err(e);
+    };
     // Compute the new property before splitting anything, so a refused property changes nothing.
     PageProperty old_prop = F::decode(this->cur_node().load_locked(this->cur_idx()), this->level_).prop;
     PageProperty new_prop = old_prop;
     op(new_prop);
     new_prop.priv_flags = (new_prop.priv_flags & ~PrivilegedPageFlags::AVAIL1) |
                           (old_prop.priv_flags & PrivilegedPageFlags::AVAIL1);
-    if (!F::can_encode(new_prop)) return err(PageTableError::InvalidItem);
+    if (!F::can_encode(new_prop)) return fail(PageTableError::InvalidItem);
     // Descend through huge leaves that stick out of the window.
     for (;;) {
       const VaRange entry = this->entry_range();
       if (this->va_ == entry.start && entry.end <= end && entry.end > entry.start) break;
-      if (auto e = this->split_huge(this->cur_node(), this->cur_idx())) return err(*e);
+      if (auto e = this->split_huge(this->cur_node(), this->cur_idx())) return fail(*e);
     }
     const Node node = this->cur_node();
     const std::size_t idx = this->cur_idx();
@@ -762,11 +819,53 @@ class CursorMut : public Cursor<C> {
         desired |= cur & (F::kAccessedBit | F::kDirtyBit);
       }
     }
+    check_after_op(node, this->level_, idx, std::nullopt);
     this->move_past_entry();
     return std::optional<VaRange>(range);
   }
 
  private:
+  // With -Dcheck_after_ops: the cheap local invariants after every mutating operation — the
+  // touched node's child count equals its present entries (verified-specs §D.1 item 4), and
+  // the written entry decodes to what was meant (item 10). Aborts with a message on violation.
+  void check_after_op([[maybe_unused]] Node node, [[maybe_unused]] PagingLevel level,
+                      [[maybe_unused]] std::size_t idx,
+                      [[maybe_unused]] std::optional<PteScalar> written) const noexcept {
+#ifdef VMSPACE_CHECK_AFTER_OPS
+    const bool root = level == kNr;
+    const std::size_t first = root ? C::kTopLevelIndexStart : 0;
+    const std::size_t last = root ? C::kTopLevelIndexEnd : kNrEntries<Consts>;
+    std::size_t present = 0;
+    for (std::size_t i = first; i < last; ++i) present += F::is_present(node.load_locked(i), level) ? 1 : 0;
+    VMS_ASSERT(present == node.meta().nr_children, "node {:#x}: nr_children {} but {} present entries",
+               node.pa, node.meta().nr_children, present);
+    if (written) {
+      PteScalar now = F::decode(node.load_locked(idx), level);
+      PteScalar want = *written;
+      if (now.is_mapped() && want.is_mapped()) {
+        // The software MMU may already have set ACCESSED/DIRTY.
+        now.prop.flags &= ~(PageFlags::ACCESSED | PageFlags::DIRTY);
+        want.prop.flags &= ~(PageFlags::ACCESSED | PageFlags::DIRTY);
+      }
+      VMS_ASSERT(now == want, "node {:#x} entry {} does not decode to what was written", node.pa, idx);
+    }
+#endif
+  }
+
+  // True if the sub-tree rooted at `pa` (locked by this cursor) maps no page.
+  static bool subtree_is_empty(Paddr pa, PagingLevel level) noexcept {
+    const Node node{pa};
+    if (node.meta().nr_children == 0) return true;
+    if (level == 1) return false;
+    for (std::size_t i = 0; i < kNrEntries<Consts>; ++i) {
+      const std::uint64_t raw = node.load_locked(i);
+      if (!F::is_present(raw, level)) continue;
+      if (!detail::is_pt_entry<C>(raw, level)) return false;
+      if (!subtree_is_empty(F::paddr(raw, level), static_cast<PagingLevel>(level - 1))) return false;
+    }
+    return true;
+  }
+
   // Marks a detached sub-tree stray and unlocks it, children first. Returns the number of base
   // pages its leaves map (a huge leaf counts every base page it covers).
   static std::size_t mark_stray_and_unlock(Paddr pa, PagingLevel level) noexcept {

@@ -47,6 +47,7 @@ class Segment : public FrameIoBase<Segment<M>, M> {
     for (Paddr pa = range.start; pa < range.end; pa += kPageSize) {
       auto slot = detail::slot_from_unused<M>(pa, metadata_fn(pa), /*as_unique=*/false);
       if (!slot) return err(slot.error());  // `seg` drops the frames taken so far
+      VMS_LEDGER(*slot, 1);
       seg.end_ = pa + kPageSize;
     }
     return seg;
@@ -56,6 +57,7 @@ class Segment : public FrameIoBase<Segment<M>, M> {
   explicit Segment(Frame<M>&& frame) noexcept {
     start_ = std::move(frame).into_raw();
     end_ = start_ + kPageSize;
+    VMS_LEDGER(meta_slot(start_), 1);  // the frame's handle became a segment share
   }
 
   Segment(const Segment& o) noexcept : start_(o.start_), end_(o.end_) { inc_all(); }
@@ -101,10 +103,12 @@ class Segment : public FrameIoBase<Segment<M>, M> {
     Segment s;
     s.start_ = range.start;
     s.end_ = range.end;
+    s.ledger_all(1);
     return s;
   }
   // Leaks one reference per frame to the caller.
   PaRange into_raw() && noexcept {
+    ledger_all(-1);
     return PaRange{std::exchange(start_, 0), std::exchange(end_, 0)};
   }
 
@@ -150,6 +154,7 @@ class Segment : public FrameIoBase<Segment<M>, M> {
     if (start_ == end_) return std::nullopt;
     Paddr pa = start_;
     start_ += kPageSize;
+    VMS_LEDGER(meta_slot(pa), -1);  // the share becomes the Frame's handle (from_raw adds it)
     return Frame<M>::from_raw(pa);
   }
 
@@ -199,10 +204,21 @@ class Segment : public FrameIoBase<Segment<M>, M> {
     }
   }
   void inc_all() noexcept {
-    for (Paddr pa = start_; pa < end_; pa += kPageSize) detail::inc_ref(meta_slot(pa));
+    for (Paddr pa = start_; pa < end_; pa += kPageSize) {
+      detail::inc_ref(meta_slot(pa));
+      VMS_LEDGER(meta_slot(pa), 1);
+    }
   }
   void dec_all() noexcept {
-    for (Paddr pa = start_; pa < end_; pa += kPageSize) detail::dec_ref(meta_slot(pa));
+    for (Paddr pa = start_; pa < end_; pa += kPageSize) {
+      VMS_LEDGER(meta_slot(pa), -1);
+      detail::dec_ref(meta_slot(pa));
+    }
+  }
+  void ledger_all([[maybe_unused]] std::int64_t delta) noexcept {
+#ifdef VMSPACE_HANDLE_LEDGER
+    for (Paddr pa = start_; pa < end_; pa += kPageSize) VMS_LEDGER(meta_slot(pa), delta);
+#endif
   }
 
   Paddr start_ = 0;

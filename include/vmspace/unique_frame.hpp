@@ -33,6 +33,7 @@ class UniqueFrame : public FrameIoBase<UniqueFrame<M>, M> {
             one, kRefCountUnique, boost::memory_order_acquire, boost::memory_order_relaxed)) {
       return std::nullopt;
     }
+    VMS_LEDGER(frame.slot(), -1);
     return UniqueFrame(std::exchange(frame.slot_, nullptr));
   }
 
@@ -56,6 +57,7 @@ class UniqueFrame : public FrameIoBase<UniqueFrame<M>, M> {
   Frame<M> into_frame() && noexcept {
     MetaSlot* slot = std::exchange(slot_, nullptr);
     slot->ref_count_ref().store(1, boost::memory_order_release);
+    VMS_LEDGER(slot, 1);
     return Frame<M>(detail::kAdopt, slot);
   }
 

@@ -114,6 +114,10 @@ struct UserPtConfig {
     const std::uint64_t size = std::uint64_t{kPageSize} << (9u * (raw.level - 1u));
     return Item::tracked(USegment::from_raw(PaRange{raw.paddr, raw.paddr + size}), raw.prop);
   }
+  // Whether a raw leaf owns its frames (for the invariant checker).
+  static bool is_tracked(const RawItem& raw) noexcept {
+    return !has(raw.prop.priv_flags, PrivilegedPageFlags::AVAIL1);
+  }
   static ItemRef item_ref_from_raw(const RawItem& raw) noexcept {
     PageProperty p = raw.prop;
     const bool tracked = !has(p.priv_flags, PrivilegedPageFlags::AVAIL1);
