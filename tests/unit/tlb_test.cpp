@@ -14,6 +14,7 @@
 #include <memory>
 #include <vector>
 
+#include <vmspace/check/invariants.hpp>
 #include <vmspace/kernel_page_table.hpp>
 #include <vmspace/tlb.hpp>
 #include <vmspace/vm_space.hpp>
@@ -558,6 +559,11 @@ TEST_SUITE("unit") {
           break;
         }
       }
+      // The library's own checker (check/invariants.hpp) agrees, and the tables stay sound.
+      check::CheckReport report;
+      check::check_tlb_coherence(report);
+      for (const auto& sp : spaces) check::check_user_table(sp->page_table(), report);
+      REQUIRE_MESSAGE(report.ok(), report.to_string());
       for (std::uint32_t i = 0; i < 4; ++i) {
         CAPTURE(step);
         if (active[i] < 0) {
