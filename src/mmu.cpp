@@ -204,7 +204,14 @@ Result<std::uint32_t> atomic_at(detail::Endpoint at, bool write, Op&& op) noexce
       if (r.status == Translate::Ok) return op(reinterpret_cast<std::uint32_t*>(r.host));
       status = r.status;
     }
-    if (++retries > kMaxFaultRetries || !handle_fault(at.addr, write, status)) return err(Error::PageFault);
+    if (++retries > kMaxFaultRetries) {
+      // As in run_copy: giving up after the handler's empty successes is an unresolved fault.
+      logger().warn("page fault at {:#x} still unresolved after {} handler successes; giving up",
+                    at.addr, kMaxFaultRetries);
+      g_faults_unresolved.fetch_add(1, std::memory_order_relaxed);
+      return err(Error::PageFault);
+    }
+    if (!handle_fault(at.addr, write, status)) return err(Error::PageFault);
   }
 }
 
