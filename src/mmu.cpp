@@ -9,6 +9,7 @@
 #include <vmspace/io.hpp>
 #include <vmspace/log.hpp>
 #include <vmspace/meta.hpp>
+#include <vmspace/mmu.hpp>
 #include <vmspace/mutex.hpp>
 #include <vmspace/rcu.hpp>
 #include <vmspace/vm_space.hpp>
@@ -226,6 +227,16 @@ UserPageFaultHandler inject_user_page_fault_handler(UserPageFaultHandler handler
     prev = std::exchange(g_handler, std::move(next));
   }
   return prev ? *prev : UserPageFaultHandler();
+}
+
+Result<Paddr> mmu_translate(const DisabledPreemptGuard&, Vaddr va, PageFaultAccess access) noexcept {
+  const Translation t = translate(va, access == PageFaultAccess::Write);
+  switch (t.status) {
+    case Translate::Ok: return t.pa;
+    case Translate::Fault: return err(Error::PageFault);
+    case Translate::Refused: break;
+  }
+  return err(Error::AccessDenied);
 }
 
 FaultStats fault_stats() noexcept {

@@ -16,6 +16,7 @@
 
 #include <vmspace/check/invariants.hpp>
 #include <vmspace/kernel_page_table.hpp>
+#include <vmspace/mmu.hpp>
 #include <vmspace/tlb.hpp>
 #include <vmspace/vm_space.hpp>
 
@@ -577,5 +578,75 @@ TEST_SUITE("unit") {
     CHECK(accesses_ok > 50);  // the mix really exercised the TLBs
     for (auto& sp : spaces) sp.reset();
     CHECK(tlb_stale_hits() == stale);
+  }
+}
+
+// mmu_translate: the translation readers and writers use, without the copy.
+TEST_SUITE("unit") {
+  TEST_CASE("mmu_translate_walks_once_then_hits_the_tlb_and_sets_accessed_and_dirty") {
+    auto space = new_space();
+    ActiveOn active(space, cpu(0));
+    const Vaddr va = 0x40000;
+    const Paddr pa = map_page(*space, va);
+    const TlbStats before = tlb_stats(cpu(0));
+    {
+      auto g = disable_preempt();
+      CHECK(mmu_translate(g, va + 0x123, PageFaultAccess::Read).value() == pa + 0x123);
+      CHECK(mmu_translate(g, va + 0x456, PageFaultAccess::Read).value() == pa + 0x456);
+    }
+    const TlbStats after_reads = tlb_stats(cpu(0));
+    CHECK(after_reads.misses == before.misses + 1);
+    CHECK(after_reads.hits == before.hits + 1);
+    const auto raw_accessed = [&] {
+      auto w = space->page_table().page_walk(va);
+      REQUIRE(w.has_value());
+      return w->second;
+    };
+    // A read sets ACCESSED but not DIRTY; the read-only cached entry cannot serve a write,
+    // which walks again and sets DIRTY.
+    CHECK(has(raw_accessed().flags, PageFlags::ACCESSED));
+    CHECK_FALSE(has(raw_accessed().flags, PageFlags::DIRTY));
+    {
+      auto g = disable_preempt();
+      CHECK(mmu_translate(g, va, PageFaultAccess::Write).value() == pa);
+    }
+    CHECK(tlb_stats(cpu(0)).misses == after_reads.misses + 1);
+    CHECK(has(raw_accessed().flags, PageFlags::DIRTY));
+  }
+
+  TEST_CASE("mmu_translate_reports_faults_without_calling_the_handler") {
+    auto space = new_space();
+    ActiveOn active(space, cpu(0));
+    const Vaddr ro = 0x50000;
+    map_page(*space, ro, kUserRo);
+    const Vaddr none = 0x51000;
+    map_page(*space, none, kUserNone);
+    unsigned handler_calls = 0;
+    auto prev = inject_user_page_fault_handler([&](const PageFaultInfo&) -> Result<void> {
+      ++handler_calls;
+      return {};
+    });
+    {
+      auto g = disable_preempt();
+      CHECK(mmu_translate(g, ro, PageFaultAccess::Read).has_value());
+      CHECK(error_of(mmu_translate(g, ro, PageFaultAccess::Write)) == Error::PageFault);
+      CHECK(error_of(mmu_translate(g, none, PageFaultAccess::Read)) == Error::PageFault);
+      CHECK(error_of(mmu_translate(g, 0x52000, PageFaultAccess::Read)) == Error::PageFault);
+      CHECK(error_of(mmu_translate(g, kMaxUserspaceVaddr, PageFaultAccess::Read)) == Error::AccessDenied);
+      CHECK(error_of(mmu_translate(g, ~Vaddr{0}, PageFaultAccess::Read)) == Error::AccessDenied);
+    }
+    CHECK(handler_calls == 0);
+    inject_user_page_fault_handler(std::move(prev));
+  }
+
+  TEST_CASE("mmu_translate_needs_an_active_space") {
+    {
+      auto g = disable_preempt();  // unbound thread
+      CHECK(error_of(mmu_translate(g, 0x1000, PageFaultAccess::Read)) == Error::AccessDenied);
+    }
+    BoundTo bound(cpu(1));
+    REQUIRE(VmSpace::deactivate_current().has_value());
+    auto g = disable_preempt();
+    CHECK(error_of(mmu_translate(g, 0x1000, PageFaultAccess::Read)) == Error::AccessDenied);
   }
 }
