@@ -42,7 +42,6 @@ std::atomic<bool> g_booted{false};
 // Set on the booting thread while boot builds the machine: the allocator and the page tables
 // call ensure_booted(), which must not re-enter boot on that thread.
 thread_local bool t_booting = false;
-detail::Machine g_machine;
 
 // The metadata of permanently reserved frames (frame 0). Never dropped.
 struct ReservedMemoryMeta {
@@ -80,7 +79,7 @@ Result<std::uint64_t> parse_size(std::string_view s) {
 // the child's page-table and data writes would land in the parent's machine. Remap it private
 // (copy-on-write) in the child.
 void remap_physical_memory_private_in_child() {
-  const detail::Machine& m = g_machine;
+  const detail::Machine& m = detail::g_machine;
   if (m.phys == nullptr) return;
   void* p = mmap(m.phys, m.phys_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE,
                  m.memfd, 0);
@@ -109,7 +108,7 @@ void* map_anonymous(std::size_t bytes) {
 
 // Builds the machine into g_machine. On failure releases what it created.
 Result<void> build_machine(const BootConfig& config) {
-  detail::Machine& m = g_machine;
+  detail::Machine& m = detail::g_machine;
   const std::uint64_t nframes = config.phys_mem_bytes / kPageSize;
 
   m.memfd = memfd_create("vmspace-physical-memory", MFD_CLOEXEC);
@@ -181,10 +180,8 @@ Result<void> build_machine(const BootConfig& config) {
 }  // namespace
 
 namespace detail {
-Machine& machine() noexcept {
-  VMS_DEBUG_ASSERT(g_booted.load(std::memory_order_relaxed) || t_booting, "machine not booted");
-  return g_machine;
-}
+Machine g_machine;
+bool machine_ready() noexcept { return g_booted.load(std::memory_order_relaxed) || t_booting; }
 }  // namespace detail
 
 Result<BootConfig> default_boot_config() {
@@ -211,7 +208,7 @@ Result<BootConfig> default_boot_config() {
 Result<void> boot(const BootConfig& config) {
   std::lock_guard<std::mutex> lock(g_boot_mutex);
   if (g_booted.load(std::memory_order_acquire)) {
-    if (g_machine.config == config) return {};
+    if (detail::g_machine.config == config) return {};
     logger().error("boot: the machine is already booted with a different configuration");
     return err(Error::InvalidArgs);
   }
@@ -238,7 +235,7 @@ void ensure_booted() {
 
 const BootConfig& boot_config() {
   ensure_booted();
-  return g_machine.config;
+  return detail::g_machine.config;
 }
 
 }  // namespace vmspace

@@ -5,14 +5,16 @@
 #include <ostream>
 #include <thread>
 
+#include "cpu_local.hpp"
 #include "machine.hpp"
 
 namespace vmspace {
 
-namespace {
-// The CPU this thread is bound to. A thread-local so that current_cpu() is one load.
-thread_local std::optional<CpuId> t_bound_cpu;
-}  // namespace
+namespace detail {
+// The CPU this thread is bound to (see cpu_local.hpp).
+thread_local constinit std::optional<CpuId> t_bound_cpu;
+}  // namespace detail
+using detail::t_bound_cpu;
 
 std::ostream& operator<<(std::ostream& os, CpuId id) { return os << "cpu" << id.as_u32(); }
 

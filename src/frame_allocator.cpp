@@ -23,6 +23,7 @@
 #include <boost/intrusive/list.hpp>
 
 #include "machine.hpp"
+#include "cpu_local.hpp"
 
 namespace vmspace {
 
@@ -142,7 +143,7 @@ struct BuddyFrameAllocator::Impl {
   std::atomic<std::uint64_t> total_frames{0};
 
   Cache& my_cache() noexcept {
-    auto cpu = current_cpu();
+    auto cpu = detail::bound_cpu();
     if (cpu && cpu->as_u32() < ncpus) return cpu_caches[cpu->as_u32()];
     return shared_cache;
   }

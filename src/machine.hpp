@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 
+#include <vmspace/assert.hpp>
 #include <vmspace/boot.hpp>
 #include <vmspace/frame_allocator.hpp>
 
@@ -44,8 +45,17 @@ struct Machine {
   BuddyFrameAllocator* builtin_allocator = nullptr;  // never destroyed
 };
 
-// The booted machine. Precondition: is_booted().
-Machine& machine() noexcept;
+// The machine; defined in boot.cpp. Use machine().
+extern Machine g_machine;
+// Whether boot() has built the machine (or is building it on this thread).
+bool machine_ready() noexcept;
+
+// The booted machine. Precondition: is_booted(). Inline: every user access reaches its CPU
+// through it.
+inline Machine& machine() noexcept {
+  VMS_DEBUG_ASSERT(machine_ready(), "machine not booted");
+  return g_machine;
+}
 
 // The installed allocator (hot path: one relaxed load).
 extern std::atomic<GlobalFrameAllocator*> g_allocator;

@@ -18,6 +18,7 @@
 #include <memory>
 
 #include "machine.hpp"
+#include "cpu_local.hpp"
 
 namespace vmspace {
 
@@ -85,21 +86,28 @@ restart:
   return {Translate::Fault, 0};
 }
 
-// Translates a user address on the calling CPU. Precondition: inside a read section.
-Translation translate(Vaddr va, bool write) noexcept {
-  if (va >= kMaxUserspaceVaddr) return {Translate::Refused, 0};
-  const auto cpu_id = current_cpu();
-  if (!cpu_id) return {Translate::Refused, 0};
+// The calling CPU's state if it can make user accesses (bound, with a user space active), else
+// nullptr. Looked up once per read section: the binding and the active space are the calling
+// thread's own and cannot change while it is inside one.
+detail::PerCpu* user_cpu() noexcept {
+  const auto cpu_id = detail::bound_cpu();
+  if (!cpu_id) return nullptr;
   detail::PerCpu& cpu = detail::machine().cpus[cpu_id->as_u32()];
-  if (!cpu.active) return {Translate::Refused, 0};
-  if (auto pa = cpu.tlb.lookup(va, write)) return {Translate::Ok, *pa + (va & (kPageSize - 1))};
-  return walk_and_fill(cpu, cpu.current_root.load(std::memory_order_relaxed), va, write);
+  return cpu.active ? &cpu : nullptr;
+}
+
+// Translates a user address on `cpu` (from user_cpu(); nullptr refuses). Precondition: inside a
+// read section.
+Translation translate(detail::PerCpu* cpu, Vaddr va, bool write) noexcept {
+  if (va >= kMaxUserspaceVaddr || cpu == nullptr) [[unlikely]] return {Translate::Refused, 0};
+  if (auto pa = cpu->tlb.lookup(va, write)) [[likely]] return {Translate::Ok, *pa + (va & (kPageSize - 1))};
+  return walk_and_fill(*cpu, cpu->current_root.load(std::memory_order_relaxed), va, write);
 }
 
 // Resolves a fault at `va` through the handler. True if the access should be retried.
 // Precondition: outside any read section (the handler may block and take cursors).
 bool handle_fault(Vaddr va, bool write, Translate status) noexcept {
-  const auto cpu_id = current_cpu();
+  const auto cpu_id = detail::bound_cpu();
   if (status == Translate::Refused || !cpu_id) {
     g_faults_refused.fetch_add(1, std::memory_order_relaxed);
     return false;
@@ -130,10 +138,10 @@ struct Resolved {
   std::size_t span;
 };
 
-Resolved resolve(detail::Endpoint e, std::size_t offset, bool write) noexcept {
+Resolved resolve(detail::PerCpu* cpu, detail::Endpoint e, std::size_t offset, bool write) noexcept {
   const std::uint64_t addr = e.addr + offset;
   if (!e.user) return {Translate::Ok, reinterpret_cast<std::byte*>(addr), SIZE_MAX};
-  Translation t = translate(addr, write);
+  Translation t = translate(cpu, addr, write);
   if (t.status != Translate::Ok) return {t.status, nullptr, 0};
   return {Translate::Ok, paddr_to_vaddr(t.pa), kPageSize - (addr & (kPageSize - 1))};
 }
@@ -149,18 +157,19 @@ detail::CopyOutcome run_copy(detail::Endpoint dst, const detail::Endpoint* src, 
     Translate fault_status = Translate::Ok;
     {
       auto guard = disable_preempt();
+      detail::PerCpu* const cpu = user_cpu();
       const std::size_t section_end = copied + kBytesPerSection < n ? copied + kBytesPerSection : n;
       while (copied < section_end) {
         Resolved s{Translate::Ok, nullptr, SIZE_MAX};
         if (src != nullptr) {
-          s = resolve(*src, copied, false);
+          s = resolve(cpu, *src, copied, false);
           if (s.status != Translate::Ok) {
             fault_va = src->addr + copied;
             fault_status = s.status;
             break;
           }
         }
-        Resolved d = resolve(dst, copied, true);
+        Resolved d = resolve(cpu, dst, copied, true);
         if (d.status != Translate::Ok) {
           fault_va = dst.addr + copied;
           fault_write = true;
@@ -201,7 +210,7 @@ Result<std::uint32_t> atomic_at(detail::Endpoint at, bool write, Op&& op) noexce
     Translate status;
     {
       auto guard = disable_preempt();
-      Resolved r = resolve(at, 0, write);
+      Resolved r = resolve(user_cpu(), at, 0, write);
       if (r.status == Translate::Ok) return op(reinterpret_cast<std::uint32_t*>(r.host));
       status = r.status;
     }
@@ -230,7 +239,7 @@ UserPageFaultHandler inject_user_page_fault_handler(UserPageFaultHandler handler
 }
 
 Result<Paddr> mmu_translate(const DisabledPreemptGuard&, Vaddr va, PageFaultAccess access) noexcept {
-  const Translation t = translate(va, access == PageFaultAccess::Write);
+  const Translation t = translate(user_cpu(), va, access == PageFaultAccess::Write);
   switch (t.status) {
     case Translate::Ok: return t.pa;
     case Translate::Fault: return err(Error::PageFault);

@@ -27,6 +27,7 @@
 
 #include <boost/intrusive/list.hpp>
 
+#include "cpu_local.hpp"
 #include "sanitizers.hpp"
 
 namespace vmspace {
@@ -195,6 +196,10 @@ Rcu& rcu() {
 // Read-section nesting depth of this thread; trivial so the fast path is one TLS access.
 thread_local unsigned t_nesting = 0;
 
+// The record, registered on first use. The owner has a destructor, so each access to it goes
+// through a TLS init check; the hot path reads this plain pointer instead.
+thread_local constinit ThreadRecord* t_record = nullptr;
+
 struct ThreadRecordOwner {
   ThreadRecord record;
   ThreadRecordOwner() { rcu().register_thread(record); }
@@ -204,17 +209,24 @@ struct ThreadRecordOwner {
       detail::panic_at(__FILE__, __LINE__, "thread exited inside an RCU read section");
     }
     rcu().unregister_thread(record);
+    t_record = nullptr;
   }
 };
 
-ThreadRecord& my_record() {
+[[gnu::noinline]] ThreadRecord& register_my_record() {
   thread_local ThreadRecordOwner owner;
+  t_record = &owner.record;
   return owner.record;
+}
+
+ThreadRecord& my_record() {
+  ThreadRecord* r = t_record;
+  return r != nullptr ? *r : register_my_record();
 }
 
 }  // namespace
 
-DisabledPreemptGuard::DisabledPreemptGuard() : cpu_(vmspace::current_cpu()) {
+DisabledPreemptGuard::DisabledPreemptGuard() : cpu_(detail::bound_cpu()) {
   if (t_nesting++ == 0) {
     ThreadRecord& r = my_record();
     // seq_cst store: the full fence orders this publish before every later pointer load.

@@ -24,7 +24,6 @@ TlbCheckMode initial_check_mode() {
   return TlbCheckMode::Off;
 }
 
-std::atomic<TlbCheckMode> g_check_mode{initial_check_mode()};
 std::atomic<std::uint64_t> g_dispatches{0};
 std::atomic<std::uint64_t> g_cpu_flushes{0};
 std::atomic<std::uint64_t> g_frames_kept{0};
@@ -46,25 +45,12 @@ void apply_ops(detail::Tlb& tlb, bool all, const std::vector<TlbFlushOp>& ops) n
 
 namespace detail {
 
-std::optional<Paddr> Tlb::lookup(Vaddr va, bool write) noexcept {
-  const std::uint64_t key = key_of(va);
-  const std::size_t base = set_of(va) * kTlbWays;
-  for (std::size_t w = 0; w < kTlbWays; ++w) {
-    Entry& e = entries_[base + w];
-    if (e.tag.load(std::memory_order_acquire) != key) continue;
-    const std::uint64_t data = e.data.load(std::memory_order_relaxed);
-    if (write && (data & kWritable) == 0) break;  // needs a walk (permission or DIRTY)
-    const Paddr pa = data & kAddrMask;
-    if ((data & kTracked) != 0 && g_check_mode.load(std::memory_order_relaxed) != TlbCheckMode::Off) {
-      const std::uint32_t filled = e.generation.load(std::memory_order_relaxed);
-      const std::uint32_t now = frame_generation(pa);
-      if (filled != now) report_stale_hit(va, pa, filled, now);
-    }
-    hits_.fetch_add(1, std::memory_order_relaxed);
-    return pa;
-  }
-  misses_.fetch_add(1, std::memory_order_relaxed);
-  return std::nullopt;
+std::atomic<TlbCheckMode> g_tlb_check_mode{initial_check_mode()};
+
+void Tlb::check_generation(const Entry& e, Vaddr va, Paddr pa) noexcept {
+  const std::uint32_t filled = e.generation.load(std::memory_order_relaxed);
+  const std::uint32_t now = frame_generation(pa);
+  if (filled != now) report_stale_hit(va, pa, filled, now);
 }
 
 void Tlb::fill(Vaddr va, Paddr pa_page, std::uint64_t flags, std::uint32_t generation,
@@ -86,8 +72,11 @@ void Tlb::fill(Vaddr va, Paddr pa_page, std::uint64_t flags, std::uint32_t gener
     next_victim_[set] = static_cast<std::uint8_t>((way + 1) % kTlbWays);
   }
   Entry& e = entries_[base + way];
-  e.tag.store(0, std::memory_order_seq_cst);
-  e.data.store(pa_page | flags, std::memory_order_relaxed);
+  // Only the owner translates through entries; other threads invalidate them or snapshot them
+  // for checks. Retire the old tag before the data changes (the release store of the data keeps
+  // that order) so a snapshot never pairs the old page with the new frame.
+  e.tag.store(0, std::memory_order_relaxed);
+  e.data.store(pa_page | flags, std::memory_order_release);
   e.generation.store(generation, std::memory_order_relaxed);
   e.tag.store(key, std::memory_order_seq_cst);
   if (flush_seq_.load(std::memory_order_seq_cst) != snapshot) {
@@ -132,7 +121,7 @@ TlbStats Tlb::stats() const noexcept {
 
 void Tlb::report_stale_hit(Vaddr va, Paddr pa, std::uint32_t filled, std::uint32_t now) noexcept {
   stale_hits_.fetch_add(1, std::memory_order_relaxed);
-  if (g_check_mode.load(std::memory_order_relaxed) == TlbCheckMode::Abort) {
+  if (detail::g_tlb_check_mode.load(std::memory_order_relaxed) == TlbCheckMode::Abort) {
     VMS_PANIC("TLB hit for va {:#x} uses frame {:#x} freed since the entry was filled "
               "(generation {} -> {})", va, pa, filled, now);
   }
@@ -232,8 +221,8 @@ TlbDispatchStats tlb_dispatch_stats() noexcept {
                           g_frames_kept.load(std::memory_order_relaxed)};
 }
 
-void set_tlb_check_mode(TlbCheckMode mode) noexcept { g_check_mode.store(mode, std::memory_order_relaxed); }
-TlbCheckMode tlb_check_mode() noexcept { return g_check_mode.load(std::memory_order_relaxed); }
+void set_tlb_check_mode(TlbCheckMode mode) noexcept { detail::g_tlb_check_mode.store(mode, std::memory_order_relaxed); }
+TlbCheckMode tlb_check_mode() noexcept { return detail::g_tlb_check_mode.load(std::memory_order_relaxed); }
 
 std::uint64_t tlb_stale_hits() noexcept {
   if (!is_booted()) return 0;

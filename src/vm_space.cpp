@@ -6,6 +6,7 @@
 #include <map>
 
 #include "machine.hpp"
+#include "cpu_local.hpp"
 
 namespace vmspace {
 
@@ -92,7 +93,7 @@ Result<IoMem> IoMem::acquire(PaRange range) {
 std::optional<PageTableError> last_page_table_error() noexcept { return t_last_pt_error; }
 
 Paddr current_page_table_paddr() noexcept {
-  auto cpu = current_cpu();
+  auto cpu = detail::bound_cpu();
   if (!cpu) return kernel_page_table().root_paddr();
   return detail::machine().cpus[cpu->as_u32()].current_root.load(std::memory_order_relaxed);
 }
@@ -133,7 +134,7 @@ Result<VmSpace::CursorMut> VmSpace::try_cursor_mut(const DisabledPreemptGuard& g
 }
 
 Result<void> VmSpace::activate() {
-  auto cpu = current_cpu();
+  auto cpu = detail::bound_cpu();
   if (!cpu) return err(Error::AccessDenied);
   detail::PerCpu& pc = detail::machine().cpus[cpu->as_u32()];
   if (pc.active.get() == this) return {};
@@ -153,7 +154,7 @@ Result<void> VmSpace::activate() {
 }
 
 Result<void> VmSpace::deactivate_current() {
-  auto cpu = current_cpu();
+  auto cpu = detail::bound_cpu();
   if (!cpu) return err(Error::AccessDenied);
   detail::PerCpu& pc = detail::machine().cpus[cpu->as_u32()];
   std::shared_ptr<VmSpace> previous;
@@ -169,7 +170,7 @@ Result<void> VmSpace::deactivate_current() {
 }
 
 bool VmSpace::active_here() const noexcept {
-  auto cpu = current_cpu();
+  auto cpu = detail::bound_cpu();
   if (!cpu) return false;
   return detail::machine().cpus[cpu->as_u32()].current_root.load(std::memory_order_relaxed) ==
          pt_.root_paddr();

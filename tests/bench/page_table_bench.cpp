@@ -132,12 +132,19 @@ void BM_CursorUnmap4K_BatchedRetire(benchmark::State& state) { unmap_4k(state, t
 BENCHMARK(BM_CursorUnmap4K)->UseManualTime();
 BENCHMARK(BM_CursorUnmap4K_BatchedRetire)->Name("BM_CursorUnmap4K/BatchedRetire")->UseManualTime();
 
-// Change the property (toggle W, so every PTE is rewritten) of `pages` mapped pages with
-// protect_next through one cursor created for exactly those pages: pages = 1 is "protect one
-// page" (cursor creation + protect_next + drop, 256 times per batch), pages = 512 is a 2 MiB
-// range (one cursor per batch, its cost spread over 512 pages). The disable_preempt() guard is
-// taken once outside the loop. No TLB flush (there is no TLB at this layer yet).
-void BM_CursorProtect4K(benchmark::State& state) {
+// How a protect row changes its pages.
+enum class ProtectMethod : std::uint8_t {
+  Range,     // CursorMut::protect(len, op): one call over the whole range
+  NextLoop,  // protect_next until the range is done: one call per mapping
+};
+
+// Change the property (toggle W, so every PTE is rewritten) of `pages` mapped pages through one
+// cursor created for exactly those pages: pages = 1 is "protect one page" (cursor creation +
+// protect_next + drop, 256 times per batch), pages = 512 is a 2 MiB range (one cursor per batch,
+// its cost spread over 512 pages) changed with protect(len) or, for comparison, a protect_next
+// loop. The disable_preempt() guard is taken once outside the loop. No TLB flush (there is no
+// TLB at this layer).
+void protect_rows(benchmark::State& state, ProtectMethod method) {
   BenchThread thread(state);
   if (!thread.ok()) return;
   const auto pages = static_cast<std::uint64_t>(state.range(0));
@@ -159,6 +166,10 @@ void BM_CursorProtect4K(benchmark::State& state) {
     timer.time([&] {
       for (std::size_t i = 0; i < cursors_per_batch; ++i) {
         auto cursor = take_ok(pt.cursor_mut(guard, range), "protect cursor");
+        if (method == ProtectMethod::Range) {
+          check(take_ok(cursor.protect(range.end - range.start, toggle_write), "protect") == pages, "protect count");
+          continue;
+        }
         while (cursor.virt_addr() < range.end) {
           auto changed = cursor.protect_next(range.end - cursor.virt_addr(), toggle_write);
           check(changed.has_value() && changed->has_value(), "protect_next");
@@ -168,7 +179,12 @@ void BM_CursorProtect4K(benchmark::State& state) {
   }
   timer.report();
 }
+void BM_CursorProtect4K(benchmark::State& state) {
+  protect_rows(state, state.range(0) == 1 ? ProtectMethod::NextLoop : ProtectMethod::Range);
+}
+void BM_CursorProtectNextLoop(benchmark::State& state) { protect_rows(state, ProtectMethod::NextLoop); }
 BENCHMARK(BM_CursorProtect4K)->ArgName("pages")->Arg(1)->Arg(512)->UseManualTime();
+BENCHMARK(BM_CursorProtectNextLoop)->ArgName("pages")->Arg(512)->UseManualTime();
 
 // Query through a held cursor: jump(va) + query() for pseudo-random mapped pages, either the
 // 512 pages of one leaf table (hot, every node in L1/L2) or all walk_pages() pages (1M: leaf
