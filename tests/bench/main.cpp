@@ -17,13 +17,23 @@
 //                             cursor, freeing every frame (its PTE held the only reference)
 //                             and the RCU grace period (rcu_barrier per batch).
 //                             .../BatchedRetire: the items go to RCU as one batch (info).
-//     BM_CursorProtect4K      protect_next toggling W on 1 page (cursor per page) or on each
-//                             page of a 512-page range (one cursor).
+//     BM_CursorProtect4K      toggling W on 1 page (cursor + protect_next per page) or on a
+//                             512-page range (one cursor, protect(len));
+//                             BM_CursorProtectNextLoop: the range with a protect_next loop.
 //     BM_CursorQuery          jump + query on a held cursor, random pages of one leaf table
 //                             (HotLeaf) or of the 1M-page table (Random).
 //     BM_PageWalkRandom       lock-free page_walk_in, random over 1M mapped pages (software
 //                             MMU on a TLB miss); ...WithGuard takes its own guard per walk.
 //     BM_CursorCreateDrop     create + drop a CursorMut over one mapped page.
+//   vm_space_bench.cpp — one thread on CPU 0 with a VmSpace active (BM_UnmapDispatch512: also
+//     active on CPU 1).
+//     BM_ReaderCopy/<bytes>   VmSpace::reader + read_fallible into a host buffer, 64 B to
+//     BM_WriterCopy/<bytes>   64 MiB (writer: from a host buffer), 4 KiB user pages.
+//     BM_Baseline_Memcpy/<bytes>  memcpy between two page-aligned host buffers.
+//     BM_TranslateTlbHit/Miss mmu_translate: 64 cached pages cycled / the xv6 walk's random
+//                             sequence over 1M pages (a miss walks and fills the TLB).
+//     BM_UnmapDispatch512     VmSpace::CursorMut::unmap of 512 pages cached in CPU 0's TLB,
+//                             with the flush dispatched to both CPUs; frames go to RCU.
 //   frame_bench.cpp
 //     BM_FrameAllocFree       alloc_frame + drop, a per-CPU cache hit, without zeroing
 //                             (...Zeroed: with the default 4 KiB zeroing).
