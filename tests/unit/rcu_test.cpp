@@ -22,6 +22,7 @@
 #include <vmspace/rcu.hpp>
 
 #include "death_test.hpp"
+#include "thread_helpers.hpp"
 
 using namespace vmspace;
 using namespace std::chrono_literals;
@@ -29,56 +30,14 @@ using namespace std::chrono_literals;
 namespace {
 
 constexpr auto kWindow = 200ms;   // how long we watch for something that must not happen
-constexpr auto kTimeout = 10s;    // upper bound for something that must happen
-
-// Polls `pred` until it holds or `timeout` passes; returns whether it held.
-template <class Pred>
-bool wait_until(Pred pred, std::chrono::milliseconds timeout = kTimeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() >= deadline) return pred();
-    std::this_thread::sleep_for(100us);
-  }
-  return true;
-}
+using vmspace::test::Async;
+using vmspace::test::wait_until;
 
 // True if `pred` stays false for the whole window.
 template <class Pred>
 bool stays_false(Pred pred, std::chrono::milliseconds window = kWindow) {
   return !wait_until(pred, window);
 }
-
-// Runs `fn` on its own thread. If it has not finished when the Async is destroyed, the thread
-// is detached (a bug made it hang; the test has already failed on wait()).
-class Async {
- public:
-  explicit Async(std::function<void()> fn) : state_(std::make_shared<State>()) {
-    thread_ = std::thread([state = state_, fn = std::move(fn)] {
-      fn();
-      state->done.store(true, std::memory_order_release);
-    });
-  }
-  Async(const Async&) = delete;
-  Async& operator=(const Async&) = delete;
-  ~Async() {
-    if (done()) {
-      thread_.join();
-    } else {
-      thread_.detach();
-    }
-  }
-  bool done() const { return state_->done.load(std::memory_order_acquire); }
-  bool wait(std::chrono::milliseconds timeout = kTimeout) const {
-    return wait_until([this] { return done(); }, timeout);
-  }
-
- private:
-  struct State {
-    std::atomic<bool> done{false};
-  };
-  std::shared_ptr<State> state_;
-  std::thread thread_;
-};
 
 // A thread that enters a read section (nested `depth` guards deep, then drops all but the
 // outermost), reports that it is inside, and stays inside until released.
