@@ -155,7 +155,23 @@ Result<void> build_machine(const BootConfig& config) {
   VMS_ASSERT(detail::g_handle_ledger != nullptr, "cannot reserve the handle ledger");
 #endif
 
-  static const int atfork = pthread_atfork(nullptr, nullptr, remap_physical_memory_private_in_child);
+  // RCU first: its prepare waits for a running reclaim batch, whose callbacks free frames and
+  // so need the allocator locks that the allocator's prepare takes next.
+  static const int atfork = pthread_atfork(
+      [] {
+        detail::rcu_fork_prepare();
+        detail::allocator_fork_prepare();
+      },
+      [] {
+        detail::allocator_fork_release();
+        detail::rcu_fork_release();
+      },
+      [] {
+        detail::allocator_fork_release();
+        detail::rcu_fork_release();
+        detail::rcu_fork_child();
+        remap_physical_memory_private_in_child();
+      });
   (void)atfork;
   detail::g_phys_base = m.phys;
   detail::g_meta_base = m.meta;

@@ -19,11 +19,12 @@
 #include <atomic>
 #include <bit>
 #include <memory>
+#include <mutex>
 
 #include <boost/intrusive/list.hpp>
 
-#include "machine.hpp"
 #include "cpu_local.hpp"
+#include "machine.hpp"
 
 namespace vmspace {
 
@@ -139,9 +140,39 @@ struct Cache {
 
 }  // namespace
 
+
+namespace {
+// Every live allocator instance, so that fork() can take all their locks (see
+// detail::allocator_fork_prepare).
+std::mutex g_instances_lock;
+std::vector<BuddyFrameAllocator::Impl*> g_instances;
+}  // namespace
+
 struct BuddyFrameAllocator::Impl {
   explicit Impl(std::uint32_t ncpus)
-      : ncpus(ncpus), owner(next_owner_tag()), cpu_caches(std::make_unique<Cache[]>(ncpus)) {}
+      : ncpus(ncpus), owner(next_owner_tag()), cpu_caches(std::make_unique<Cache[]>(ncpus)) {
+    std::lock_guard<std::mutex> g(g_instances_lock);
+    g_instances.push_back(this);
+  }
+  ~Impl() {
+    std::lock_guard<std::mutex> g(g_instances_lock);
+    std::erase(g_instances, this);
+  }
+  Impl(const Impl&) = delete;
+  Impl& operator=(const Impl&) = delete;
+
+  // Fork support: every lock of this instance, in the order the allocator nests them (a cache
+  // lock, then the buddy lock).
+  void lock_all() VMS_NO_THREAD_SAFETY_ANALYSIS {
+    for (std::uint32_t i = 0; i < ncpus; ++i) cpu_caches[i].lock.lock();
+    shared_cache.lock.lock();
+    lock.lock();
+  }
+  void unlock_all() VMS_NO_THREAD_SAFETY_ANALYSIS {
+    lock.unlock();
+    shared_cache.lock.unlock();
+    for (std::uint32_t i = ncpus; i-- > 0;) cpu_caches[i].lock.unlock();
+  }
 
   const std::uint32_t ncpus;
   // This instance's owner bits in the in_list words of its free-block heads.
@@ -397,5 +428,21 @@ BuddyFrameAllocator::Stats BuddyFrameAllocator::stats() const noexcept {
 }
 
 void BuddyFrameAllocator::drain_caches() noexcept { impl_->drain_all(); }
+
+namespace detail {
+
+// fork() copies memory but only the calling thread: a lock another thread held at that moment
+// stays held in the child forever. Taking every allocator lock around fork() gives the child
+// unlocked, consistent allocators (boot.cpp registers these with pthread_atfork).
+void allocator_fork_prepare() VMS_NO_THREAD_SAFETY_ANALYSIS {
+  g_instances_lock.lock();
+  for (BuddyFrameAllocator::Impl* impl : g_instances) impl->lock_all();
+}
+void allocator_fork_release() VMS_NO_THREAD_SAFETY_ANALYSIS {
+  for (auto it = g_instances.rbegin(); it != g_instances.rend(); ++it) (*it)->unlock_all();
+  g_instances_lock.unlock();
+}
+
+}  // namespace detail
 
 }  // namespace vmspace

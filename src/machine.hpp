@@ -65,4 +65,12 @@ Result<void> init_kernel_page_table();
 
 inline PerCpu& per_cpu(std::uint32_t cpu) noexcept { return machine().cpus[cpu]; }
 
+// Fork support (registered with pthread_atfork at boot): prepare takes the locks a background
+// thread could hold, so the child starts with none held; release drops them (parent and child).
+void rcu_fork_prepare();
+void rcu_fork_release();
+void rcu_fork_child();  // after rcu_fork_release, in the child
+void allocator_fork_prepare();
+void allocator_fork_release();
+
 }  // namespace vmspace::detail

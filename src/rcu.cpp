@@ -118,8 +118,19 @@ class Rcu {
     }
   }
 
-  // Runs every callback whose grace period has passed. Returns how many ran.
+  // Runs every callback whose grace period has passed. Returns how many ran. Holds
+  // reclaim_lock_ throughout, so fork() never copies a half-run batch (see fork_prepare);
+  // recursive because a callback may retire objects and reclaim inline.
   std::size_t run_due() {
+    // A callback that retires and reclaims inline re-enters on the same thread: only the
+    // outermost call takes the lock. (A recursive mutex would do, but glibc refuses to unlock
+    // one in a forked child, whose thread id differs from the locker's.)
+    std::unique_lock<std::mutex> reclaiming(reclaim_lock_, std::defer_lock);
+    if (t_reclaim_depth == 0) reclaiming.lock();
+    ++t_reclaim_depth;
+    struct Leave {
+      ~Leave() { --t_reclaim_depth; }
+    } leave;
     std::vector<Callback> due;
     {
       LockGuard<Mutex> g(queue_lock_);
@@ -149,13 +160,45 @@ class Rcu {
     return !running_.empty() && *running_.begin() <= e;
   }
 
+  // fork() copies memory but only the calling thread. Around it we hold every RCU lock (so
+  // none is copied held by a thread the child lacks) and reclaim_lock_ (so no batch is copied
+  // half-run, which would make rcu_barrier in the child wait forever). Lock order: reclaim,
+  // queue, registry, wake; run_due nests reclaim -> queue and nothing nests the others.
+  void fork_prepare() VMS_NO_THREAD_SAFETY_ANALYSIS {
+    reclaim_lock_.lock();
+    queue_lock_.lock();
+    registry_lock_.lock();
+    wake_lock_.lock();
+    start_lock_.lock();
+  }
+  void fork_release() VMS_NO_THREAD_SAFETY_ANALYSIS {
+    start_lock_.unlock();
+    wake_lock_.unlock();
+    registry_lock_.unlock();
+    queue_lock_.unlock();
+    reclaim_lock_.unlock();
+  }
+  // In the child, after fork_release: only the forking thread exists. The other threads'
+  // records stay registered but can never be in a read section again, and the reclaimer
+  // thread is gone, so the next retire starts a new one.
+  void fork_child(const ThreadRecord* self) {
+    {
+      LockGuard<Mutex> g(registry_lock_);
+      for (ThreadRecord& r : registry_) {
+        if (&r != self) r.local_epoch.store(0, std::memory_order_relaxed);
+      }
+    }
+    std::lock_guard<std::mutex> g(start_lock_);
+    reclaimer_started_.store(false, std::memory_order_release);
+  }
+
  private:
   void ensure_reclaimer() {
     if (reclaimer_started_.load(std::memory_order_acquire)) return;
-    std::call_once(reclaimer_once_, [this] {
-      std::thread([this] { reclaimer_loop(); }).detach();
-      reclaimer_started_.store(true, std::memory_order_release);
-    });
+    std::lock_guard<std::mutex> g(start_lock_);
+    if (reclaimer_started_.load(std::memory_order_relaxed)) return;
+    std::thread([this] { reclaimer_loop(); }).detach();
+    reclaimer_started_.store(true, std::memory_order_release);
   }
 
   void reclaimer_loop() {
@@ -182,11 +225,15 @@ class Rcu {
   // The oldest epoch of each batch that run_due took off the queue and is still running
   // (queue epochs are non-decreasing, so a batch's first callback has its oldest epoch).
   std::multiset<std::uint64_t> running_ VMS_GUARDED_BY(queue_lock_);
-  std::once_flag reclaimer_once_;
+  std::mutex reclaim_lock_;
+  static thread_local unsigned t_reclaim_depth;  // run_due nesting on this thread
+  std::mutex start_lock_;  // serialises starting the reclaimer thread
   std::atomic<bool> reclaimer_started_{false};
   std::mutex wake_lock_;
   std::condition_variable wake_;
 };
+
+thread_local constinit unsigned Rcu::t_reclaim_depth = 0;
 
 Rcu& rcu() {
   static Rcu* instance = new Rcu();  // leaked on purpose: see the file comment
@@ -274,5 +321,13 @@ RcuStats rcu_stats() noexcept {
                   r.retired.load(std::memory_order_relaxed),
                   r.reclaimed.load(std::memory_order_relaxed)};
 }
+
+namespace detail {
+
+void rcu_fork_prepare() { rcu().fork_prepare(); }
+void rcu_fork_release() { rcu().fork_release(); }
+void rcu_fork_child() { rcu().fork_child(t_record); }
+
+}  // namespace detail
 
 }  // namespace vmspace

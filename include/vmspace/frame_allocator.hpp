@@ -139,8 +139,9 @@ class BuddyFrameAllocator final : public GlobalFrameAllocator {
   // Returns every cached block to the buddy lists (e.g. before checking for full merges).
   void drain_caches() noexcept;
 
+  struct Impl;  // internal (src/frame_allocator.cpp); public only so fork support can name it
+
  private:
-  struct Impl;
   Impl* impl_;
 };
 

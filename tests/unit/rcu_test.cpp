@@ -8,6 +8,9 @@
 // that must happen are bounded by generous timeouts so that a bug fails instead of hanging.
 #include <doctest/doctest.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -19,6 +22,8 @@
 #include <utility>
 #include <vector>
 
+#include <vmspace/boot.hpp>
+#include <vmspace/frame_allocator.hpp>
 #include <vmspace/rcu.hpp>
 
 #include "death_test.hpp"
@@ -489,5 +494,47 @@ TEST_SUITE("unit") {
           rcu_barrier();
         },
         "rcu_barrier inside a read section"));
+  }
+}
+
+// fork() copies only the calling thread. Before the fork handlers, a child forked while the
+// background reclaimer ran a batch (or held an RCU or allocator lock) inherited that state
+// with no thread to finish it: its rcu_barrier waited forever for the half-run batch, or its
+// frame allocation spun on a copied spinlock (seen as a 20 s death-test timeout under ASan).
+TEST_SUITE("unit") {
+  TEST_CASE("regression_fork_while_the_reclaimer_runs_a_batch") {
+    ensure_booted();  // the fork handlers are installed at boot
+    std::atomic<bool> stop{false};
+    // Slow callbacks keep the reclaimer inside a batch most of the time.
+    Async retirer([&] {
+      while (!stop.load(std::memory_order_relaxed)) {
+        for (int i = 0; i < 16; ++i) {
+          rcu_retire(new int(i), [](void* p) {
+            std::this_thread::sleep_for(100us);
+            delete static_cast<int*>(p);
+          });
+        }
+        std::this_thread::sleep_for(1ms);
+      }
+    });
+    for (int round = 0; round < 16; ++round) {
+      std::this_thread::sleep_for(3ms);
+      const pid_t pid = fork();
+      REQUIRE(pid >= 0);
+      if (pid == 0) {
+        alarm(10);  // a hang fails the round instead of the whole test binary
+        rcu_barrier();
+        auto frame = FrameAllocOptions().alloc_frame();
+        _exit(frame.has_value() ? 0 : 3);
+      }
+      int status = 0;
+      REQUIRE(waitpid(pid, &status, 0) == pid);
+      CAPTURE(round);
+      CHECK(WIFEXITED(status));
+      CHECK(WEXITSTATUS(status) == 0);
+    }
+    stop.store(true, std::memory_order_relaxed);
+    CHECK(retirer.wait());
+    rcu_barrier();
   }
 }
