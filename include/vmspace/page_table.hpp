@@ -681,9 +681,13 @@ class CursorMut : public Cursor<C> {
     const RawItem raw = C::item_raw_info(item);
     const PagingLevel level = raw.level;
     if (this->va_ >= this->barrier_.end) return err(PageTableError::InvalidVaddr);
-    const std::uint64_t size = Base::size_at(level);
+    // The level first: the page size of level 0 would be a shift by a negative amount.
     if (level < 1 || level > C::kHighestTranslationLevel || level > this->guard_level_ ||
-        (!C::kTopLevelCanUnmap && level == kNr) || !is_aligned(this->va_, size) ||
+        (!C::kTopLevelCanUnmap && level == kNr)) {
+      return err(PageTableError::InvalidItem);
+    }
+    const std::uint64_t size = Base::size_at(level);
+    if (!is_aligned(this->va_, size) ||
         !is_aligned(raw.paddr, size) || size > this->barrier_.end - this->va_ ||
         !F::can_encode(raw.prop)) {
       return err(PageTableError::InvalidItem);
