@@ -99,7 +99,8 @@ template <PageTableConfig C>
 struct StrayPageTableFrag {
   Vaddr va;                          // start of the range the sub-tree covered
   std::uint64_t len;                 // size of that range
-  std::size_t num_frames;            // non-absent entries in its level-1 nodes (OSTD's count)
+  std::size_t num_frames;            // base pages its leaves mapped: OSTD's count of non-absent
+                                     // level-1 entries, plus 512^(L-1) per level-L huge leaf
   RcuDrop<PageTableNode<C>> node;    // the detached sub-tree's root
 };
 template <PageTableConfig C>
@@ -835,8 +836,8 @@ class CursorMut : public Cursor<C> {
     return true;
   }
 
-  // Marks a detached sub-tree stray and unlocks it, children first. Returns the number of
-  // non-absent entries in its level-1 nodes.
+  // Marks a detached sub-tree stray and unlocks it, children first. Returns the number of base
+  // pages its leaves map (a huge leaf counts every base page it covers).
   static std::size_t mark_stray_and_unlock(Paddr pa, PagingLevel level) noexcept {
     const Node node{pa};
     node.meta().stray = true;
@@ -848,6 +849,8 @@ class CursorMut : public Cursor<C> {
         const std::uint64_t raw = node.load_locked(i);
         if (detail::is_pt_entry<C>(raw, level)) {
           n += mark_stray_and_unlock(F::paddr(raw, level), static_cast<PagingLevel>(level - 1));
+        } else if (F::is_present(raw, level)) {
+          n += static_cast<std::size_t>(Base::size_at(level) / kPageSize);
         }
       }
     }

@@ -181,7 +181,8 @@ class VmSpace::CursorMut {
 
   // Removes every mapping in [virt_addr(), virt_addr() + len), advances by len and dispatches the
   // TLB flush. Returns the number of tracked frames unmapped (huge mappings count their 512
-  // frames; detached sub-trees count as OSTD's num_frames). Frames are released only after every
+  // frames, also inside detached sub-trees; detached sub-trees count as OSTD's num_frames, which
+  // includes their I/O pages). Frames are released only after every
   // CPU that had the space active has flushed and a grace period has passed. Unmapping nothing is
   // fine (returns 0).
   // Errors: InvalidArgs if len is unaligned or goes past the range end (nothing changes);
