@@ -11,13 +11,7 @@
 
 #include <cstring>
 
-#if defined(__SANITIZE_THREAD__)
-#define VMS_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define VMS_TSAN 1
-#endif
-#endif
+#include "sanitizers.hpp"
 
 namespace vmspace::detail {
 
