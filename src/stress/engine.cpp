@@ -561,12 +561,13 @@ Result<void> Worker::with_cursor(std::size_t space, VaRange range, CursorKind ki
   bool nested = false;
   for (const Held& h : held_) nested = nested || h.space == space;
   CursorSlot& slot = slots[std::min(held_.size(), kSlots - 1)];
-  slot.seq.fetch_add(1, std::memory_order_relaxed);  // odd: fields changing
-  std::atomic_thread_fence(std::memory_order_release);
-  slot.space.store(static_cast<std::uint16_t>(space), std::memory_order_relaxed);
-  slot.start.store(range.start, std::memory_order_relaxed);
-  slot.end.store(range.end, std::memory_order_relaxed);
-  slot.mut.store(kind == CursorKind::Mutable, std::memory_order_relaxed);
+  // A seqlock without fences (gcc refuses them under ThreadSanitizer): release stores here and
+  // acquire loads in the readers order the fields against the sequence number.
+  slot.seq.fetch_add(1, std::memory_order_seq_cst);  // odd: fields changing
+  slot.space.store(static_cast<std::uint16_t>(space), std::memory_order_release);
+  slot.start.store(range.start, std::memory_order_release);
+  slot.end.store(range.end, std::memory_order_release);
+  slot.mut.store(kind == CursorKind::Mutable, std::memory_order_release);
   slot.since_ns.store(engine.now_ns(), std::memory_order_relaxed);
   slot.status.store(CursorSlot::kWaiting, std::memory_order_relaxed);
   slot.seq.fetch_add(1, std::memory_order_release);  // even: stable
@@ -632,10 +633,9 @@ void Worker::check_exclusion(std::size_t space, VaRange range, std::uint64_t cur
     for (const CursorSlot& s : other->slots) {
       const std::uint64_t s1 = s.seq.load(std::memory_order_acquire);
       if ((s1 & 1) != 0 || s.status.load(std::memory_order_seq_cst) != CursorSlot::kHeld) continue;
-      const std::uint16_t sp = s.space.load(std::memory_order_relaxed);
-      const VaRange r{s.start.load(std::memory_order_relaxed), s.end.load(std::memory_order_relaxed)};
-      std::atomic_thread_fence(std::memory_order_acquire);
-      if (s.seq.load(std::memory_order_relaxed) != s1) continue;  // rewritten meanwhile
+      const std::uint16_t sp = s.space.load(std::memory_order_acquire);
+      const VaRange r{s.start.load(std::memory_order_acquire), s.end.load(std::memory_order_acquire)};
+      if (s.seq.load(std::memory_order_acquire) != s1) continue;  // rewritten meanwhile
       if (sp != space || r.start >= range.end || range.start >= r.end) continue;
       std::string what = "thread t" + std::to_string(index) + " was granted cursor " + std::to_string(cursor) +
                          " over [" + hex(range.start) + ", " + hex(range.end) + ") of space " + std::to_string(space) +
