@@ -106,7 +106,13 @@ class Rcu {
     if (backlog >= kInlineReclaimThreshold && !in_atomic_mode()) {
       try_advance();
       run_due();
-    } else {
+    } else if (backlog == 1) {
+      // Only the first callback of a backlog wakes the reclaimer: while the backlog is
+      // non-empty it polls every kReclaimerPeriod anyway, and a notify per retire costs a
+      // futex wake-up and a context switch each time. Taking wake_lock_ orders this notify
+      // after the reclaimer's check of `pending` (made under that lock), so the wake-up
+      // cannot be lost between the check and the wait.
+      { std::lock_guard<std::mutex> g(wake_lock_); }
       wake_.notify_one();
     }
   }

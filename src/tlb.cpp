@@ -217,6 +217,15 @@ TlbStats tlb_stats(CpuId cpu) {
   return detail::machine().cpus[cpu.as_u32()].tlb.stats();
 }
 
+std::vector<TlbEntryInfo> tlb_entries(CpuId cpu) {
+  ensure_booted();
+  std::vector<TlbEntryInfo> out;
+  detail::machine().cpus[cpu.as_u32()].tlb.for_each_entry([&](Vaddr va, Paddr pa, std::uint64_t flags) {
+    out.push_back(TlbEntryInfo{va, pa, (flags & detail::Tlb::kWritable) != 0});
+  });
+  return out;
+}
+
 TlbDispatchStats tlb_dispatch_stats() noexcept {
   return TlbDispatchStats{g_dispatches.load(std::memory_order_relaxed),
                           g_cpu_flushes.load(std::memory_order_relaxed),

@@ -176,7 +176,8 @@ class VmSpace::CursorMut {
   // untracked 4 KiB pages and records `io` in the space. Nothing happens if offset >= size.
   // Errors: InvalidArgs if len or offset is unaligned or the pages go past the range end;
   // AlreadyMapped if any target page is mapped (checked first: nothing changes); NoMemory (the
-  // pages mapped before the failure stay mapped).
+  // pages mapped before the failure stay mapped, and `io` is already recorded, so its claim
+  // lasts as long as the space).
   Result<void> map_iomem(const IoMem& io, PageProperty prop, std::size_t len, std::size_t offset);
 
   // Removes every mapping in [virt_addr(), virt_addr() + len), advances by len and dispatches the
