@@ -406,7 +406,7 @@ FailingHistory shortest_failing_history(const AbstractModel& initial, const std:
 
 // ---- Checker ----
 
-Checker::Checker(std::size_t spaces, unsigned threads) : threads_(threads) {
+Checker::Checker(std::size_t spaces, unsigned threads) : writes_(threads) {
   models_.reserve(spaces);
   for (std::size_t i = 0; i < spaces; ++i) models_.emplace_back(check::model_config<UserPtConfig>());
 }

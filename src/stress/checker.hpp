@@ -119,7 +119,6 @@ class Checker {
   std::vector<check::AbstractModel> models_;
   std::vector<bool> failed_;
   std::vector<std::vector<WriteInfo>> writes_;  // per thread, every write of the run by sequence
-  unsigned threads_;
 };
 
 // Delta debugging over the records of one space that touch the failing record's range.

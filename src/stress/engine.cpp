@@ -853,7 +853,7 @@ void Engine::release_all(bool stop) {
 void Engine::online_finding(std::string what) {
   std::fprintf(stderr, "vmspace-stress: violation (online mutual-exclusion check): %s\n", what.c_str());
   {
-    std::lock_guard<std::mutex> lk(online_m_);
+    LockGuard<Mutex> lk(online_m_);
     online_.push_back(std::move(what));
   }
   request_checkpoint();
@@ -922,7 +922,7 @@ void Engine::checkpoint(StressReport& report, bool final) {
   rcu_barrier();  // every deferred free has run: the refcount law and frame slots are exact
   std::vector<Finding> findings;
   {
-    std::lock_guard<std::mutex> lk(online_m_);
+    LockGuard<Mutex> lk(online_m_);
     for (std::string& f : online_) findings.push_back(Finding{"exclusion", std::move(f), {}});
     online_.clear();
   }
@@ -1050,7 +1050,7 @@ void Engine::deadlock(double stalled) {
   }
   report_lock.unlock();
   {
-    std::lock_guard<std::mutex> lk(online_m_);
+    LockGuard<Mutex> lk(online_m_);
     for (const std::string& f : online_) {
       ++report.violations_total;
       report.violations.push_back(StressViolation{"exclusion", f});

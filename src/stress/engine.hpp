@@ -14,6 +14,7 @@
 #include <vector>
 
 #include <vmspace/cpu.hpp>
+#include <vmspace/mutex.hpp>
 #include <vmspace/thread_annotations.hpp>
 #include <vmspace/stress.hpp>
 #include <vmspace/vm_space.hpp>
@@ -176,7 +177,7 @@ class Engine {
   std::atomic<std::uint64_t> checkpoints_{0};
   // Guards the report's violations against the watchdog's deadlock report.
   std::mutex report_m_;
-  std::mutex online_m_;
+  Mutex online_m_;  // annotated: clang's thread-safety analysis checks online_'s users
   std::vector<std::string> online_ VMS_GUARDED_BY(online_m_);
 
   std::mutex m_;
@@ -210,7 +211,6 @@ class Engine {
   std::uint64_t stale_base_ = 0;
   std::uint64_t stale_reported_ = 0;
   std::uint64_t kept_base_ = 0;
-  std::uint64_t last_violation_count_ = 0;
   StressReport* live_report_ = nullptr;
 };
 
