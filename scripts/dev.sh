@@ -4,7 +4,9 @@
 #
 #   scripts/dev.sh demo            build and run the demo (examples/vmspace-demo)
 #   scripts/dev.sh test [suite..]  build (build/) and run the test suites (default: all)
-#   scripts/dev.sh sanitize KIND   KIND = asan (ASan+UBSan: unit, model) | tsan (TSan: threaded tests)
+#   scripts/dev.sh sanitize KIND   KIND = asan (ASan+UBSan: unit, model) | tsan (TSan: threaded + stress)
+#   scripts/dev.sh mutation        mutation build (build-mut/, -Dmutations=true): the stress-mutation
+#                                  suite only (the engine must detect every deliberate fault)
 #   scripts/dev.sh bench [args]    release build (build-release/) and run vmspace-bench
 #   scripts/dev.sh fuzz [seconds]  clang libFuzzer build (build-fuzz/) and a bounded run
 #   scripts/dev.sh stress [args]   release build and run vmspace-stress
@@ -53,12 +55,14 @@ build() {
 }
 
 # run_suites DIR SUITE...: run meson test suites and print "N passed, N failed".
+# Extra `meson test` arguments may be set in the array MESON_TEST_ARGS.
+MESON_TEST_ARGS=()
 run_suites() {
   local dir=$1
   shift
   local args=() s status=0
   for s in "$@"; do args+=(--suite "$s"); done
-  meson test -C "$dir" --print-errorlogs --num-processes 2 "${args[@]}" || status=$?
+  meson test -C "$dir" --print-errorlogs --num-processes 2 "${MESON_TEST_ARGS[@]}" "${args[@]}" || status=$?
   python3 - "$dir/meson-logs/testlog.json" <<'PY'
 import json, sys
 passed = failed = skipped = 0
@@ -116,10 +120,21 @@ case "$cmd" in
       tsan)
         configure build-tsan -Db_sanitize=thread -Db_lundef=false -Dbenchmarks=disabled
         build build-tsan
-        TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" run_suites build-tsan threaded
+        TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" run_suites build-tsan threaded stress
         ;;
       *) echo "unknown sanitizer '$kind' (asan|tsan)" >&2; exit 2 ;;
     esac
+    ;;
+  mutation)
+    # Only what the mutation tests need: the library, the stress library and one test program.
+    # Release (NDEBUG): without the library's debug assertions the test requires the engine's
+    # own checks to find every mutation (tests/stress/mutation_test.cpp).
+    configure build-mut --buildtype=release -Dmutations=true -Dbenchmarks=disabled \
+      -Dexamples=disabled -Dmodel_tests=disabled
+    log "building build-mut (stress_mutations only)"
+    ninja -C build-mut tests/stress/stress_mutations >/dev/null || ninja -C build-mut tests/stress/stress_mutations
+    MESON_TEST_ARGS=(--no-rebuild)
+    run_suites build-mut stress-mutation
     ;;
   bench)
     configure build-release --buildtype=release -Dtests=disabled
@@ -141,7 +156,7 @@ case "$cmd" in
       build-fuzz/corpus tests/fuzz/corpus
     ;;
   *)
-    echo "usage: scripts/dev.sh demo|test|sanitize|bench|fuzz|stress|deps" >&2
+    echo "usage: scripts/dev.sh demo|test|sanitize|mutation|bench|fuzz|stress|deps" >&2
     exit 2
     ;;
 esac

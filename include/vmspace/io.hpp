@@ -75,8 +75,11 @@ Result<std::uint32_t> atomic_cmpxchg_u32(Endpoint at, std::uint32_t expected,
                                          std::uint32_t desired) noexcept;
 
 // Copies `n` bytes between host memory regions that may be written concurrently by other
-// threads (racy by design) and may overlap (copied as by memmove). In ThreadSanitizer builds it copies with relaxed atomic accesses so
-// the race is defined and not reported; otherwise it is memcpy.
+// threads (racy by design) and may overlap (copied as by memmove). When the ranges do not
+// overlap, an 8-byte word at an 8-byte-aligned source address whose destination is 8-byte
+// aligned too is never torn: a racing reader sees it wholly old or wholly new (other bytes may
+// tear). ThreadSanitizer and AddressSanitizer builds copy with relaxed atomic accesses (defined,
+// unreported races; ASan's own memmove copies bytes); other builds use memmove.
 void racy_copy(void* dst, const void* src, std::size_t n) noexcept;
 void racy_zero(void* dst, std::size_t n) noexcept;
 // Single non-tearing load/store of 1, 2, 4 or 8 bytes at a naturally aligned address.

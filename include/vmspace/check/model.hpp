@@ -146,6 +146,11 @@ class ModelCursor {
   Result<std::optional<VaRange>, PageTableError> protect_next(
       std::uint64_t len, const std::function<void(PageProperty&)>& op);
 
+  // Puts the cursor at `va` without jump()'s checks (jump refuses the range end, where a real
+  // cursor sits after consuming its range). For replaying recorded histories: each recorded
+  // operation starts where the real cursor was.
+  void set_virt_addr(Vaddr va) noexcept { va_ = va; }
+
  private:
   std::optional<PageTableError> check_len(std::uint64_t len) const noexcept;
 
