@@ -135,6 +135,9 @@ class ModelCursor {
   Vaddr virt_addr() const noexcept { return va_; }
   VaRange range() const noexcept { return barrier_; }
   PagingLevel guard_level() const noexcept { return guard_level_; }
+  // Points the cursor at `model`, a copy of the model it was created on (model-based test
+  // frameworks copy their state; the copy's cursor must follow the copied model).
+  void rebind(AbstractModel& model) noexcept { model_ = &model; }
 
   // The mapping at virt_addr() (nullopt: nothing mapped there). Errors: InvalidVaddr.
   Result<std::optional<Mapping>, PageTableError> query() const;
