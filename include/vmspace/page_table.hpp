@@ -208,8 +208,10 @@ class PageTable {
   }
 
   // Software walk of `va` without locks, as an MMU would: the physical address of `va` and the
-  // leaf's property, or nullopt if unmapped. Safe against concurrent cursors (it runs in its own
-  // RCU read section). The result may be stale by the time it returns.
+  // leaf's property, or nullopt if unmapped or not canonical for the format (an MMU faults
+  // there; the table indices ignore the high bits, so walking would alias a lower address).
+  // Safe against concurrent cursors (it runs in its own RCU read section). The result may be
+  // stale by the time it returns.
   std::optional<std::pair<Paddr, PageProperty>> page_walk(Vaddr va) const noexcept {
     auto guard = disable_preempt();
     return page_walk_in(guard, va);
@@ -218,6 +220,7 @@ class PageTable {
   std::optional<std::pair<Paddr, PageProperty>> page_walk_in(const DisabledPreemptGuard&,
                                                              Vaddr va) const noexcept {
     using F = typename C::Pte;
+    if (!is_canonical_vaddr<Consts>(va)) return std::nullopt;
     Paddr node = root_.paddr();
     for (PagingLevel level = Consts::kNrLevels; level >= 1; --level) {
       const std::uint64_t raw = detail::NodeView<C>{node}.load_acquire(pte_index<Consts>(va, level));

@@ -110,6 +110,21 @@ constexpr Vaddr sign_extend(Vaddr va) noexcept {
   return va;
 }
 
+// Whether `va` is canonical for the format: every bit from kAddressWidth - 1 up equals the
+// sign bit (sign-extended formats), or every bit from kAddressWidth up is zero. An MMU faults
+// on other addresses instead of translating their low bits.
+template <PagingConsts K>
+constexpr bool is_canonical_vaddr(Vaddr va) noexcept {
+  if constexpr (K::kAddressWidth >= 64) {
+    return true;
+  } else if constexpr (K::kVaSignExt) {
+    const Vaddr high = va >> (K::kAddressWidth - 1);
+    return high == 0 || high == (~Vaddr{0} >> (K::kAddressWidth - 1));
+  } else {
+    return (va >> K::kAddressWidth) == 0;
+  }
+}
+
 // The inclusive virtual-address range [first, last] a config manages.
 template <PageTableConfig C>
 struct VaddrBounds {

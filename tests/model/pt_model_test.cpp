@@ -5,9 +5,9 @@
 // its cursor. Commands: open (read-only or mutable, blocking or try), nested open (WouldDeadlock
 // cases), close, query, find_next, jump, map (every level the config allows and one above),
 // unmap, protect_next. After every command: the library's results equal the model's
-// (tests/support/pt_harness.hpp), interpret(table) equals the model, check_page_table and
-// check_frame_slots hold, and with no cursor open the refcount law holds (exact in
-// handle_ledger builds). After every test case the table's nodes are all freed.
+// (tests/support/pt_harness.hpp), interpret(table) equals the model, check_page_table holds,
+// and with no cursor open (a quiescent point, after an RCU barrier) check_frame_slots and the
+// refcount law hold (the latter exact in handle_ledger builds). After every test case the table's nodes are all freed.
 #include <doctest/doctest.h>
 
 #include <rapidcheck.h>

@@ -36,10 +36,11 @@ inline bool rc_params_set(const char* key) {
 }  // namespace rc_detail
 
 // The machine the model tests run on: small physical memory (frame-slot walks after every
-// step stay cheap), two CPUs (the test thread binds CPU 0, helper threads CPU 1).
-inline void boot_for_models() {
+// step stay cheap), two CPUs (the test thread binds CPU 0, helper threads CPU 1). The first
+// call in a process chooses the size.
+inline void boot_for_models(std::uint64_t phys_mem_bytes = std::uint64_t{64} << 20) {
   BootConfig config;
-  config.phys_mem_bytes = std::uint64_t{64} << 20;
+  config.phys_mem_bytes = phys_mem_bytes;
   config.num_cpus = 2;
   if (!is_booted()) (void)boot(config);
 }

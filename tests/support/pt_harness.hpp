@@ -103,7 +103,8 @@ struct PaSpec {
   bool at_limit = false;
 
   Paddr resolve(PagingLevel level, Paddr limit) const noexcept {
-    const std::uint64_t size = check::model_page_size(level);
+    // Levels outside 1..4 are refused by map; give them a 4 KiB-sized address.
+    const std::uint64_t size = check::model_page_size(level >= 1 && level <= 4 ? level : 1);
     if (at_limit) return limit - size + (misalign ? size : 0);
     return Paddr{slot} * kSz512G + Paddr{sub} * size + (misalign ? kSz4K : 0);
   }
@@ -751,7 +752,7 @@ std::string step(PtModel& m, PtSystem<C>& s, const PtOp& op) {
 struct StateCheckOptions {
   // Check the refcount law (needs an RCU barrier, so only without an open cursor).
   bool refcount_law = true;
-  // Walk every frame slot of physical memory.
+  // Walk every frame slot of physical memory (also only without an open cursor).
   bool frame_slots = true;
 };
 
@@ -766,9 +767,12 @@ std::string check_state(const PtModel& m, const PtSystem<C>& s, const StateCheck
   topt.warn_pa_overlap = false;  // raw items may share physical pages on purpose
   topt.expect_unlocked = !s.has_cursor();
   check::check_page_table(s.table(), report, &refs, topt);
-  if (options.frame_slots) check::check_frame_slots(report);
-  if (options.refcount_law && !s.has_cursor() && !in_atomic_mode()) {
-    rcu_barrier();
+  // Slot states and the refcount law are exact only at quiescent points: the RCU reclaimer
+  // thread may be tearing down a retired node (count 0) at any moment until rcu_barrier().
+  const bool quiescent = !s.has_cursor() && !in_atomic_mode();
+  if (quiescent && (options.frame_slots || options.refcount_law)) rcu_barrier();
+  if (options.frame_slots && quiescent) check::check_frame_slots(report);
+  if (options.refcount_law && quiescent) {
     check::check_page_table(kernel_page_table(), report, &refs);
     check::check_refcount_law(refs, report);
   }
