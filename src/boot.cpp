@@ -1,5 +1,6 @@
 #include <vmspace/boot.hpp>
 
+#include <pthread.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -74,6 +75,18 @@ Result<std::uint64_t> parse_size(std::string_view s) {
   return *r;
 }
 
+// A forked child is a separate process and must get its own machine: the metadata and every
+// other structure are private copies, but physical memory is a MAP_SHARED memfd, so without this
+// the child's page-table and data writes would land in the parent's machine. Remap it private
+// (copy-on-write) in the child.
+void remap_physical_memory_private_in_child() {
+  const detail::Machine& m = g_machine;
+  if (m.phys == nullptr) return;
+  void* p = mmap(m.phys, m.phys_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE,
+                 m.memfd, 0);
+  if (p == MAP_FAILED) std::abort();  // no logging: the child may hold a logger lock from fork
+}
+
 Result<void> validate(const BootConfig& c) {
   if (c.phys_mem_bytes < kMinPhysMem || c.phys_mem_bytes > kMaxPhysMem ||
       !is_aligned(c.phys_mem_bytes, kPageSize)) {
@@ -143,6 +156,8 @@ Result<void> build_machine(const BootConfig& config) {
   VMS_ASSERT(detail::g_handle_ledger != nullptr, "cannot reserve the handle ledger");
 #endif
 
+  static const int atfork = pthread_atfork(nullptr, nullptr, remap_physical_memory_private_in_child);
+  (void)atfork;
   detail::g_phys_base = m.phys;
   detail::g_meta_base = m.meta;
   detail::g_max_paddr = config.phys_mem_bytes;

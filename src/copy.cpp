@@ -4,20 +4,15 @@
 // allow racy copies of untyped memory (OSTD uses volatile copies). In C++ a plain memcpy racing
 // with a write is a data race; it is harmless on the hardware we run on, but ThreadSanitizer
 // reports it. In TSan builds we therefore copy with relaxed atomic accesses, which gives the
-// same machine behaviour with defined semantics; other builds use memcpy for speed.
+// same machine behaviour with defined semantics; other builds use memmove. Both copy
+// overlapping ranges as memmove does (a reader and a writer over untyped memory may overlap).
 #include <vmspace/io.hpp>
 
 #include <boost/atomic/atomic_ref.hpp>
 
 #include <cstring>
 
-#if defined(__SANITIZE_THREAD__)
-#define VMS_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define VMS_TSAN 1
-#endif
-#endif
+#include "sanitizers.hpp"
 
 namespace vmspace::detail {
 
@@ -36,6 +31,14 @@ void relaxed_store(void* p, T v) {
 void racy_copy(void* dst, const void* src, std::size_t n) noexcept {
   auto* d = static_cast<unsigned char*>(dst);
   const auto* s = static_cast<const unsigned char*>(src);
+  if (d > s && d < s + n) {
+    // Overlapping, destination above: copy backwards, like memmove.
+    while (n > 0) {
+      --n;
+      relaxed_store<unsigned char>(d + n, relaxed_load<unsigned char>(s + n));
+    }
+    return;
+  }
   // Word copies when both sides share alignment; bytes otherwise.
   if ((reinterpret_cast<std::uintptr_t>(d) & 7) == (reinterpret_cast<std::uintptr_t>(s) & 7)) {
     while (n > 0 && (reinterpret_cast<std::uintptr_t>(d) & 7) != 0) {
@@ -73,7 +76,9 @@ void racy_zero(void* dst, std::size_t n) noexcept {
 }
 #else
 void racy_copy(void* dst, const void* src, std::size_t n) noexcept {
-  if (n != 0) std::memcpy(dst, src, n);
+  // memmove: readers and writers over untyped memory may overlap (io.hpp), and memcpy on
+  // overlapping ranges is undefined behaviour.
+  if (n != 0) std::memmove(dst, src, n);
 }
 void racy_zero(void* dst, std::size_t n) noexcept {
   if (n != 0) std::memset(dst, 0, n);

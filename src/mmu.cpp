@@ -9,6 +9,7 @@
 #include <vmspace/io.hpp>
 #include <vmspace/log.hpp>
 #include <vmspace/meta.hpp>
+#include <vmspace/mmu.hpp>
 #include <vmspace/mutex.hpp>
 #include <vmspace/rcu.hpp>
 #include <vmspace/vm_space.hpp>
@@ -204,7 +205,14 @@ Result<std::uint32_t> atomic_at(detail::Endpoint at, bool write, Op&& op) noexce
       if (r.status == Translate::Ok) return op(reinterpret_cast<std::uint32_t*>(r.host));
       status = r.status;
     }
-    if (++retries > kMaxFaultRetries || !handle_fault(at.addr, write, status)) return err(Error::PageFault);
+    if (++retries > kMaxFaultRetries) {
+      // As in run_copy: giving up after the handler's empty successes is an unresolved fault.
+      logger().warn("page fault at {:#x} still unresolved after {} handler successes; giving up",
+                    at.addr, kMaxFaultRetries);
+      g_faults_unresolved.fetch_add(1, std::memory_order_relaxed);
+      return err(Error::PageFault);
+    }
+    if (!handle_fault(at.addr, write, status)) return err(Error::PageFault);
   }
 }
 
@@ -219,6 +227,16 @@ UserPageFaultHandler inject_user_page_fault_handler(UserPageFaultHandler handler
     prev = std::exchange(g_handler, std::move(next));
   }
   return prev ? *prev : UserPageFaultHandler();
+}
+
+Result<Paddr> mmu_translate(const DisabledPreemptGuard&, Vaddr va, PageFaultAccess access) noexcept {
+  const Translation t = translate(va, access == PageFaultAccess::Write);
+  switch (t.status) {
+    case Translate::Ok: return t.pa;
+    case Translate::Fault: return err(Error::PageFault);
+    case Translate::Refused: break;
+  }
+  return err(Error::AccessDenied);
 }
 
 FaultStats fault_stats() noexcept {

@@ -22,8 +22,16 @@ struct HeldCursors {
   static constexpr std::size_t kSlots = kMaxTablesWithCursors;
   std::array<Paddr, kSlots> root{};
   std::array<std::uint32_t, kSlots> count{};
+  // Slots [used, kSlots) have never been used (count 0), so scans stop at `used`.
+  std::size_t used = 0;
 };
 thread_local HeldCursors t_held;
+
+// This thread's HeldCursors. In a shared library every access to a thread_local is a
+// __tls_get_addr call, and GCC 12 recomputes the address at each use rather than keeping it in
+// a register: reading t_held directly in the scans below made one call per slot. Resolving it
+// in a separate function makes it one call per scan.
+[[gnu::noinline]] HeldCursors& held_cursors() noexcept { return t_held; }
 
 }  // namespace
 
@@ -95,31 +103,35 @@ bool node_locked_by_me(std::uint32_t& word) noexcept {
 }
 
 std::uint32_t cursors_held(Paddr root) noexcept {
-  for (std::size_t i = 0; i < HeldCursors::kSlots; ++i) {
-    if (t_held.count[i] != 0 && t_held.root[i] == root) return t_held.count[i];
+  const HeldCursors& held = held_cursors();
+  for (std::size_t i = 0; i < held.used; ++i) {
+    if (held.count[i] != 0 && held.root[i] == root) return held.count[i];
   }
   return 0;
 }
 
 bool note_cursor_acquired(Paddr root) noexcept {
-  std::size_t free_slot = HeldCursors::kSlots;
-  for (std::size_t i = 0; i < HeldCursors::kSlots; ++i) {
-    if (t_held.count[i] != 0 && t_held.root[i] == root) {
-      ++t_held.count[i];
+  HeldCursors& held = held_cursors();
+  std::size_t free_slot = held.used;
+  for (std::size_t i = 0; i < held.used; ++i) {
+    if (held.count[i] != 0 && held.root[i] == root) {
+      ++held.count[i];
       return true;
     }
-    if (t_held.count[i] == 0 && free_slot == HeldCursors::kSlots) free_slot = i;
+    if (held.count[i] == 0 && free_slot == held.used) free_slot = i;
   }
   if (free_slot == HeldCursors::kSlots) return false;
-  t_held.root[free_slot] = root;
-  t_held.count[free_slot] = 1;
+  if (free_slot == held.used) ++held.used;
+  held.root[free_slot] = root;
+  held.count[free_slot] = 1;
   return true;
 }
 
 void note_cursor_released(Paddr root) noexcept {
-  for (std::size_t i = 0; i < HeldCursors::kSlots; ++i) {
-    if (t_held.count[i] != 0 && t_held.root[i] == root) {
-      --t_held.count[i];
+  HeldCursors& held = held_cursors();
+  for (std::size_t i = 0; i < held.used; ++i) {
+    if (held.count[i] != 0 && held.root[i] == root) {
+      --held.count[i];
       return;
     }
   }

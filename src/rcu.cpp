@@ -27,6 +27,8 @@
 
 #include <boost/intrusive/list.hpp>
 
+#include "sanitizers.hpp"
+
 namespace vmspace {
 
 namespace {
@@ -72,8 +74,12 @@ class Rcu {
   std::uint64_t try_advance() {
     LockGuard<Mutex> g(registry_lock_);
     // Pairs with the reader-side barrier: either we see a reader's published epoch, or the
-    // reader sees every unlink that happened before this scan.
+    // reader sees every unlink that happened before this scan. (ThreadSanitizer does not model
+    // fences and gcc refuses them under -fsanitize=thread; the seq_cst operations around keep
+    // x86 ordering there.)
+#ifndef VMS_TSAN
     std::atomic_thread_fence(std::memory_order_seq_cst);
+#endif
     std::uint64_t e = epoch.load(std::memory_order_seq_cst);
     for (ThreadRecord& r : registry_) {
       std::uint64_t l = r.local_epoch.load(std::memory_order_seq_cst);
@@ -100,7 +106,13 @@ class Rcu {
     if (backlog >= kInlineReclaimThreshold && !in_atomic_mode()) {
       try_advance();
       run_due();
-    } else {
+    } else if (backlog == 1) {
+      // Only the first callback of a backlog wakes the reclaimer: while the backlog is
+      // non-empty it polls every kReclaimerPeriod anyway, and a notify per retire costs a
+      // futex wake-up and a context switch each time. Taking wake_lock_ orders this notify
+      // after the reclaimer's check of `pending` (made under that lock), so the wake-up
+      // cannot be lost between the check and the wait.
+      { std::lock_guard<std::mutex> g(wake_lock_); }
       wake_.notify_one();
     }
   }
@@ -210,7 +222,7 @@ DisabledPreemptGuard::DisabledPreemptGuard() : cpu_(vmspace::current_cpu()) {
     // RMW is a full barrier on x86; the C++ model asks for a seq_cst fence pairing with the one
     // in try_advance, which other architectures get explicitly.
     r.local_epoch.exchange(rcu().epoch.load(std::memory_order_seq_cst), std::memory_order_seq_cst);
-#if !defined(__x86_64__) && !defined(__i386__)
+#if !defined(__x86_64__) && !defined(__i386__) && !defined(VMS_TSAN)
     std::atomic_thread_fence(std::memory_order_seq_cst);
 #endif
   }

@@ -1,5 +1,6 @@
 #include <vmspace/log.hpp>
 #include <vmspace/meta.hpp>
+#include <vmspace/mutation.hpp>
 #include <vmspace/rcu.hpp>
 #include <vmspace/tlb.hpp>
 
@@ -176,6 +177,10 @@ void TlbFlusher::issue_tlb_flush(TlbFlushOp op) { push(op); }
 
 void TlbFlusher::issue_tlb_flush_with(TlbFlushOp op, DynSegment keep) {
   push(op);
+  if (testing::mutated(testing::Mutation::ReleaseFrameBeforeDispatch)) {
+    RcuDrop<DynSegment> early(std::move(keep));  // freed after a grace period, flush or not
+    return;
+  }
   kept_.push_back(std::move(keep));
 }
 
@@ -210,6 +215,15 @@ void TlbFlusher::dispatch_tlb_flush() {
 TlbStats tlb_stats(CpuId cpu) {
   ensure_booted();
   return detail::machine().cpus[cpu.as_u32()].tlb.stats();
+}
+
+std::vector<TlbEntryInfo> tlb_entries(CpuId cpu) {
+  ensure_booted();
+  std::vector<TlbEntryInfo> out;
+  detail::machine().cpus[cpu.as_u32()].tlb.for_each_entry([&](Vaddr va, Paddr pa, std::uint64_t flags) {
+    out.push_back(TlbEntryInfo{va, pa, (flags & detail::Tlb::kWritable) != 0});
+  });
+  return out;
 }
 
 TlbDispatchStats tlb_dispatch_stats() noexcept {

@@ -18,6 +18,7 @@
 #include <atomic>
 #include <cstdint>
 #include <optional>
+#include <type_traits>
 
 #include <vmspace/addr.hpp>
 #include <vmspace/tlb.hpp>
@@ -49,12 +50,20 @@ class Tlb {
   TlbStats stats() const noexcept;
   // True if some valid entry translates `va` (tests and checks; any thread).
   bool contains(Vaddr va) const noexcept;
-  // Visits every valid entry as (page va, page pa). For invariant checks at quiescent points.
+  // Visits every valid entry as f(page va, page pa) or f(page va, page pa, flag bits). For
+  // invariant checks at quiescent points.
   template <class F>
   void for_each_entry(F&& f) const {
     for (const Entry& e : entries_) {
       const std::uint64_t tag = e.tag.load(std::memory_order_acquire);
-      if (tag != 0) f(static_cast<Vaddr>((tag >> 1) << kPageShift), e.data.load(std::memory_order_relaxed) & kAddrMask);
+      if (tag == 0) continue;
+      const std::uint64_t data = e.data.load(std::memory_order_relaxed);
+      const auto va = static_cast<Vaddr>((tag >> 1) << kPageShift);
+      if constexpr (std::is_invocable_v<F&, Vaddr, Paddr, std::uint64_t>) {
+        f(va, data & kAddrMask, data & ~kAddrMask);
+      } else {
+        f(va, data & kAddrMask);
+      }
     }
   }
 

@@ -72,14 +72,19 @@ Result<IoMem> IoMem::acquire(PaRange range) {
   }
   ensure_booted();
   if (range.start < max_paddr()) return err(Error::AccessDenied);
-  LockGuard<Mutex> g(g_iomem_lock);
-  auto next = g_iomem_claims.lower_bound(range.end);
-  if (next != g_iomem_claims.begin()) {
-    auto prev = std::prev(next);
-    if (prev->second > range.start) return err(Error::AccessDenied);
+  {
+    LockGuard<Mutex> g(g_iomem_lock);
+    auto next = g_iomem_claims.lower_bound(range.end);
+    if (next != g_iomem_claims.begin()) {
+      auto prev = std::prev(next);
+      if (prev->second > range.start) return err(Error::AccessDenied);
+    }
+    g_iomem_claims.emplace(range.start, range.end);
   }
-  g_iomem_claims.emplace(range.start, range.end);
-  return IoMem(std::make_shared<Claim>(Claim{range}), range);
+  // Created in place and outside the lock: a Claim's destructor ends the claim and takes the
+  // lock, so no temporary Claim may ever be destroyed (make_shared<Claim>(Claim{range}) did
+  // both: it deadlocked on the lock held here).
+  return IoMem(std::shared_ptr<Claim>(new Claim{range}), range);
 }
 
 // ---- VmSpace ----
@@ -252,11 +257,13 @@ Result<void> VmSpace::CursorMut::map_iomem(const IoMem& io, PageProperty prop, s
     t_last_pt_error = PageTableError::AlreadyMapped;
     return err(Error::AlreadyMapped);
   }
+  // Recorded first: a page mapped before a NoMemory stays mapped, and the space must keep its
+  // IoMem (and claim) as long as it may be mapped.
+  space_->record_iomem(io);
   const PageProperty p = user_prop(prop);
   for (std::size_t off = 0; off < n; off += kPageSize) {
     VMS_TRY_VOID(map_item(UserItem::untracked(io.paddr() + offset + off, 1, p)));
   }
-  space_->record_iomem(io);
   return {};
 }
 

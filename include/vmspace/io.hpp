@@ -75,7 +75,7 @@ Result<std::uint32_t> atomic_cmpxchg_u32(Endpoint at, std::uint32_t expected,
                                          std::uint32_t desired) noexcept;
 
 // Copies `n` bytes between host memory regions that may be written concurrently by other
-// threads (racy by design). In ThreadSanitizer builds it copies with relaxed atomic accesses so
+// threads (racy by design) and may overlap (copied as by memmove). In ThreadSanitizer builds it copies with relaxed atomic accesses so
 // the race is defined and not reported; otherwise it is memcpy.
 void racy_copy(void* dst, const void* src, std::size_t n) noexcept;
 void racy_zero(void* dst, std::size_t n) noexcept;

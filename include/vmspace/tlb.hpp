@@ -119,6 +119,19 @@ TlbCheckMode tlb_check_mode() noexcept;
 // Total stale hits detected on all CPUs.
 std::uint64_t tlb_stale_hits() noexcept;
 
+// One valid entry of a CPU's software TLB: a translation the CPU may use without walking.
+struct TlbEntryInfo {
+  Vaddr va;       // page address
+  Paddr pa;       // physical page it translates to
+  bool writable;  // cached for writing (the PTE had W, and DIRTY was set, when it was filled)
+};
+// A read-only snapshot of `cpu`'s valid entries, for invariant checks and tests (every cached
+// translation must agree with the page table of the space active on `cpu` once flushes are
+// dispatched; reference/verified-specs.md §D.1 #19). Exact only while no thread uses or
+// flushes that CPU's TLB; under concurrency each entry was valid at some moment during the
+// call. Never changes the TLB or its statistics.
+std::vector<TlbEntryInfo> tlb_entries(CpuId cpu);
+
 // The number of distinct entries a CPU's TLB can hold.
 inline constexpr std::size_t kTlbSets = 64;
 inline constexpr std::size_t kTlbWays = 4;

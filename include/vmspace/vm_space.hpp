@@ -176,12 +176,14 @@ class VmSpace::CursorMut {
   // untracked 4 KiB pages and records `io` in the space. Nothing happens if offset >= size.
   // Errors: InvalidArgs if len or offset is unaligned or the pages go past the range end;
   // AlreadyMapped if any target page is mapped (checked first: nothing changes); NoMemory (the
-  // pages mapped before the failure stay mapped).
+  // pages mapped before the failure stay mapped, and `io` is already recorded, so its claim
+  // lasts as long as the space).
   Result<void> map_iomem(const IoMem& io, PageProperty prop, std::size_t len, std::size_t offset);
 
   // Removes every mapping in [virt_addr(), virt_addr() + len), advances by len and dispatches the
   // TLB flush. Returns the number of tracked frames unmapped (huge mappings count their 512
-  // frames; detached sub-trees count as OSTD's num_frames). Frames are released only after every
+  // frames, also inside detached sub-trees; detached sub-trees count as OSTD's num_frames, which
+  // includes their I/O pages). Frames are released only after every
   // CPU that had the space active has flushed and a grace period has passed. Unmapping nothing is
   // fine (returns 0).
   // Errors: InvalidArgs if len is unaligned or goes past the range end (nothing changes);

@@ -11,6 +11,7 @@
 #include <doctest/doctest.h>
 
 #include <vmspace/error.hpp>
+#include <vmspace/page_table_config.hpp>
 #include <vmspace/result.hpp>
 
 namespace vmspace::test {
@@ -23,6 +24,15 @@ std::optional<E> error_of(const Result<T, E>& r) {
 }
 
 }  // namespace vmspace::test
+
+// doctest prints enums as integers unless an overload is found by argument-dependent lookup.
+namespace vmspace {
+inline doctest::String toString(Error e) {
+  std::string_view name = to_string(e);
+  return doctest::String(name.data(), static_cast<doctest::String::size_type>(name.size()));
+}
+inline doctest::String toString(PageTableError e) { return doctest::String(to_string(e)); }
+}  // namespace vmspace
 
 namespace doctest {
 
@@ -39,6 +49,19 @@ struct StringMaker<std::optional<vmspace::Error>> {
   static String convert(const std::optional<vmspace::Error>& e) {
     if (!e) return String("(no error)");
     return StringMaker<vmspace::Error>::convert(*e);
+  }
+};
+
+template <>
+struct StringMaker<vmspace::PageTableError> {
+  static String convert(vmspace::PageTableError e) { return String(vmspace::to_string(e)); }
+};
+
+template <>
+struct StringMaker<std::optional<vmspace::PageTableError>> {
+  static String convert(const std::optional<vmspace::PageTableError>& e) {
+    if (!e) return String("(no error)");
+    return StringMaker<vmspace::PageTableError>::convert(*e);
   }
 };
 

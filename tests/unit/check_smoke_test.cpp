@@ -78,3 +78,40 @@ TEST_SUITE("unit") {
     --meta.nr_children;
   }
 }
+
+#include "death_test.hpp"
+
+namespace {
+#ifdef VMSPACE_CHECK_AFTER_OPS
+constexpr bool kCheckAfterOps = true;
+#else
+constexpr bool kCheckAfterOps = false;
+#endif
+}  // namespace
+
+TEST_SUITE("unit") {
+  // Only meaningful in builds configured with -Dcheck_after_ops=true (the CI ledger build).
+  TEST_CASE("check_after_ops_aborts_on_a_corrupted_child_count" *
+            doctest::skip(!kCheckAfterOps || vmspace::test::kUnderTsan)) {
+    auto space = VmSpace::create().value();
+    const auto prop = PageProperty::new_user(PageFlags::RW, CachePolicy::Writeback);
+    {
+      auto g = disable_preempt();
+      auto c = space->cursor_mut(g, {0x1000, 0x3000}).value();
+      REQUIRE(c.map(UFrame(FrameAllocOptions().alloc_frame().value()), prop).has_value());
+    }
+    using Pte = UserPtConfig::Pte;
+    Paddr node = space->root_paddr();
+    for (PagingLevel l = 4; l > 1; --l) {
+      node = Pte::paddr(detail::NodeView<UserPtConfig>{node}.load_acquire(pte_index<Pte::Consts>(0x1000, l)), l);
+    }
+    CHECK(vmspace::test::dies_with(
+        [&] {
+          ++detail::NodeView<UserPtConfig>{node}.meta().nr_children;
+          auto g = disable_preempt();
+          auto c = space->cursor_mut(g, {0x2000, 0x3000}).value();
+          (void)c.map(UFrame(FrameAllocOptions().alloc_frame().value()), prop);
+        },
+        "nr_children"));
+  }
+}
