@@ -1,10 +1,11 @@
 // Bounded exhaustive refinement test (suite `model`): every sequence of up to 4 operations
 // drawn from a fixed alphabet of 16 operation shapes — jumps to the addresses around a 2 MiB
-// boundary and the cursor's range end, maps of 4 KiB and 2 MiB pages, unmaps and protects of
-// one page, two pages (straddling), 2 MiB and the rest of the range, a single take_next, a
-// query, a find_next and a nested cursor — runs on a fresh table from two initial states (empty,
-// and one with a 2 MiB page next to 4 KiB pages), with the model compared after every step and
-// the full invariants after closing the cursor. 2 × (16 + 16² + 16³ + 16⁴) = 139808 sequences.
+// boundary and to the cursor's range end; maps of a 4 KiB and a 2 MiB page; unmaps of one page,
+// two pages (straddling), 2 MiB and the rest of the range; protect_next of one page; a range
+// protect of the rest; a single take_next; a query; a find_next; a nested cursor — runs on a
+// fresh table from two initial states (empty, and one with a 2 MiB page next to 4 KiB pages),
+// with the model compared after every step and the full invariants after closing the cursor.
+// 2 × (16 + 16² + 16³ + 16⁴) = 139808 sequences.
 #include <doctest/doctest.h>
 
 #include <array>
@@ -67,7 +68,7 @@ std::vector<PtOp> alphabet() {
   with_len(PtOp::Kind::Unmap, huge);
   with_len(PtOp::Kind::Unmap, rest);
   with_len(PtOp::Kind::Protect, page);
-  with_len(PtOp::Kind::Protect, rest);
+  with_len(PtOp::Kind::ProtectRange, rest);
   with_len(PtOp::Kind::TakeNext, rest);
   with_len(PtOp::Kind::FindNext, rest);
   PtOp q;

@@ -256,13 +256,13 @@ inline rc::Gen<PtOp> op(const PtModel& m) {
   std::vector<std::pair<std::size_t, K>> kinds;
   if (va >= barrier.end) {
     kinds = {{4, K::Query}, {30, K::Jump}, {4, K::Close}, {2, K::Nested}, {2, K::FindNext}};
-    if (mut) kinds.insert(kinds.end(), {{3, K::Map}, {2, K::Unmap}, {2, K::Protect}});
+    if (mut) kinds.insert(kinds.end(), {{3, K::Map}, {2, K::Unmap}, {2, K::Protect}, {1, K::ProtectRange}});
   } else if (m.model.overlaps(va, barrier.end - 1)) {
     kinds = {{8, K::Query}, {6, K::FindNext}, {8, K::Jump}, {2, K::Close}, {3, K::Nested}};
-    if (mut) kinds.insert(kinds.end(), {{15, K::Map}, {12, K::Unmap}, {12, K::Protect}});
+    if (mut) kinds.insert(kinds.end(), {{15, K::Map}, {12, K::Unmap}, {12, K::Protect}, {8, K::ProtectRange}});
   } else {
     kinds = {{6, K::Query}, {4, K::FindNext}, {15, K::Jump}, {2, K::Close}, {3, K::Nested}};
-    if (mut) kinds.insert(kinds.end(), {{30, K::Map}, {4, K::Unmap}, {4, K::Protect}});
+    if (mut) kinds.insert(kinds.end(), {{30, K::Map}, {4, K::Unmap}, {4, K::Protect}, {2, K::ProtectRange}});
   }
   return rc::gen::exec([=] {
     const K kind = *weighted(kinds);
@@ -272,6 +272,7 @@ inline rc::Gen<PtOp> op(const PtModel& m) {
       case K::Unmap:
       case K::FindNext: op.len = *len_gen; break;
       case K::Protect:
+      case K::ProtectRange:
         op.len = *len_gen;
         op.prot = *prot();
         break;

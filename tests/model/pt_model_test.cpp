@@ -4,10 +4,11 @@
 // State: a PtModel (mapping set + model cursor). System: a real PageTable<RawPtConfig<...>> and
 // its cursor. Commands: open (read-only or mutable, blocking or try), nested open (WouldDeadlock
 // cases), close, query, find_next, jump, map (every level the config allows and one above),
-// unmap, protect_next. After every command: the library's results equal the model's
-// (tests/support/pt_harness.hpp), interpret(table) equals the model, check_page_table holds,
-// and with no cursor open (a quiescent point, after an RCU barrier) check_frame_slots and the
-// refcount law hold (the latter exact in handle_ledger builds). After every test case the table's nodes are all freed.
+// unmap, protect_next, protect (the whole window). After every command: the library's results
+// equal the model's (tests/support/pt_harness.hpp), interpret(table) equals the model,
+// check_page_table holds, and with no cursor open (a quiescent point, after an RCU barrier)
+// check_frame_slots and the refcount law hold (the latter exact in handle_ledger builds).
+// After every test case the table's nodes are all freed.
 #include <doctest/doctest.h>
 
 #include <rapidcheck.h>

@@ -127,20 +127,23 @@ struct ProtSpec {
 };
 
 struct PtOp {
-  enum class Kind : std::uint8_t { Open, Nested, Close, Query, FindNext, Jump, Map, Unmap, TakeNext, Protect };
+  // Protect is protect_next; ProtectRange is CursorMut::protect (the whole window).
+  enum class Kind : std::uint8_t { Open, Nested, Close, Query, FindNext, Jump, Map, Unmap, TakeNext, Protect,
+                                   ProtectRange };
   Kind kind = Kind::Query;
   VaRange range{};       // Open, Nested
   bool mut = true;       // Open, Nested: CursorMut or read-only Cursor
   bool try_lock = false; // Open, Nested: the try_ variant
   AddrSpec addr{};       // Jump
-  LenSpec len{};         // FindNext, Unmap, TakeNext, Protect
+  LenSpec len{};         // FindNext, Unmap, TakeNext, Protect, ProtectRange
   PagingLevel level = 1; // Map
   PaSpec pa{};           // Map
   PageProperty prop{};   // Map
-  ProtSpec prot{};       // Protect
+  ProtSpec prot{};       // Protect, ProtectRange
 
   bool mutates() const noexcept {
-    return kind == Kind::Map || kind == Kind::Unmap || kind == Kind::TakeNext || kind == Kind::Protect;
+    return kind == Kind::Map || kind == Kind::Unmap || kind == Kind::TakeNext || kind == Kind::Protect ||
+           kind == Kind::ProtectRange;
   }
 };
 
@@ -156,6 +159,7 @@ inline const char* to_string(PtOp::Kind k) noexcept {
     case PtOp::Kind::Unmap: return "unmap";
     case PtOp::Kind::TakeNext: return "take_next";
     case PtOp::Kind::Protect: return "protect_next";
+    case PtOp::Kind::ProtectRange: return "protect";
   }
   return "?";
 }
@@ -226,7 +230,8 @@ inline std::ostream& operator<<(std::ostream& os, const PtOp& op) {
     case PtOp::Kind::Map:
       os << " L" << unsigned{op.level} << " pa " << op.pa << " " << op.prop;
       break;
-    case PtOp::Kind::Protect: os << " len " << op.len << " " << op.prot; break;
+    case PtOp::Kind::Protect:
+    case PtOp::Kind::ProtectRange: os << " len " << op.len << " " << op.prot; break;
   }
   return os;
 }
@@ -269,6 +274,7 @@ struct ModelOutcome {
   std::optional<PageTableError> error;
   std::optional<Vaddr> found;               // FindNext
   std::optional<VaRange> range;             // Protect
+  std::size_t changed = 0;                  // ProtectRange
   std::optional<check::Mapping> mapping;    // Query
   std::vector<check::Mapping> removed;      // Unmap
   PagingLevel guard_level = 0;              // Open
@@ -321,6 +327,11 @@ inline ModelOutcome model_apply(PtModel& m, const PtOp& op) {
     case PtOp::Kind::Protect: {
       auto r = m.cursor->protect_next(op.len.resolve(va, barrier), op.prot);
       if (take_error(r)) out.range = *r;
+      break;
+    }
+    case PtOp::Kind::ProtectRange: {
+      auto r = m.cursor->protect(op.len.resolve(va, barrier), op.prot);
+      if (take_error(r)) out.changed = *r;
       break;
     }
   }
@@ -523,11 +534,12 @@ void frag_mappings(const PageTableFrag<C>& frag, std::vector<check::Mapping>& ou
     return;
   }
   auto inside = check::interpret_subtree<C>(node, level, s.va);
-  std::size_t level1 = 0;
-  for (const auto& x : inside) level1 += x.level == 1 ? 1 : 0;
-  if (level1 != s.num_frames) {
+  // num_frames counts base pages: one per level-1 leaf, 512^(L-1) per level-L huge leaf.
+  std::size_t base_pages = 0;
+  for (const auto& x : inside) base_pages += static_cast<std::size_t>(x.size() / kSz4K);
+  if (base_pages != s.num_frames) {
     problems += "stray fragment at " + hex(s.va) + " reports " + std::to_string(s.num_frames) +
-                " frames but holds " + std::to_string(level1) + " level-1 leaves; ";
+                " frames but its leaves map " + std::to_string(base_pages) + " base pages; ";
   }
   // Every node of a detached sub-tree is marked stray and unlocked.
   std::set<Paddr> locked;
@@ -736,6 +748,14 @@ std::string step(PtModel& m, PtSystem<C>& s, const PtOp& op) {
         mismatch("protected", want.range ? show(*want.range) : "nothing", *got ? show(**got) : "nothing");
       }
       outcome = *got ? "ok, changed" : "ok, nothing";
+      break;
+    }
+    case PtOp::Kind::ProtectRange: {
+      const ModelOutcome want = model_apply(m, op);
+      auto got = s.cursor_mut()->protect(op.len.resolve(va, barrier), op.prot);
+      if (compare_error(want.error, got ? std::nullopt : std::optional(got.error()))) break;
+      if (*got != want.changed) mismatch("entries changed", std::to_string(want.changed), std::to_string(*got));
+      outcome = *got == 0 ? "ok, nothing" : *got == 1 ? "ok, one" : "ok, several";
       break;
     }
   }

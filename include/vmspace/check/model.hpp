@@ -148,6 +148,13 @@ class ModelCursor {
   Result<std::vector<Mapping>, PageTableError> unmap(std::uint64_t len);
   Result<std::optional<VaRange>, PageTableError> protect_next(
       std::uint64_t len, const std::function<void(PageProperty&)>& op);
+  // CursorMut::protect: protect_next repeated until nothing is left in [virt_addr(),
+  // virt_addr() + len); returns how many (sub)mappings changed and ends at the window's end.
+  // On an error (a property that cannot be encoded) the pieces before the failing mapping have
+  // changed and the cursor sits at the failing mapping (its start, or virt_addr() if the cursor
+  // is inside it) — where the library's sweep stops, which is not where a failing protect_next
+  // would have left it.
+  Result<std::size_t, PageTableError> protect(std::uint64_t len, const std::function<void(PageProperty&)>& op);
 
  private:
   std::optional<PageTableError> check_len(std::uint64_t len) const noexcept;
