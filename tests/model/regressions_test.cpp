@@ -341,6 +341,24 @@ TEST_SUITE("model") {
     CHECK(cf.map(RawItem{0, 4, kRw}).has_value());
   }
 
+  TEST_CASE_TEMPLATE("regression_map_level_out_of_range_shifts_no_size", P, ALL_FORMATS) {
+    // Found by vmspace-fuzz: CursorMut::map derived the item's size (4 KiB << 9 * (level - 1))
+    // before checking the level, a shift by 2^32 - 9 bits for level 0 (undefined behaviour that
+    // UBSan reports; the ASan+UBSan CI job halts on it). Every out-of-range level must be
+    // refused with InvalidItem, nothing changed, the cursor in place.
+    boot_for_models();
+    using C = RawPtConfig<P, P::kMaxLeafLevel>;
+    auto pt = new_table<C>();
+    auto g = disable_preempt();
+    auto c = pt.cursor_mut(g, VaRange{0, kSz512G}).value();
+    for (unsigned level : {0u, P::Consts::kNrLevels + 1u, 8u, 64u, 255u}) {
+      CAPTURE(level);
+      CHECK(error_of(c.map(RawItem{0, static_cast<PagingLevel>(level), kRw})) == PageTableError::InvalidItem);
+      CHECK(c.virt_addr() == 0);
+    }
+    CHECK(check::interpret(pt).empty());
+  }
+
   // ---- huge-page splits (items 42-45) ----
 
   TEST_CASE("regression_d3_42_43_partial_unmap_splits_a_huge_page") {
