@@ -132,11 +132,12 @@ case "$cmd" in
     ./build-release/examples/vmspace-stress "$@"
     ;;
   fuzz)
-    # Only the library and the fuzz target (no test suites): cheap enough for CI. New inputs
-    # go to build-fuzz/corpus; tests/fuzz/corpus is the committed seed corpus (read-only here).
+    # Only the library and the fuzz target (no test suites): cheap enough for CI. The cheap
+    # per-operation checks are compiled in too. New inputs go to build-fuzz/corpus;
+    # tests/fuzz/corpus is the committed seed corpus (read-only here).
     secs=${1:-60}
     CXX=clang++ configure build-fuzz -Dfuzzer=true -Dtests=disabled -Db_sanitize=address,undefined \
-      -Db_lundef=false -Dbenchmarks=disabled -Dexamples=disabled
+      -Db_lundef=false -Dbenchmarks=disabled -Dexamples=disabled -Dcheck_after_ops=true
     build build-fuzz
     mkdir -p build-fuzz/corpus
     fuzz_status=0

@@ -23,10 +23,7 @@
 #include <string>
 
 #include <vmspace/boot.hpp>
-#include <vmspace/check/interpret.hpp>
-#include <vmspace/check/invariants.hpp>
 #include <vmspace/frame_allocator.hpp>
-#include <vmspace/kernel_page_table.hpp>
 
 #include "pt_harness.hpp"
 #include "raw_pt_config.hpp"
@@ -37,6 +34,8 @@ using namespace vmspace::test;
 namespace {
 
 constexpr std::size_t kMaxOps = 64;  // keeps one execution short; longer inputs are truncated
+// After every op but a close (a cursor is usually open): the model and the table invariants.
+const StateCheckOptions kStepChecks{.refcount_law = false, .frame_slots = false};
 
 class ByteReader {
  public:
@@ -193,46 +192,6 @@ PtOp decode_op(ByteReader& in, const PtModel& m) {
   return op;
 }
 
-// The kernel table's references, for the refcount law. Computed once: the raw-item tables the
-// fuzzer builds never touch the kernel table, and walking its linear mapping after every close
-// would cost more than everything else an execution does.
-const check::RawRefs& kernel_refs() {
-  static const check::RawRefs refs = [] {
-    rcu_barrier();
-    check::RawRefs r;
-    check::CheckReport report;
-    check::check_page_table(kernel_page_table(), report, &r);
-    if (!report.ok()) {
-      std::fprintf(stderr, "vmspace-fuzz: the kernel table is broken at start:\n%s\n", report.to_string().c_str());
-      std::abort();
-    }
-    return r;
-  }();
-  return refs;
-}
-
-// pt_harness's check_state with the kernel table's part cached: the model against
-// interpret(table), the table's invariants, and at quiescent points (no cursor: after an RCU
-// barrier) every frame slot and the refcount law.
-template <PageTableConfig C>
-std::string check_all(const PtModel& m, const PtSystem<C>& s) {
-  std::string out;
-  for (const std::string& d : m.model.diff(check::interpret(s.table()))) out += "model vs table: " + d + "\n";
-  check::CheckReport report;
-  check::RawRefs refs = kernel_refs();
-  check::TableCheckOptions topt;
-  topt.warn_pa_overlap = false;  // raw items may share physical pages on purpose
-  topt.expect_unlocked = !s.has_cursor();
-  if (!s.has_cursor()) rcu_barrier();
-  check::check_page_table(s.table(), report, &refs, topt);
-  if (!s.has_cursor()) {
-    check::check_frame_slots(report);
-    check::check_refcount_law(refs, report);
-  }
-  if (!report.ok()) out += report.to_string();
-  return out;
-}
-
 [[noreturn]] void fail(const std::string& format, const std::string& trace, const std::string& what) {
   std::fprintf(stderr, "vmspace-fuzz: model mismatch on %s\nops:\n%s%s\n", format.c_str(), trace.c_str(), what.c_str());
   std::fflush(stderr);
@@ -247,8 +206,12 @@ void run(const char* format, ByteReader& in) {
   {
     PtModel m(check::model_config<C>());
     auto s = PtSystem<C>::create();
+    // At quiescent points: everything, with the kernel table's part computed once (the raw
+    // tables never touch it; walking its linear mapping would dominate an execution).
+    StateCheckOptions full;
+    full.kernel_refs = &kernel_table_refs();
     auto full_check = [&](const char* when) {
-      if (auto d = check_all(m, s); !d.empty()) fail(format, trace.str(), std::string(when) + ":\n" + d);
+      if (auto d = check_state(m, s, full); !d.empty()) fail(format, trace.str(), std::string(when) + ":\n" + d);
     };
     for (std::size_t n = 0; n < kMaxOps && !in.empty(); ++n) {
       const PtOp op = decode_op(in, m);
@@ -257,7 +220,7 @@ void run(const char* format, ByteReader& in) {
       if (auto d = step(m, s, op); !d.empty()) fail(format, trace.str(), d);
       if (op.kind == PtOp::Kind::Close) {
         full_check("after close");
-      } else if (auto d = check_state(m, s, StateCheckOptions{false, false}); !d.empty()) {
+      } else if (auto d = check_state(m, s, kStepChecks); !d.empty()) {
         fail(format, trace.str(), d);
       }
     }
@@ -278,7 +241,7 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   config.phys_mem_bytes = std::uint64_t{64} << 20;  // small: the slot walks stay cheap
   config.num_cpus = 2;
   if (!is_booted()) (void)boot(config);
-  (void)kernel_refs();
+  (void)kernel_table_refs();
   return 0;
 }
 
