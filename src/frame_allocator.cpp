@@ -373,13 +373,20 @@ std::optional<Paddr> BuddyFrameAllocator::alloc(FrameLayout layout) noexcept {
   if (order <= kMaxCachedOrder && nframes == (std::uint64_t{1} << order)) {
     return impl_->cache_alloc(order);
   }
-  LockGuard<Mutex> g(impl_->lock);
-  auto pa = impl_->take_block(order);
-  if (!pa) return std::nullopt;
-  // Give back the unused tail of the power-of-two block.
-  for_each_aligned_block(*pa + layout.size, *pa + block_bytes(order),
-                         [&](Paddr p, unsigned o) VMS_NO_THREAD_SAFETY_ANALYSIS { impl_->push_block(p, o); });
-  return pa;
+  auto take = [&]() -> std::optional<Paddr> {
+    LockGuard<Mutex> g(impl_->lock);
+    auto pa = impl_->take_block(order);
+    if (!pa) return std::nullopt;
+    // Give back the unused tail of the power-of-two block.
+    for_each_aligned_block(*pa + layout.size, *pa + block_bytes(order),
+                           [&](Paddr p, unsigned o) VMS_NO_THREAD_SAFETY_ANALYSIS { impl_->push_block(p, o); });
+    return pa;
+  };
+  if (auto pa = take()) return pa;
+  // Frames waiting in per-CPU caches keep their blocks from merging: drain them and retry, as
+  // cache_alloc does for the small orders.
+  impl_->drain_all();
+  return take();
 }
 
 void BuddyFrameAllocator::dealloc(Paddr addr, std::size_t size) noexcept {

@@ -681,14 +681,14 @@ class CursorMut : public Cursor<C> {
     const RawItem raw = C::item_raw_info(item);
     const PagingLevel level = raw.level;
     if (this->va_ >= this->barrier_.end) return err(PageTableError::InvalidVaddr);
-    // The level first: the page size of level 0 would be a shift by a negative amount.
+    // The level is the caller's: check it before deriving a size from it (a shift by
+    // 9 * (level - 1) bits is undefined for level 0 or a level past the format's).
     if (level < 1 || level > C::kHighestTranslationLevel || level > this->guard_level_ ||
         (!C::kTopLevelCanUnmap && level == kNr)) {
       return err(PageTableError::InvalidItem);
     }
     const std::uint64_t size = Base::size_at(level);
-    if (!is_aligned(this->va_, size) ||
-        !is_aligned(raw.paddr, size) || size > this->barrier_.end - this->va_ ||
+    if (!is_aligned(this->va_, size) || !is_aligned(raw.paddr, size) || size > this->barrier_.end - this->va_ ||
         !F::can_encode(raw.prop)) {
       return err(PageTableError::InvalidItem);
     }

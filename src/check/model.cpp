@@ -219,6 +219,26 @@ Result<std::optional<VaRange>, PageTableError> ModelCursor::protect_next(
   return std::optional<VaRange>(VaRange{m.va, m.va + m.size()});
 }
 
+Result<std::size_t, PageTableError> ModelCursor::protect(std::uint64_t len,
+                                                         const std::function<void(PageProperty&)>& op) {
+  if (auto e = check_len(len)) return err(*e);
+  std::size_t changed = 0;
+  std::uint64_t left = len;  // the window is [va_, va_ + left); never computes its end (2^64)
+  while (left > 0) {
+    const Vaddr start = va_;
+    const std::optional<Mapping> next = model_->first_touching(start, start + (left - 1));
+    auto r = protect_next(left, op);
+    if (!r) {
+      if (next) va_ = std::max(next->va, start);
+      return err(r.error());
+    }
+    if (!*r) break;  // protect_next moved to the window's end
+    ++changed;
+    left -= va_ - start;
+  }
+  return changed;
+}
+
 std::optional<PageTableError> model_check_cursor_range(const ModelConfig& config, VaRange range) noexcept {
   if (!(range.start < range.end) || range.start < config.first || range.end - 1 > config.last) {
     return PageTableError::InvalidVaddrRange;

@@ -135,6 +135,9 @@ class ModelCursor {
   Vaddr virt_addr() const noexcept { return va_; }
   VaRange range() const noexcept { return barrier_; }
   PagingLevel guard_level() const noexcept { return guard_level_; }
+  // Points the cursor at `model`, a copy of the model it was created on (model-based test
+  // frameworks copy their state; the copy's cursor must follow the copied model).
+  void rebind(AbstractModel& model) noexcept { model_ = &model; }
 
   // The mapping at virt_addr() (nullopt: nothing mapped there). Errors: InvalidVaddr.
   Result<std::optional<Mapping>, PageTableError> query() const;
@@ -145,6 +148,13 @@ class ModelCursor {
   Result<std::vector<Mapping>, PageTableError> unmap(std::uint64_t len);
   Result<std::optional<VaRange>, PageTableError> protect_next(
       std::uint64_t len, const std::function<void(PageProperty&)>& op);
+  // CursorMut::protect: protect_next repeated until nothing is left in [virt_addr(),
+  // virt_addr() + len); returns how many (sub)mappings changed and ends at the window's end.
+  // On an error (a property that cannot be encoded) the pieces before the failing mapping have
+  // changed and the cursor sits at the failing mapping (its start, or virt_addr() if the cursor
+  // is inside it) — where the library's sweep stops, which is not where a failing protect_next
+  // would have left it.
+  Result<std::size_t, PageTableError> protect(std::uint64_t len, const std::function<void(PageProperty&)>& op);
 
   // Puts the cursor at `va` without jump()'s checks (jump refuses the range end, where a real
   // cursor sits after consuming its range). For replaying recorded histories: each recorded
