@@ -111,14 +111,17 @@ case "$cmd" in
     kind=${1:-asan}
     case "$kind" in
       asan)
-        configure build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbenchmarks=disabled
+        configure build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbenchmarks=disabled \
+          -Dexamples=disabled
         build build-asan
         mapfile -t suites < <(available_suites build-asan | grep -E '^(unit|model)$')
         ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
           run_suites build-asan "${suites[@]}"
         ;;
       tsan)
-        configure build-tsan -Db_sanitize=thread -Db_lundef=false -Dbenchmarks=disabled
+        # Only the threaded and stress suites run here: no model tests, examples or benchmarks.
+        configure build-tsan -Db_sanitize=thread -Db_lundef=false -Dbenchmarks=disabled \
+          -Dexamples=disabled -Dmodel_tests=disabled
         build build-tsan
         TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" run_suites build-tsan threaded stress
         ;;
