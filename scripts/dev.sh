@@ -79,6 +79,23 @@ PY
   return $status
 }
 
+# build_suites DIR SUITE...: builds only the test programs those suites run (and what they
+# link), so a sanitizer job does not compile tests it never runs.
+build_suites() {
+  local dir=$1
+  shift
+  local targets
+  ninja -C "$dir" build.ninja >/dev/null  # re-runs meson if a meson.build changed
+  mapfile -t targets < <(meson introspect --tests "$dir" | python3 -c '
+import json, os, sys
+root, want = os.path.abspath(sys.argv[1]), set(sys.argv[2:])
+for t in json.load(sys.stdin):
+    if want & {s.split(":")[-1] for s in t["suite"]}:
+        print(os.path.relpath(t["cmd"][0], root))' "$dir" "$@" | sort -u)
+  log "building ${#targets[@]} test programs in $dir for: $*"
+  ninja -C "$dir" "${targets[@]}" >/dev/null || ninja -C "$dir" "${targets[@]}"
+}
+
 # The suites registered in build directory $1, one per line.
 available_suites() {
   meson introspect --tests "$1" | python3 -c '
@@ -111,18 +128,22 @@ case "$cmd" in
     kind=${1:-asan}
     case "$kind" in
       asan)
-        configure build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbenchmarks=disabled \
-          -Dexamples=disabled
-        build build-asan
+        # clang: it compiles the template-heavy tests under ASan about three times faster than
+        # gcc (gcc took 6 minutes for page_table_spec_test.cpp alone), which keeps CI in budget.
+        CXX=clang++ configure build-asan -Db_sanitize=address,undefined -Db_lundef=false \
+          -Dbenchmarks=disabled -Dexamples=disabled
         mapfile -t suites < <(available_suites build-asan | grep -E '^(unit|model)$')
+        build_suites build-asan "${suites[@]}"
+        MESON_TEST_ARGS=(--no-rebuild)
         ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
           run_suites build-asan "${suites[@]}"
         ;;
       tsan)
         # Only the threaded and stress suites run here: no model tests, examples or benchmarks.
-        configure build-tsan -Db_sanitize=thread -Db_lundef=false -Dbenchmarks=disabled \
+        CXX=clang++ configure build-tsan -Db_sanitize=thread -Db_lundef=false -Dbenchmarks=disabled \
           -Dexamples=disabled -Dmodel_tests=disabled
-        build build-tsan
+        build_suites build-tsan threaded stress
+        MESON_TEST_ARGS=(--no-rebuild)
         TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" run_suites build-tsan threaded stress
         ;;
       *) echo "unknown sanitizer '$kind' (asan|tsan)" >&2; exit 2 ;;
