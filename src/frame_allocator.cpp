@@ -155,8 +155,11 @@ struct BuddyFrameAllocator::Impl {
     g_instances.push_back(this);
   }
   ~Impl() {
-    std::lock_guard<std::mutex> g(g_instances_lock);
-    std::erase(g_instances, this);
+    {
+      std::lock_guard<std::mutex> g(g_instances_lock);
+      std::erase(g_instances, this);
+    }
+    release_free_blocks();
   }
   Impl(const Impl&) = delete;
   Impl& operator=(const Impl&) = delete;
@@ -347,6 +350,18 @@ struct BuddyFrameAllocator::Impl {
   void drain_all() noexcept {
     for (std::uint32_t i = 0; i < ncpus; ++i) drain_cache(cpu_caches[i]);
     drain_cache(shared_cache);
+  }
+
+  // Returns every free block's head slot to the unused state, so that the memory can be given
+  // to another allocator (or back to the one it came from) after this instance is gone.
+  // Without this the heads stayed UNIQUE and tagged free, and freeing that memory anywhere
+  // else aborted as a double free.
+  void release_free_blocks() noexcept {
+    drain_all();
+    LockGuard<Mutex> g(lock);
+    for (unsigned order = 0; order <= kMaxOrder; ++order) {
+      while (!lists[order].empty()) unlink_block(lists[order].front(), order);
+    }
   }
 
   std::uint64_t cached_frames() const noexcept {

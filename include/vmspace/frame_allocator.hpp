@@ -125,6 +125,11 @@ class BuddyFrameAllocator final : public GlobalFrameAllocator {
 
   // `ncpus` per-CPU caches are created; CPUs >= ncpus use the shared cache.
   explicit BuddyFrameAllocator(std::uint32_t ncpus);
+  // Every block still free in this instance (in its buddy lists or its caches) becomes ordinary
+  // unused memory again, so whoever lent the memory can take it back or give it to another
+  // allocator. Blocks still allocated are not tracked: free them before destruction (into this
+  // instance) or later into whichever allocator then owns the range. Precondition: no other
+  // thread uses this instance.
   ~BuddyFrameAllocator() override;
   BuddyFrameAllocator(const BuddyFrameAllocator&) = delete;
   BuddyFrameAllocator& operator=(const BuddyFrameAllocator&) = delete;

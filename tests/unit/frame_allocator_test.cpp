@@ -453,6 +453,40 @@ TEST_SUITE("unit") {
     CHECK(reclaim_all(local, PaRange{area.base(), area.base() + k2M}) == k2M);
   }
 
+  TEST_CASE("regression_destroying_an_allocator_with_free_memory_releases_its_blocks") {
+    // The destructor left every free block's head slot UNIQUE and tagged free, so returning the
+    // lent memory to the global allocator afterwards aborted as a double free, and the memory
+    // could never be handed to another allocator.
+    FreeBytesUnchanged no_leak;
+    OwnedArea area(k2M, k2M);
+    const PaRange region{area.base(), area.base() + k2M};
+    for (int round = 0; round < 2; ++round) {
+      CAPTURE(round);
+      BuddyFrameAllocator local(num_cpus());
+      local.add_free_memory(region.start, region.size());
+      // Leave free memory in both places the allocator keeps it: single frames in a per-CPU
+      // cache and split blocks in the buddy lists.
+      std::vector<Paddr> frames;
+      for (int i = 0; i < 40; ++i) {
+        auto pa = local.alloc(FrameLayout{});
+        REQUIRE(pa.has_value());
+        frames.push_back(*pa);
+      }
+      auto block = local.alloc(FrameLayout{k16K, k16K});
+      REQUIRE(block.has_value());
+      for (Paddr pa : frames) local.dealloc(pa, kPageSize);
+      local.dealloc(*block, k16K);
+      REQUIRE(local.free_bytes() == k2M);
+      REQUIRE(local.stats().cached_frames != 0);
+    }
+    // Both instances are gone; the area's memory is plain unused memory again.
+    for (Paddr pa = region.start; pa < region.end; pa += kPageSize) {
+      CAPTURE(pa);
+      REQUIRE(meta_slot(pa)->ref_count_ref().load() == kRefCountUnused);
+      REQUIRE(meta_slot(pa)->in_list_ref().load() == 0);
+    }
+  }  // ~OwnedArea frees the whole area into the global allocator
+
   // ---- misuse ----
 
   TEST_CASE("double_free_of_a_cached_frame_aborts" * doctest::skip(vmspace::test::kUnderTsan)) {
