@@ -147,7 +147,10 @@ void step_spaces() {
     auto filled = heap.fill_zeros(kHeapBytes);
     std::printf("  cpu0: zeroed a %zu KiB heap in A: %s, %u page faults served\n", kHeapBytes / 1024,
                 filled ? "ok" : "FAILED", heap_faults.load());
+    // A store alone does not wake a thread already asleep in wait(): without the notify, cpu1
+    // slept forever in most runs (regression_demo_lost_phase_wakeup).
     phase.store(1);
+    phase.notify_all();
     phase.wait(1);
     (void)VmSpace::deactivate_current();
   });
