@@ -102,6 +102,15 @@ struct Flag {
 };
 void bump_flag(void* p) { static_cast<Flag*>(p)->hits.fetch_add(1, std::memory_order_relaxed); }
 
+// Retires `flag` from its destructor. Constructed on a thread before that thread's first RCU
+// use, it is destroyed after the thread's RCU record (thread-locals die in reverse order).
+struct RetireAtThreadExit {
+  Flag* flag = nullptr;
+  ~RetireAtThreadExit() {
+    if (flag != nullptr) rcu_retire(flag, bump_flag);
+  }
+};
+
 }  // namespace
 
 TEST_SUITE("unit") {
@@ -475,6 +484,40 @@ TEST_SUITE("unit") {
     state.release.store(true);
     REQUIRE(barrier.wait());
     CHECK(finished_when_barrier_returned.load());
+  }
+
+  TEST_CASE("callbacks_of_an_exited_thread_still_wait_for_old_readers_and_then_run") {
+    // Each thread queues its callbacks in its own record; a thread that exits hands its
+    // queue over, which must neither drop the callbacks nor run them early.
+    constexpr int kObjects = 300;  // past the inline-reclaim threshold
+    std::vector<Flag> flags(kObjects);
+    SectionHolder reader;
+    REQUIRE(reader.wait_entered());
+    std::thread([&] {
+      for (Flag& f : flags) rcu_retire(&f, bump_flag);
+    }).join();
+    auto hits = [&] {
+      int total = 0;
+      for (const Flag& f : flags) total += f.hits.load();
+      return total;
+    };
+    CHECK(stays_false([&] { return hits() != 0; }));
+    reader.release();
+    rcu_barrier();
+    CHECK(hits() == kObjects);
+  }
+
+  TEST_CASE("retire_from_a_thread_local_destructor_after_the_thread_left_rcu") {
+    Flag flag;
+    const auto before = rcu_stats().retired;
+    std::thread([&] {
+      thread_local RetireAtThreadExit at_exit;  // constructed before the RCU record
+      at_exit.flag = &flag;
+      { auto guard = disable_preempt(); }      // registers the record
+    }).join();
+    CHECK(rcu_stats().retired >= before + 1);
+    rcu_barrier();
+    CHECK(flag.hits.load() == 1);
   }
 
   TEST_CASE("rcu_synchronize_in_atomic_mode_aborts" * doctest::skip(vmspace::test::kUnderTsan)) {
