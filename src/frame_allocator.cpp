@@ -25,6 +25,7 @@
 
 #include "cpu_local.hpp"
 #include "machine.hpp"
+#include "single_writer.hpp"
 
 namespace vmspace {
 
@@ -138,10 +139,6 @@ struct Cache {
   std::atomic<std::uint64_t> frames{0};
 };
 
-}  // namespace
-
-
-namespace {
 // Every live allocator instance, so that fork() can take all their locks (see
 // detail::allocator_fork_prepare).
 std::mutex g_instances_lock;
@@ -189,14 +186,9 @@ struct BuddyFrameAllocator::Impl {
   std::atomic<std::uint64_t> buddy_free_frames{0};
   std::atomic<std::uint64_t> total_frames{0};
 
-  // Cache::frames changes only under the cache's lock, so a plain read-modify-write suffices
-  // (a locked RMW here cost as much as the rest of a cached allocation); stats read it relaxed.
-  static void add_frames(Cache& c, std::uint64_t n) VMS_REQUIRES(c.lock) {
-    c.frames.store(c.frames.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
-  }
-  static void sub_frames(Cache& c, std::uint64_t n) VMS_REQUIRES(c.lock) {
-    c.frames.store(c.frames.load(std::memory_order_relaxed) - n, std::memory_order_relaxed);
-  }
+  // Cache::frames changes only under the cache's lock (one writer at a time).
+  static void add_frames(Cache& c, std::uint64_t n) VMS_REQUIRES(c.lock) { detail::single_writer_add(c.frames, n); }
+  static void sub_frames(Cache& c, std::uint64_t n) VMS_REQUIRES(c.lock) { detail::single_writer_add(c.frames, -n); }
 
   Cache& my_cache() noexcept {
     auto cpu = detail::bound_cpu();

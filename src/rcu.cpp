@@ -38,6 +38,7 @@
 
 #include "cpu_local.hpp"
 #include "sanitizers.hpp"
+#include "single_writer.hpp"
 
 namespace vmspace {
 
@@ -69,7 +70,6 @@ using Registry = bi::list<ThreadRecord, bi::member_hook<ThreadRecord, decltype(T
 enum class ReclaimScope : std::uint8_t { Own, All };
 
 struct RunDueResult {
-  std::size_t ran = 0;
   std::size_t remaining = 0;  // callbacks still queued in the queues that were scanned
 };
 
@@ -132,7 +132,7 @@ class Rcu {
       LockGuard<SpinLock> g(self->queue_lock);
       self->queue.push_back(Callback{epoch.load(std::memory_order_seq_cst), object, deleter});
       backlog = self->queue.size();
-      self->retired.store(self->retired.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+      detail::single_writer_add(self->retired, 1);
     } else {
       LockGuard<Mutex> g(central_lock_);
       // Read under the lock so that the orphan queue's epochs stay non-decreasing.
@@ -176,7 +176,6 @@ class Rcu {
                                                             : take_own_due(self, due, result);
     if (due.empty()) return result;
     for (const Callback& c : due) c.deleter(c.object);
-    result.ran = due.size();
     reclaimed.fetch_add(due.size(), std::memory_order_relaxed);
     {
       LockGuard<Mutex> c(central_lock_);

@@ -24,6 +24,8 @@
 #include <vmspace/meta.hpp>
 #include <vmspace/tlb.hpp>
 
+#include "single_writer.hpp"
+
 namespace vmspace::detail {
 
 // The checking mode (set_tlb_check_mode); read on every TLB hit.
@@ -51,10 +53,10 @@ class Tlb {
       if ((data & kTracked) != 0 && check_mode() != TlbCheckMode::Off) [[unlikely]] {
         check_generation(e, va, pa);
       }
-      bump(hits_);
+      single_writer_add(hits_, 1);  // owner only
       return pa;
     }
-    bump(misses_);
+    single_writer_add(misses_, 1);
     return std::nullopt;
   }
 
@@ -96,11 +98,6 @@ class Tlb {
   };
   static std::uint64_t key_of(Vaddr va) noexcept { return ((va >> kPageShift) << 1) | 1; }
   static std::size_t set_of(Vaddr va) noexcept { return (va >> kPageShift) & (kTlbSets - 1); }
-  // The hit and miss counters have one writer, the owner, so an increment needs no locked RMW
-  // (which would cost more than the rest of a hit); other threads only read them.
-  static void bump(std::atomic<std::uint64_t>& counter) noexcept {
-    counter.store(counter.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-  }
   static TlbCheckMode check_mode() noexcept { return g_tlb_check_mode.load(std::memory_order_relaxed); }
   void check_generation(const Entry& e, Vaddr va, Paddr pa) noexcept;
   void report_stale_hit(Vaddr va, Paddr pa, std::uint32_t filled, std::uint32_t now) noexcept;
@@ -108,8 +105,8 @@ class Tlb {
   std::array<Entry, kTlbEntries> entries_{};
   std::array<std::uint8_t, kTlbSets> next_victim_{};  // owner only
   std::atomic<std::uint64_t> flush_seq_{0};
-  std::atomic<std::uint64_t> hits_{0};    // owner writes (bump), anyone reads
-  std::atomic<std::uint64_t> misses_{0};  // owner writes (bump), anyone reads
+  std::atomic<std::uint64_t> hits_{0};    // owner writes, anyone reads
+  std::atomic<std::uint64_t> misses_{0};  // owner writes, anyone reads
   std::atomic<std::uint64_t> single_flushes_{0};
   std::atomic<std::uint64_t> full_flushes_{0};
   std::atomic<std::uint64_t> stale_hits_{0};
