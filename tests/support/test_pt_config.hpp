@@ -1,16 +1,7 @@
-// TestPtConfig: a page-table configuration for tests whose items are raw untracked
-// (physical address, level, property) triples (OSTD's `TestPtConfig` in
-// ostd/src/mm/page_table/test.rs), plus the helpers OSTD's page-table tests use
-// (largest_pages, map_untracked, protect_range) and small cursor utilities.
-//
-// Items own nothing, so any physical address (even beyond emulated memory) can be mapped; the
-// page-table nodes are still real frames. The template runs the same scenario over every PTE
-// format (x86-64, RISC-V Sv48 and Sv39, AArch64):
-//   Pte        the PTE format
-//   Highest    the largest leaf level (OSTD's VeryHugePagingConsts uses 3: 1 GiB pages); at
-//              most the format's kMaxLeafLevel
-//   CanUnmap   kTopLevelCanUnmap (false gives kernel-style semantics on the lower half)
-// The top-level index range is 0..256, as in OSTD.
+// TestPtConfig: the raw-item page-table configuration of raw_pt_config.hpp (OSTD's
+// `TestPtConfig` in ostd/src/mm/page_table/test.rs), plus the helpers OSTD's page-table tests
+// use (largest_pages, map_untracked, protect_range) and small cursor utilities. The template
+// runs the same scenario over every PTE format (x86-64, RISC-V Sv48 and Sv39, AArch64).
 #pragma once
 
 #include <cstddef>
@@ -27,28 +18,14 @@
 #include <vmspace/pte/riscv.hpp>
 #include <vmspace/pte/x86_64.hpp>
 
+#include "raw_pt_config.hpp"
 #include "result_check.hpp"
 
 namespace vmspace::test {
 
+// The same configuration as the model tests and the fuzzer use (raw_pt_config.hpp).
 template <PteFormat P, PagingLevel Highest = P::Consts::kHighestTranslationLevel, bool CanUnmap = true>
-struct TestPtConfig {
-  static_assert(Highest >= 1 && Highest <= P::kMaxLeafLevel,
-                "the format cannot encode leaves at that level");
-
-  using Pte = P;
-  static constexpr std::size_t kTopLevelIndexStart = 0;
-  static constexpr std::size_t kTopLevelIndexEnd = 256;
-  static constexpr bool kTopLevelCanUnmap = CanUnmap;
-  static constexpr PagingLevel kHighestTranslationLevel = Highest;
-  using Item = RawItem;
-  using ItemRef = RawItem;
-
-  static RawItem item_raw_info(const Item& item) noexcept { return item; }
-  static RawItem item_into_raw(Item&& item) noexcept { return item; }
-  static Item item_from_raw(const RawItem& raw) noexcept { return raw; }
-  static ItemRef item_ref_from_raw(const RawItem& raw) noexcept { return raw; }
-};
+using TestPtConfig = RawPtConfig<P, Highest, CanUnmap>;
 
 // The four formats, for TEST_CASE_TEMPLATE.
 #define VMS_ALL_PTE_FORMATS ::vmspace::X86_64Pte, ::vmspace::RiscvSv48Pte, ::vmspace::RiscvSv39Pte, \
