@@ -458,6 +458,20 @@ VmOutcome system_run(VmSystem& s, const VmModel& after, const VmOp& op, std::str
   using K = VmOp::Kind;
   VmOutcome out;
   auto fail = [&](Error e) { out.error = e; };
+  // A mutable cursor over `len` bytes of op's window, moved to op.va; nullopt with out.error
+  // set if either step fails.
+  auto cursor_at = [&](const DisabledPreemptGuard& g, std::uint64_t len) -> std::optional<VmSpace::CursorMut> {
+    auto c = s.spaces[op.space]->cursor_mut(g, cursor_range(op, len));
+    if (!c) {
+      fail(c.error());
+      return std::nullopt;
+    }
+    if (auto r = c->jump(op.va); !r) {
+      fail(r.error());
+      return std::nullopt;
+    }
+    return std::move(*c);
+  };
   switch (op.kind) {
     case K::AllocFrame: {
       auto f = FrameAllocOptions().alloc_frame();
@@ -552,15 +566,8 @@ VmOutcome system_run(VmSystem& s, const VmModel& after, const VmOp& op, std::str
       const std::uint64_t size = before.size();
       const bool mappable = size == kPageSize || (std::holds_alternative<USegment>(h) && size == kSz2M);
       auto g = disable_preempt();
-      auto c = s.spaces[op.space]->cursor_mut(g, cursor_range(op, mappable ? size : kPageSize));
-      if (!c) {
-        fail(c.error());
-        break;
-      }
-      if (auto r = c->jump(op.va); !r) {
-        fail(r.error());
-        break;
-      }
+      auto c = cursor_at(g, mappable ? size : kPageSize);
+      if (!c) break;
       const PageProperty prop{op.flags, op.cache, static_cast<PrivilegedPageFlags>(op.seed & 0xc3)};
       Result<void> r = std::holds_alternative<UFrame>(h) ? c->map(std::move(std::get<UFrame>(h)), prop)
                                                           : c->map_segment(std::move(std::get<USegment>(h)), prop);
@@ -574,15 +581,8 @@ VmOutcome system_run(VmSystem& s, const VmModel& after, const VmOp& op, std::str
     }
     case K::Unmap: {
       auto g = disable_preempt();
-      auto c = s.spaces[op.space]->cursor_mut(g, cursor_range(op, op.len));
-      if (!c) {
-        fail(c.error());
-        break;
-      }
-      if (auto r = c->jump(op.va); !r) {
-        fail(r.error());
-        break;
-      }
+      auto c = cursor_at(g, op.len);
+      if (!c) break;
       auto r = c->unmap(op.len);
       if (!r) {
         fail(r.error());
@@ -594,15 +594,8 @@ VmOutcome system_run(VmSystem& s, const VmModel& after, const VmOp& op, std::str
     }
     case K::Protect: {
       auto g = disable_preempt();
-      auto c = s.spaces[op.space]->cursor_mut(g, cursor_range(op, op.len));
-      if (!c) {
-        fail(c.error());
-        break;
-      }
-      if (auto r = c->jump(op.va); !r) {
-        fail(r.error());
-        break;
-      }
+      auto c = cursor_at(g, op.len);
+      if (!c) break;
       const ProtSpec prot = op.prot;
       auto r = c->protect_next(op.len, [prot](PageFlags& f, CachePolicy& cache) {
         PageProperty p{f, cache, PrivilegedPageFlags::None};
