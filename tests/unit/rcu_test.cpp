@@ -254,6 +254,7 @@ TEST_SUITE("unit") {
     std::atomic<bool> stop{false};
     std::atomic<std::uint64_t> bad{0};
     std::atomic<std::uint64_t> reads{0};
+    std::atomic<int> readers_started{0};
     constexpr int kReaders = 3;
     constexpr int kSwaps = 20000;
 
@@ -274,13 +275,17 @@ TEST_SUITE("unit") {
             // would land between the two passes.
             if (pass == 0 && (local_reads & 15) == 0) std::this_thread::yield();
           }
-          ++local_reads;
+          if (++local_reads == 1) readers_started.fetch_add(1);
         }
         reads.fetch_add(local_reads);
         bad.fetch_add(local_bad);
       });
     }
+    // The writer starts once every reader is reading: on a loaded machine the 20000 swaps
+    // took less time (~20 ms) than the readers needed to be scheduled, so none overlapped it.
+    bool all_readers_started = false;
     std::thread writer([&] {
+      all_readers_started = wait_until([&] { return readers_started.load() == kReaders; }, 30s);
       for (int i = 1; i <= kSwaps; ++i) {
         Node* old = head.exchange(make_node(static_cast<std::uint64_t>(i)),
                                   std::memory_order_acq_rel);
@@ -291,6 +296,7 @@ TEST_SUITE("unit") {
     writer.join();
     stop.store(true);
     for (auto& t : readers) t.join();
+    CHECK(all_readers_started);
     rcu_retire(head.exchange(nullptr), poison_and_free);
     rcu_barrier();
 
