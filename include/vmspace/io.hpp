@@ -78,9 +78,10 @@ Result<std::uint32_t> atomic_cmpxchg_u32(Endpoint at, std::uint32_t expected,
 // threads (racy by design) and may overlap (copied as by memmove). When the ranges do not
 // overlap, an 8-byte word at an 8-byte-aligned source address whose destination is 8-byte
 // aligned too is never torn: a racing reader sees it wholly old or wholly new (other bytes may
-// tear). ThreadSanitizer and AddressSanitizer builds copy with relaxed atomic accesses (defined,
-// unreported races; ASan's own memmove copies bytes); other builds use memmove.
+// tear), even when the copying thread is interrupted mid-copy. Under ThreadSanitizer the races
+// are defined (relaxed atomic accesses) and unreported.
 void racy_copy(void* dst, const void* src, std::size_t n) noexcept;
+// Zeroes `n` bytes with the same guarantee: an aligned word is wholly old or wholly zero.
 void racy_zero(void* dst, std::size_t n) noexcept;
 // Single non-tearing load/store of 1, 2, 4 or 8 bytes at a naturally aligned address.
 std::uint64_t load_once(const void* p, std::size_t size) noexcept;
