@@ -9,6 +9,7 @@
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -25,6 +26,7 @@
 
 using namespace vmspace;
 using namespace vmspace::test;
+using namespace std::chrono_literals;
 
 namespace {
 
@@ -121,8 +123,13 @@ TEST_SUITE("unit") {
     while (ready.load() < 2) std::this_thread::yield();
     // The remapper (kernel context): unmap every page, then map fresh frames of the next
     // generation, one page or the whole range at a time.
+    // On a loaded machine the generations can all pass before a copier is scheduled once, so
+    // the remapper goes on (bounded) until both kinds of copy have succeeded at least once.
+    const auto deadline = std::chrono::steady_clock::now() + 30s;
+    auto copiers_ran = [&] { return good_reads.load() > 0 && good_writes.load() > 0; };
     bool remap_ok = true;
-    for (std::uint64_t gen = 2; gen <= kGenerations; ++gen) {
+    for (std::uint64_t gen = 2;
+         gen <= kGenerations || (!copiers_ran() && std::chrono::steady_clock::now() < deadline); ++gen) {
       published_gen.store(gen, std::memory_order_release);
       if (gen % 2 == 0) {
         remap_ok = remap_ok && try_unmap(*space, base, kPages * kPageSize);
@@ -272,8 +279,10 @@ TEST_SUITE("unit") {
     };
     std::thread p0(pinger, 0u), p1(pinger, 1u);
     while (ready.load() < 2) std::this_thread::yield();
+    // As above: more rounds (bounded) until a pinger has read at least once.
+    const auto deadline = std::chrono::steady_clock::now() + 30s;
     bool remap_ok = true;
-    for (int round = 0; round < 300; ++round) {
+    for (int round = 0; round < 300 || (reads.load() == 0 && std::chrono::steady_clock::now() < deadline); ++round) {
       const std::size_t p = static_cast<std::size_t>(round) % kPages;
       const Vaddr va = base + p * kPageSize;
       remap_ok = remap_ok && try_unmap(*a, va, kPageSize) && try_map(*a, va, frame_of_words(kTagA | p));
