@@ -69,9 +69,6 @@ using Registry = bi::list<ThreadRecord, bi::member_hook<ThreadRecord, decltype(T
 // Which queues run_due drains.
 enum class ReclaimScope : std::uint8_t { Own, All };
 
-struct RunDueResult {
-  std::size_t remaining = 0;  // callbacks still queued in the queues that were scanned
-};
 
 // Reclaim inline on the retiring thread once this many callbacks wait.
 constexpr std::size_t kInlineReclaimThreshold = 256;
@@ -158,62 +155,63 @@ class Rcu {
     }
   }
 
-  // Runs every callback in the scope whose grace period has passed. Holds reclaim_lock_
+  // Runs every callback in the scope whose grace period has passed and returns how many are
+  // still queued in the queues it scanned. Holds reclaim_lock_
   // throughout, so fork() never copies a half-run batch (see fork_prepare); a callback may
   // retire objects and reclaim inline, so only the outermost call on a thread takes it (a
   // recursive mutex would do, but glibc refuses to unlock one in a forked child, whose thread
   // id differs from the locker's).
-  RunDueResult run_due(ReclaimScope scope, ThreadRecord* self = nullptr) {
+  std::size_t run_due(ReclaimScope scope, ThreadRecord* self = nullptr) {
     std::unique_lock<std::mutex> reclaiming(reclaim_lock_, std::defer_lock);
     if (t_reclaim_depth == 0) reclaiming.lock();
     ++t_reclaim_depth;
     struct Leave {
       ~Leave() { --t_reclaim_depth; }
     } leave;
-    RunDueResult result;
+    std::size_t remaining = 0;
     std::vector<Callback> due;
-    const std::uint64_t oldest = scope == ReclaimScope::All ? take_all_due(due, result)
-                                                            : take_own_due(self, due, result);
-    if (due.empty()) return result;
+    const std::uint64_t oldest = scope == ReclaimScope::All ? take_all_due(due, remaining)
+                                                            : take_own_due(self, due, remaining);
+    if (due.empty()) return remaining;
     for (const Callback& c : due) c.deleter(c.object);
     reclaimed.fetch_add(due.size(), std::memory_order_relaxed);
     {
       LockGuard<Mutex> c(central_lock_);
       running_.erase(running_.find(oldest));
     }
-    return result;
+    return remaining;
   }
 
   // Moves the due callbacks of every queue into `due` and records the batch in running_.
   // central_lock_ is held from the first queue to the running_ entry, so has_pending_up_to
   // (which takes it too) never sees a callback in neither place. Returns the batch's oldest
   // epoch.
-  std::uint64_t take_all_due(std::vector<Callback>& due, RunDueResult& result) {
+  std::uint64_t take_all_due(std::vector<Callback>& due, std::size_t& remaining) {
     LockGuard<Mutex> g(registry_lock_);
     LockGuard<Mutex> c(central_lock_);
     const std::uint64_t e = epoch.load(std::memory_order_seq_cst);
     for (ThreadRecord& r : registry_) {
       LockGuard<SpinLock> q(r.queue_lock);
-      take_due(r.queue, e, due, result);
+      take_due(r.queue, e, due, remaining);
     }
-    take_due(orphans_, e, due, result);
+    take_due(orphans_, e, due, remaining);
     return record_running(due);
   }
   // The same for the caller's own queue (if it has a record).
-  std::uint64_t take_own_due(ThreadRecord* self, std::vector<Callback>& due, RunDueResult& result) {
+  std::uint64_t take_own_due(ThreadRecord* self, std::vector<Callback>& due, std::size_t& remaining) {
     if (self == nullptr) return 0;
     LockGuard<Mutex> c(central_lock_);
     LockGuard<SpinLock> q(self->queue_lock);
-    take_due(self->queue, epoch.load(std::memory_order_seq_cst), due, result);
+    take_due(self->queue, epoch.load(std::memory_order_seq_cst), due, remaining);
     return record_running(due);
   }
   static void take_due(std::deque<Callback>& q, std::uint64_t e, std::vector<Callback>& due,
-                       RunDueResult& result) {
+                       std::size_t& remaining) {
     while (!q.empty() && q.front().epoch + 2 <= e) {
       due.push_back(q.front());
       q.pop_front();
     }
-    result.remaining += q.size();
+    remaining += q.size();
   }
   std::uint64_t record_running(const std::vector<Callback>& due) VMS_REQUIRES(central_lock_) {
     if (due.empty()) return 0;
@@ -301,7 +299,7 @@ class Rcu {
       wake_requested_ = false;
       lk.unlock();
       try_advance();
-      remaining = run_due(ReclaimScope::All).remaining;
+      remaining = run_due(ReclaimScope::All);
       lk.lock();
     }
   }
