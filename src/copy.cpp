@@ -12,7 +12,7 @@
 // trap), the word it was moving stays half written until it resumes. A racing reader on a CI
 // machine saw such a word: two low bytes new, six old (the stress engine's copy check; unit
 // test regression_interrupted_racy_copy_exposes_half_written_words reproduces it with a data
-// breakpoint). Words go through move_words() instead. Unaligned heads and tails and
+// breakpoint). Words go through copy_words() / zero_words() instead. Unaligned heads and tails and
 // overlapping ranges, which carry no such guarantee, still use memmove (bytes under TSan).
 #include <vmspace/io.hpp>
 
@@ -62,31 +62,37 @@ void zero_bytes(unsigned char* d, std::size_t n) noexcept {
 #endif
 }
 
-// Moves `words` 8-byte words; `d` and `s` are 8-byte aligned and the ranges do not overlap.
-// `s == nullptr` stores zeros. On x86-64 this is `rep movsq` / `rep stosq`: each iteration
-// moves one aligned word with single 8-byte accesses (atomic: Intel SDM vol. 3A, "Guaranteed
-// Atomic Operations"; AMD APM vol. 2, "Access Atomicity"), so an interrupted instruction stops
-// between words. Against memmove (A/B in README, "Performance"): the same at 64 B and 4 KiB
-// reads, 17% slower on 64 MiB reads. Short runs and sanitizer builds use the word loop, which
-// sanitizers instrument: relaxed atomics under TSan, checked accesses under ASan.
-void move_words(unsigned char* d, const unsigned char* s, std::size_t words) noexcept {
+// Below a few cache lines the string instructions' start-up cost dominates.
+constexpr std::size_t kStringOpMinWords = 32;
+
+// Copies `words` 8-byte words; `d` and `s` are 8-byte aligned and the ranges do not overlap.
+// On x86-64 this is `rep movsq`: each iteration moves one aligned word with single 8-byte
+// accesses (atomic: Intel SDM vol. 3A, "Guaranteed Atomic Operations"; AMD APM vol. 2, "Access
+// Atomicity"), so an interrupted instruction stops between words. Against memmove (A/B in
+// README, "Performance"): the same at 64 B and 4 KiB reads, 17% slower on 64 MiB reads. Short
+// runs and sanitizer builds use the word loop, which sanitizers instrument: relaxed atomics
+// under TSan, checked accesses under ASan.
+void copy_words(unsigned char* d, const unsigned char* s, std::size_t words) noexcept {
 #ifdef VMS_COPY_STRING_OPS
-  // Below a few cache lines the string instructions' start-up cost dominates.
-  constexpr std::size_t kStringOpMinWords = 32;
-  if (words >= kStringOpMinWords && s != nullptr) {
+  if (words >= kStringOpMinWords) {
     asm volatile("rep movsq" : "+D"(d), "+S"(s), "+c"(words) : : "memory");
     return;
   }
+#endif
+  for (std::size_t i = 0; i < words; ++i) {
+    relaxed_store<std::uint64_t>(d + 8 * i, relaxed_load<std::uint64_t>(s + 8 * i));
+  }
+}
+
+// Zeroes `words` aligned 8-byte words the same way (`rep stosq`).
+void zero_words(unsigned char* d, std::size_t words) noexcept {
+#ifdef VMS_COPY_STRING_OPS
   if (words >= kStringOpMinWords) {
     asm volatile("rep stosq" : "+D"(d), "+c"(words) : "a"(std::uint64_t{0}) : "memory");
     return;
   }
 #endif
-  for (; words > 0; --words) {
-    relaxed_store<std::uint64_t>(d, s != nullptr ? relaxed_load<std::uint64_t>(s) : 0);
-    d += 8;
-    if (s != nullptr) s += 8;
-  }
+  for (std::size_t i = 0; i < words; ++i) relaxed_store<std::uint64_t>(d + 8 * i, 0);
 }
 
 std::uintptr_t misalignment(const void* p) noexcept { return reinterpret_cast<std::uintptr_t>(p) & 7; }
@@ -106,7 +112,7 @@ void racy_copy(void* dst, const void* src, std::size_t n) noexcept {
   d += head;
   s += head;
   n -= head;
-  move_words(d, s, n / 8);
+  copy_words(d, s, n / 8);
   move_bytes(d + (n & ~std::size_t{7}), s + (n & ~std::size_t{7}), n & 7);
 }
 
@@ -116,7 +122,7 @@ void racy_zero(void* dst, std::size_t n) noexcept {
   zero_bytes(d, head);
   d += head;
   n -= head;
-  move_words(d, nullptr, n / 8);
+  zero_words(d, n / 8);
   zero_bytes(d + (n & ~std::size_t{7}), n & 7);
 }
 
