@@ -144,7 +144,7 @@ class BuddyFrameAllocator final : public GlobalFrameAllocator {
   // Returns every cached block to the buddy lists (e.g. before checking for full merges).
   void drain_caches() noexcept;
 
-  struct Impl;  // internal (src/frame_allocator.cpp); public only so fork support can name it
+  struct Impl;  // internal (src/frame/frame_allocator.cpp); public only so fork support can name it
 
  private:
   Impl* impl_;

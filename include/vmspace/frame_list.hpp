@@ -40,7 +40,7 @@ class LinkedList;
 namespace detail {
 
 // List ids stay below 2^62: the built-in frame allocator tags the in_list words of free
-// blocks with bits 62 and 63 (src/frame_allocator.cpp), and a list id must never look like
+// blocks with bits 62 and 63 (src/frame/frame_allocator.cpp), and a list id must never look like
 // such a tag.
 inline constexpr std::uint64_t kMaxFrameListId = std::uint64_t{1} << 62;
 

@@ -19,7 +19,7 @@
 namespace vmspace {
 
 namespace detail {
-// Defined in src/log.cpp; logs "what" at critical level and aborts. Out of line so that this
+// Defined in src/base/log.cpp; logs "what" at critical level and aborts. Out of line so that this
 // header does not pull in spdlog.
 [[noreturn]] void result_misuse(const char* what) noexcept;
 }  // namespace detail

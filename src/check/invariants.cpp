@@ -3,7 +3,7 @@
 
 #include <sstream>
 
-#include "../machine.hpp"
+#include "machine/machine.hpp"
 
 namespace vmspace::check {
 

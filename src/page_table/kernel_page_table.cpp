@@ -1,7 +1,7 @@
 #include <vmspace/kernel_page_table.hpp>
 #include <vmspace/log.hpp>
 
-#include "machine.hpp"
+#include "machine/machine.hpp"
 
 namespace vmspace {
 

@@ -2,7 +2,7 @@
 
 #include <sched.h>
 
-#include "cpu_relax.hpp"
+#include "base/cpu_relax.hpp"
 
 namespace vmspace {
 

@@ -15,7 +15,7 @@
 #include <vmspace/log.hpp>
 #include <vmspace/meta.hpp>
 
-#include "machine.hpp"
+#include "machine/machine.hpp"
 
 namespace vmspace {
 

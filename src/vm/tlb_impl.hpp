@@ -24,7 +24,7 @@
 #include <vmspace/meta.hpp>
 #include <vmspace/tlb.hpp>
 
-#include "single_writer.hpp"
+#include "base/single_writer.hpp"
 
 namespace vmspace::detail {
 

@@ -20,7 +20,7 @@
 #include <cstdint>
 #include <cstring>
 
-#include "sanitizers.hpp"
+#include "base/sanitizers.hpp"
 
 #if defined(__x86_64__) && !defined(VMS_TSAN) && !defined(VMS_ASAN)
 #define VMS_COPY_STRING_OPS 1

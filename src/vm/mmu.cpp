@@ -17,8 +17,8 @@
 #include <atomic>
 #include <memory>
 
-#include "machine.hpp"
-#include "cpu_local.hpp"
+#include "machine/machine.hpp"
+#include "machine/cpu_local.hpp"
 
 namespace vmspace {
 

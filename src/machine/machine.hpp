@@ -10,7 +10,7 @@
 #include <vmspace/boot.hpp>
 #include <vmspace/frame_allocator.hpp>
 
-#include "tlb_impl.hpp"
+#include "vm/tlb_impl.hpp"
 
 namespace vmspace {
 class VmSpace;

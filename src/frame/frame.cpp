@@ -6,7 +6,7 @@
 #include <cstring>
 #include <sstream>
 
-#include "machine.hpp"
+#include "machine/machine.hpp"
 
 namespace vmspace {
 

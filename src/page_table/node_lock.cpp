@@ -6,7 +6,7 @@
 
 #include <boost/atomic/atomic_ref.hpp>
 
-#include "cpu_relax.hpp"
+#include "base/cpu_relax.hpp"
 
 namespace vmspace::detail {
 

@@ -23,9 +23,9 @@
 
 #include <boost/intrusive/list.hpp>
 
-#include "cpu_local.hpp"
-#include "machine.hpp"
-#include "single_writer.hpp"
+#include "machine/cpu_local.hpp"
+#include "machine/machine.hpp"
+#include "base/single_writer.hpp"
 
 namespace vmspace {
 

@@ -5,8 +5,8 @@
 #include <ostream>
 #include <thread>
 
-#include "cpu_local.hpp"
-#include "machine.hpp"
+#include "machine/cpu_local.hpp"
+#include "machine/machine.hpp"
 
 namespace vmspace {
 

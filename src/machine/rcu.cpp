@@ -36,9 +36,9 @@
 
 #include <boost/intrusive/list.hpp>
 
-#include "cpu_local.hpp"
-#include "sanitizers.hpp"
-#include "single_writer.hpp"
+#include "machine/cpu_local.hpp"
+#include "base/sanitizers.hpp"
+#include "base/single_writer.hpp"
 
 namespace vmspace {
 

@@ -5,8 +5,8 @@
 #include <algorithm>
 #include <map>
 
-#include "machine.hpp"
-#include "cpu_local.hpp"
+#include "machine/machine.hpp"
+#include "machine/cpu_local.hpp"
 
 namespace vmspace {
 

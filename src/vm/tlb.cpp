@@ -8,8 +8,8 @@
 #include <memory>
 #include <string_view>
 
-#include "machine.hpp"
-#include "tlb_impl.hpp"
+#include "machine/machine.hpp"
+#include "vm/tlb_impl.hpp"
 
 namespace vmspace {
 
