@@ -8,6 +8,7 @@
 #   scripts/dev.sh mutation        mutation build (build-mut/, -Dmutations=true): the stress-mutation
 #                                  suite only (the engine must detect every deliberate fault)
 #   scripts/dev.sh bench [args]    release build (build-release/) and run vmspace-bench
+#   scripts/dev.sh growth [args]   release build and run vmspace-growth-bench (cost at 10^3..10^7 pages)
 #   scripts/dev.sh fuzz [seconds]  clang libFuzzer build (build-fuzz/) and a bounded run
 #   scripts/dev.sh stress [args]   release build and run vmspace-stress
 #   scripts/dev.sh deps            only install the packages
@@ -164,6 +165,11 @@ case "$cmd" in
     configure build-release --buildtype=release -Dtests=disabled
     build build-release
     ./build-release/tests/bench/vmspace-bench "$@"
+    ;;
+  growth)
+    configure build-release --buildtype=release -Dtests=disabled
+    build build-release
+    ./build-release/tests/bench/vmspace-growth-bench "$@"
     ;;
   stress)
     configure build-release --buildtype=release -Dtests=disabled
