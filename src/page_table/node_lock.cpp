@@ -1,5 +1,5 @@
 #include <vmspace/assert.hpp>
-#include <vmspace/detail/node_lock.hpp>
+#include <vmspace/internal/node_lock.hpp>
 
 #include <array>
 #include <atomic>

@@ -1,0 +1,366 @@
+// The mutating page-table cursor: map, take_next (unmap), protect_next and protect (OSTD
+// `ostd/src/mm/page_table/cursor/mod.rs`, `CursorMut`).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <type_traits>
+#include <utility>
+#include <variant>
+
+#include <boost/atomic/atomic_ref.hpp>
+
+#include <vmspace/addr.hpp>
+#include <vmspace/assert.hpp>
+#include <vmspace/internal/node_view.hpp>
+#include <vmspace/page_table/cursor.hpp>
+#include <vmspace/page_table/frag.hpp>
+#include <vmspace/page_table/node.hpp>
+#include <vmspace/page_table_config.hpp>
+#include <vmspace/rcu.hpp>
+#include <vmspace/result.hpp>
+
+namespace vmspace {
+
+// A cursor that may change the mappings in its range. Same locking and thread rules as Cursor.
+template <PageTableConfig C>
+class CursorMut : public Cursor<C> {
+  using Base = Cursor<C>;
+  using typename Base::F;
+  using typename Base::Find;
+  using typename Base::Node;
+  using Base::kNr;
+
+ public:
+  using Item = typename C::Item;
+  using Consts = ConstsOf<C>;
+
+  explicit CursorMut(Base&& c) noexcept : Base(std::move(c)) {}
+
+  // Maps `item` at virt_addr() and advances past it. The item is consumed only on success.
+  // Intermediate nodes are created as needed. No TLB flush is needed (the slot was absent).
+  // Errors (nothing changes, the item stays with the caller):
+  //   InvalidVaddr   virt_addr() >= range end
+  //   InvalidItem    item level above kHighestTranslationLevel or the cursor's guard level, a
+  //                  top-level item in a table whose top level cannot be unmapped, virt_addr()
+  //                  or the item's paddr not aligned to the item size, item beyond the range
+  //                  end, or a property the PTE format cannot encode
+  //   AlreadyMapped  the item's range overlaps a mapping (a leaf in the slot, a huge leaf
+  //                  above it, or a page-table node below it that still maps something; a
+  //                  node that maps nothing is replaced, unlike OSTD, which panics)
+  //   NoMemory       creating an intermediate node failed (empty nodes may remain)
+  Result<void, PageTableError> map(Item&& item) noexcept {
+    const RawItem raw = C::item_raw_info(item);
+    const PagingLevel level = raw.level;
+    if (this->va_ >= this->barrier_.end) return err(PageTableError::InvalidVaddr);
+    // The level is the caller's: check it before deriving a size from it (a shift by
+    // 9 * (level - 1) bits is undefined for level 0 or a level past the format's).
+    if (level < 1 || level > C::kHighestTranslationLevel || level > this->guard_level_ ||
+        (!C::kTopLevelCanUnmap && level == kNr)) {
+      return err(PageTableError::InvalidItem);
+    }
+    const std::uint64_t size = Base::size_at(level);
+    if (!is_aligned(this->va_, size) || !is_aligned(raw.paddr, size) || size > this->barrier_.end - this->va_ ||
+        !F::can_encode(raw.prop)) {
+      return err(PageTableError::InvalidItem);
+    }
+    if constexpr (requires { F::kPaddrLimit; }) {
+      if (raw.paddr > F::kPaddrLimit - size) return err(PageTableError::InvalidItem);
+    }
+    while (this->level_ < level) ++this->level_;
+    while (this->level_ > level) {
+      const Node node = this->cur_node();
+      const std::size_t idx = this->cur_idx();
+      const std::uint64_t e = node.load_locked(idx);
+      if (detail::is_pt_entry<C>(e, this->level_)) {
+        this->push(F::paddr(e, this->level_));
+      } else if (!F::is_present(e, this->level_)) {
+        auto child = detail::alloc_node<C>(static_cast<PagingLevel>(this->level_ - 1), /*locked=*/true);
+        if (!child) return err(child.error());
+        node.store(idx, F::encode(PteScalar::page_table(*child, PageTableFlags::None), this->level_));
+        ++node.meta().nr_children;
+        this->push(*child);
+      } else {
+        return err(PageTableError::AlreadyMapped);
+      }
+    }
+    const Node node = this->cur_node();
+    const std::size_t idx = this->cur_idx();
+    const std::uint64_t old = node.load_locked(idx);
+    std::optional<Paddr> empty_subtree;
+    if (F::is_present(old, level)) {
+      // A page-table node that maps nothing (left behind by earlier unmaps) is no mapping: the
+      // huge item replaces it, as the verified map_spec says. OSTD panics here.
+      if (!detail::is_pt_entry<C>(old, level) ||
+          !subtree_is_empty(F::paddr(old, level), static_cast<PagingLevel>(level - 1))) {
+        return err(PageTableError::AlreadyMapped);
+      }
+      empty_subtree = F::paddr(old, level);
+    }
+    const RawItem owned = C::item_into_raw(std::move(item));
+    node.store(idx, F::encode(PteScalar::mapped(owned.paddr, owned.prop), level));
+    if (empty_subtree) {
+      // Lock-free walkers may still be inside it: retire it through RCU. It holds no leaf, so
+      // no TLB can cache a translation through it.
+      mark_stray_and_unlock(*empty_subtree, static_cast<PagingLevel>(level - 1));
+      RcuDrop<PageTableNode<C>> retired(PageTableNode<C>::from_raw(*empty_subtree));
+    } else {
+      ++node.meta().nr_children;
+    }
+    check_after_op(node, level, idx, PteScalar::mapped(owned.paddr, owned.prop));
+    this->move_past_entry();
+    return {};
+  }
+
+  // Removes the next mapped item or whole page-table sub-tree starting in
+  // [virt_addr(), virt_addr() + len) and moves past it. A huge leaf only partly inside the
+  // window is split first (the outside pieces stay mapped). Fully covered sub-trees are
+  // detached whole (except top-level entries of a table whose top level cannot be unmapped).
+  // Returns nullopt when nothing is left in the window (the cursor is then at its end).
+  // The caller must keep the fragment alive until TLBs are coherent.
+  // Errors: UnalignedLen, LenOutOfRange (nothing changes); NoMemory while splitting (no mapping
+  // changes in this call and the cursor stays where it was; a huge page may be left split).
+  Result<std::optional<PageTableFrag<C>>, PageTableError> take_next(std::uint64_t len) noexcept {
+    if (auto e = this->check_len(len)) return err(*e);
+    const Vaddr start = this->va_;
+    auto found = this->find_next_impl(len, Find::Unmappable);
+    if (!found) {
+      this->va_ = start;  // an error leaves the cursor where it was
+      this->reposition();
+      return err(found.error());
+    }
+    if (!*found) return std::optional<PageTableFrag<C>>();
+    const Node node = this->cur_node();
+    const std::size_t idx = this->cur_idx();
+    const PagingLevel level = this->level_;
+    const Vaddr va = this->va_;
+    const std::uint64_t old = node.entry(idx).exchange(0, boost::memory_order_release);
+    --node.meta().nr_children;
+    check_after_op(node, level, idx, PteScalar::absent());
+    this->move_past_entry();
+    if (detail::is_pt_entry<C>(old, level)) {
+      const Paddr child = F::paddr(old, level);
+      const std::size_t n = mark_stray_and_unlock(child, static_cast<PagingLevel>(level - 1));
+      // The fragments are aggregates: build them with braces (clang 14 has no parenthesized
+      // aggregate initialization for in_place_type construction).
+      return std::optional<PageTableFrag<C>>(
+          std::in_place, std::in_place_type<StrayPageTableFrag<C>>,
+          StrayPageTableFrag<C>{va, Base::size_at(level), n,
+                                RcuDrop<PageTableNode<C>>(PageTableNode<C>::from_raw(child))});
+    }
+    const PteScalar s = F::decode(old, level);
+    return std::optional<PageTableFrag<C>>(
+        std::in_place, std::in_place_type<MappedFrag<C>>,
+        MappedFrag<C>{va, level, RcuDrop<Item>(C::item_from_raw(RawItem{s.paddr, level, s.prop}))});
+  }
+
+  // Applies `op` to the property of the next mapped leaf starting in [virt_addr(),
+  // virt_addr() + len), splitting a huge leaf that is only partly inside, and moves past it.
+  // Returns the changed entry's range, or nullopt if nothing is mapped there. `op` is
+  // `void(PageProperty&)`; AVAIL1 (the config's tracked marker) cannot be changed through it.
+  // The PTE is rewritten only if the property changed. No TLB flush is done.
+  // Errors: UnalignedLen, LenOutOfRange; InvalidItem if op's result cannot be encoded;
+  // NoMemory while splitting. Nothing changes on error, the cursor position included.
+  template <class Op>
+    requires std::is_invocable_v<Op&, PageProperty&>
+  Result<std::optional<VaRange>, PageTableError> protect_next(std::uint64_t len, Op&& op) noexcept {
+    if (auto e = this->check_len(len)) return err(*e);
+    const Vaddr start = this->va_;
+    const Vaddr end = start + len;
+    auto found = this->find_next_impl(len, Find::Mapped);
+    if (!found) return err(found.error());
+    if (!*found) return std::optional<VaRange>();
+    auto fail = [&](PageTableError e) {
+      this->va_ = start;  // an error leaves the cursor where it was
+      this->reposition();
+      return err(e);
+    };
+    // Compute the new property before splitting anything, so a refused property changes nothing.
+    PageProperty old_prop = F::decode(this->cur_node().load_locked(this->cur_idx()), this->level_).prop;
+    PageProperty new_prop = old_prop;
+    op(new_prop);
+    new_prop.priv_flags = (new_prop.priv_flags & ~PrivilegedPageFlags::AVAIL1) |
+                          (old_prop.priv_flags & PrivilegedPageFlags::AVAIL1);
+    if (!F::can_encode(new_prop)) return fail(PageTableError::InvalidItem);
+    // Descend through huge leaves that stick out of the window.
+    for (;;) {
+      const VaRange entry = this->entry_range();
+      if (this->va_ == entry.start && entry.end <= end && entry.end > entry.start) break;
+      if (auto e = this->split_huge(this->cur_node(), this->cur_idx())) return fail(*e);
+    }
+    const Node node = this->cur_node();
+    const std::size_t idx = this->cur_idx();
+    const VaRange range = this->entry_range();
+    std::uint64_t cur = node.load_locked(idx);
+    if (F::decode(cur, this->level_).prop != new_prop) {
+      std::uint64_t desired = F::encode(PteScalar::mapped(F::paddr(cur, this->level_), new_prop), this->level_);
+      // Keep ACCESSED/DIRTY bits a software MMU sets between our read and our write.
+      while (!node.entry(idx).compare_exchange_weak(cur, desired, boost::memory_order_release,
+                                                    boost::memory_order_relaxed)) {
+        desired |= cur & (F::kAccessedBit | F::kDirtyBit);
+      }
+    }
+    check_after_op(node, this->level_, idx, std::nullopt);
+    this->move_past_entry();
+    return std::optional<VaRange>(range);
+  }
+
+  // Applies `op` to every mapping in [virt_addr(), virt_addr() + len) — the same result as
+  // calling protect_next(len) until it returns nullopt (huge leaves sticking out of either end
+  // are split) — and moves to the window's end. Returns the number of leaf entries visited.
+  // Built for ranges (mprotect): `op` must be a pure function of the property, because it is
+  // called once per distinct property rather than once per page.
+  // Errors: as protect_next. On InvalidItem or NoMemory the entries before the failing one have
+  // been changed and the cursor sits at the failing entry.
+  template <class Op>
+    requires std::is_invocable_v<Op&, PageProperty&>
+  Result<std::size_t, PageTableError> protect(std::uint64_t len, Op&& op) noexcept {
+    if (auto e = this->check_len(len)) return err(*e);
+    const Vaddr end = this->va_ + len;
+    std::size_t visited = 0;
+    // Memo: raw property bits of a leaf (everything but the address) -> its new bits.
+    PagingLevel memo_level = 0;
+    std::uint64_t addr_mask = 0, memo_old = 0, memo_new = 0;
+    bool memo_valid = false;
+    auto transform = [&](std::uint64_t raw, PagingLevel level) -> std::optional<std::uint64_t> {
+      if (level != memo_level) {
+        addr_mask = addr_field_mask(level);
+        memo_level = level;
+        memo_valid = false;
+      }
+      const std::uint64_t bits = raw & ~addr_mask;
+      if (memo_valid && memo_old == bits) return (raw & addr_mask) | memo_new;
+      const PteScalar s = F::decode(raw, level);
+      PageProperty prop = s.prop;
+      op(prop);
+      prop.priv_flags = (prop.priv_flags & ~PrivilegedPageFlags::AVAIL1) |
+                        (s.prop.priv_flags & PrivilegedPageFlags::AVAIL1);
+      if (!F::can_encode(prop)) return std::nullopt;
+      const std::uint64_t encoded = F::encode(PteScalar::mapped(s.paddr, prop), level);
+      memo_valid = true;
+      memo_old = bits;
+      memo_new = encoded & ~addr_mask;
+      return encoded;
+    };
+    while (this->va_ < end) {
+      const Vaddr start = this->va_;
+      auto found = this->find_next_impl(end - start, Find::Mapped);
+      if (!found) return err(found.error());
+      if (!*found) break;
+      // The first leaf: validate its new property before splitting, then split what sticks out.
+      if (!transform(this->cur_node().load_locked(this->cur_idx()), this->level_)) {
+        return err(PageTableError::InvalidItem);
+      }
+      for (;;) {
+        const VaRange entry = this->entry_range();
+        if (this->va_ == entry.start && entry.end <= end && entry.end > entry.start) break;
+        if (auto e = this->split_huge(this->cur_node(), this->cur_idx())) return err(*e);
+      }
+      // Then every following leaf of this node that lies inside the window, in one sweep.
+      const Node node = this->cur_node();
+      const PagingLevel level = this->level_;
+      const std::uint64_t size = Base::size_at(level);
+      for (std::size_t idx = this->cur_idx(); idx < kNrEntries<Consts>; ++idx) {
+        std::uint64_t cur = node.load_locked(idx);
+        if (!F::is_present(cur, level) || detail::is_pt_entry<C>(cur, level)) break;
+        const VaRange entry = this->entry_range();
+        if (entry.end > end || entry.end <= entry.start) break;
+        auto desired = transform(cur, level);
+        if (!desired) return err(PageTableError::InvalidItem);
+        if (*desired != cur) {
+          // Keep ACCESSED/DIRTY bits a software MMU sets between our read and our write.
+          while (!node.entry(idx).compare_exchange_weak(cur, *desired, boost::memory_order_release,
+                                                        boost::memory_order_relaxed)) {
+            desired = transform(cur, level);
+            if (!desired) return err(PageTableError::InvalidItem);
+          }
+        }
+        check_after_op(node, level, idx, std::nullopt);
+        ++visited;
+        this->va_ = entry.end;
+        if (this->va_ >= end || idx + 1 == kNrEntries<Consts> || size == 0) break;
+      }
+      this->reposition();
+    }
+    if (this->va_ < end) {
+      this->va_ = end;
+      this->reposition();
+    }
+    return visited;
+  }
+
+ private:
+  // The bits of a leaf at `level` that hold its physical address (every other bit is property).
+  // Formats place the address differently (RISC-V shifts it), so it is derived from encode.
+  static std::uint64_t addr_field_mask(PagingLevel level) noexcept {
+    const PageProperty p0 = PageProperty::new_with(PageFlags::R, CachePolicy::Writeback, PrivilegedPageFlags::None);
+    const Paddr all = F::paddr(~std::uint64_t{0}, level) & ~(Base::size_at(level) - 1);
+    return F::encode(PteScalar::mapped(all, p0), level) ^ F::encode(PteScalar::mapped(0, p0), level);
+  }
+
+  // With -Dcheck_after_ops: the cheap local invariants after every mutating operation — the
+  // touched node's child count equals its present entries (verified-specs §D.1 item 4), and
+  // the written entry decodes to what was meant (item 10). Aborts with a message on violation.
+  void check_after_op([[maybe_unused]] Node node, [[maybe_unused]] PagingLevel level,
+                      [[maybe_unused]] std::size_t idx,
+                      [[maybe_unused]] std::optional<PteScalar> written) const noexcept {
+#ifdef VMSPACE_CHECK_AFTER_OPS
+    const bool root = level == kNr;
+    const std::size_t first = root ? C::kTopLevelIndexStart : 0;
+    const std::size_t last = root ? C::kTopLevelIndexEnd : kNrEntries<Consts>;
+    std::size_t present = 0;
+    for (std::size_t i = first; i < last; ++i) present += F::is_present(node.load_locked(i), level) ? 1 : 0;
+    VMS_ASSERT(present == node.meta().nr_children, "node {:#x}: nr_children {} but {} present entries",
+               node.pa, node.meta().nr_children, present);
+    if (written) {
+      PteScalar now = F::decode(node.load_locked(idx), level);
+      PteScalar want = *written;
+      if (now.is_mapped() && want.is_mapped()) {
+        // The software MMU may already have set ACCESSED/DIRTY.
+        now.prop.flags &= ~(PageFlags::ACCESSED | PageFlags::DIRTY);
+        want.prop.flags &= ~(PageFlags::ACCESSED | PageFlags::DIRTY);
+      }
+      VMS_ASSERT(now == want, "node {:#x} entry {} does not decode to what was written", node.pa, idx);
+    }
+#endif
+  }
+
+  // True if the sub-tree rooted at `pa` (locked by this cursor) maps no page.
+  static bool subtree_is_empty(Paddr pa, PagingLevel level) noexcept {
+    const Node node{pa};
+    if (node.meta().nr_children == 0) return true;
+    if (level == 1) return false;
+    for (std::size_t i = 0; i < kNrEntries<Consts>; ++i) {
+      const std::uint64_t raw = node.load_locked(i);
+      if (!F::is_present(raw, level)) continue;
+      if (!detail::is_pt_entry<C>(raw, level)) return false;
+      if (!subtree_is_empty(F::paddr(raw, level), static_cast<PagingLevel>(level - 1))) return false;
+    }
+    return true;
+  }
+
+  // Marks a detached sub-tree stray and unlocks it, children first. Returns the number of base
+  // pages its leaves map (a huge leaf counts every base page it covers).
+  static std::size_t mark_stray_and_unlock(Paddr pa, PagingLevel level) noexcept {
+    const Node node{pa};
+    node.meta().stray = true;
+    std::size_t n = 0;
+    if (level == 1) {
+      n = node.meta().nr_children;
+    } else {
+      for (std::size_t i = kNrEntries<Consts>; i-- > 0;) {
+        const std::uint64_t raw = node.load_locked(i);
+        if (detail::is_pt_entry<C>(raw, level)) {
+          n += mark_stray_and_unlock(F::paddr(raw, level), static_cast<PagingLevel>(level - 1));
+        } else if (F::is_present(raw, level)) {
+          n += static_cast<std::size_t>(Base::size_at(level) / kPageSize);
+        }
+      }
+    }
+    node.unlock();
+    return n;
+  }
+};
+
+}  // namespace vmspace
