@@ -39,7 +39,7 @@ class PageTable {
 
   // A table with an empty root. Errors: NoMemory.
   static Result<PageTable, PageTableError> empty() noexcept {
-    auto root = detail::alloc_node<C>(Consts::kNrLevels, /*locked=*/false);
+    auto root = detail::alloc_node<C>(Consts::kNrLevels, detail::NewNode::Unlocked);
     if (!root) return err(root.error());
     return PageTable(PageTableNode<C>::from_raw(*root));
   }

@@ -57,16 +57,52 @@ constexpr bool is_pt_entry(std::uint64_t raw, PagingLevel level) noexcept {
   return level > 1 && F::is_present(raw, level) && !F::is_leaf(raw, level);
 }
 
-// Allocates a zeroed node at `level`, locked by the calling thread, and leaks its reference to
-// the caller (who publishes it in a PTE or keeps it as a root).
+// How a new node starts out: locked by the calling thread (a cursor creating nodes inside the
+// range it locks: the node must be locked before the PTE that publishes it is written), or
+// unlocked (a root, or a node filled in before its table is reachable).
+enum class NewNode : std::uint8_t { Unlocked, LockedByMe };
+
+// Allocates a zeroed node at `level` and leaks its reference to the caller (who publishes it in
+// a PTE or keeps it as a root). Errors: NoMemory.
 template <PageTableConfig C>
-Result<Paddr, PageTableError> alloc_node(PagingLevel level, bool locked) noexcept {
+Result<Paddr, PageTableError> alloc_node(PagingLevel level, NewNode state) noexcept {
   PageTablePageMeta<C> meta;
-  meta.lock = locked ? locked_by_me() : 0;
+  meta.lock = state == NewNode::LockedByMe ? locked_by_me() : 0;
   meta.level = level;
   auto f = FrameAllocOptions().alloc_frame_with(meta);
   if (!f) return err(PageTableError::NoMemory);
   return std::move(*f).into_raw();
+}
+
+// Creates an empty node one level below `parent_level` and publishes it in the absent entry
+// `idx` of `parent`, which counts it as a child (OSTD `ostd/src/mm/page_table/node/entry.rs`,
+// `Entry::alloc_if_none`). The PTE is written last, with release order, so a lock-free walker
+// that sees it sees an initialised (and, for LockedByMe, locked) node. Preconditions: the
+// caller holds `parent`'s lock or nothing else can reach `parent` yet; the entry is absent.
+// Returns the new node. Errors: NoMemory (nothing changed).
+template <PageTableConfig C>
+Result<Paddr, PageTableError> publish_new_child(NodeView<C> parent, PagingLevel parent_level, std::size_t idx,
+                                                NewNode state) noexcept {
+  using F = typename C::Pte;
+  auto child = alloc_node<C>(static_cast<PagingLevel>(parent_level - 1), state);
+  if (!child) return err(child.error());
+  parent.store(idx, F::encode(PteScalar::page_table(*child, PageTableFlags::None), parent_level));
+  ++parent.meta().nr_children;
+  return *child;
+}
+
+// Rewrites leaf entry `idx` of a node the caller has locked from `seen` (the value the caller
+// read) to `desired`, keeping the ACCESSED/DIRTY bits a software MMU sets in between: under
+// the node lock the MMU is the only other writer of a leaf, and it only ever adds those bits
+// (OSTD `ostd/src/mm/page_table/node/entry.rs`, `Entry::protect`).
+template <PageTableConfig C>
+void rewrite_leaf_keeping_accessed_dirty(NodeView<C> node, std::size_t idx, std::uint64_t seen,
+                                         std::uint64_t desired) noexcept {
+  using F = typename C::Pte;
+  while (!node.entry(idx).compare_exchange_weak(seen, desired, boost::memory_order_release,
+                                                boost::memory_order_relaxed)) {
+    desired |= seen & (F::kAccessedBit | F::kDirtyBit);
+  }
 }
 
 constexpr std::uint64_t saturating_add(std::uint64_t a, std::uint64_t b) noexcept {

@@ -182,13 +182,9 @@ class Cursor {
   Result<std::optional<Vaddr>, PageTableError> find_next_impl(std::uint64_t len, Find mode) noexcept {
     const Vaddr end = va_ + len;
     while (va_ < end) {
-      const VaRange entry = entry_range();
-      const bool fits = va_ == entry.start && entry.end <= end && entry.end > entry.start;
-      const Node node = cur_node();
-      const std::size_t idx = cur_idx();
-      const std::uint64_t raw = node.load_locked(idx);
+      const std::uint64_t raw = cur_node().load_locked(cur_idx());
       if (detail::is_pt_entry<C>(raw, level_)) {
-        if (mode == Find::Unmappable && fits && (C::kTopLevelCanUnmap || level_ != kNr)) {
+        if (mode == Find::Unmappable && entry_fits(end) && (C::kTopLevelCanUnmap || level_ != kNr)) {
           return std::optional<Vaddr>(va_);
         }
         const Paddr child = F::paddr(raw, level_);
@@ -203,12 +199,31 @@ class Cursor {
         move_past_entry();
         continue;
       }
-      if (fits || mode == Find::Mapped) return std::optional<Vaddr>(va_);
-      if (auto e = split_huge(node, idx)) return err(*e);
+      if (mode == Find::Unmappable) {
+        if (auto e = split_until_fits(end)) return err(*e);
+      }
+      return std::optional<Vaddr>(va_);
     }
     va_ = end;
     reposition();
     return std::optional<Vaddr>();
+  }
+
+  // Whether the entry at va_ starts at va_ and ends inside [va_, end): the whole entry can be
+  // changed or removed without touching anything outside the window.
+  bool entry_fits(Vaddr end) const noexcept {
+    const VaRange entry = entry_range();
+    return va_ == entry.start && entry.end <= end && entry.end > entry.start;
+  }
+
+  // Splits the huge leaf at va_ (descending into the pieces) until the leaf there fits in
+  // [va_, end). Precondition: a leaf is mapped at va_. Errors: NoMemory (the leaves split so far
+  // stay split; no translation changed).
+  std::optional<PageTableError> split_until_fits(Vaddr end) noexcept {
+    while (!entry_fits(end)) {
+      if (auto e = split_huge(cur_node(), cur_idx())) return e;
+    }
+    return std::nullopt;
   }
 
   // Replaces the huge leaf at (node, idx) on the current level by a node of 512 leaves one
@@ -216,7 +231,7 @@ class Cursor {
   // item owned (C::item_from_raw accepts split pieces). Errors: NoMemory (nothing changed).
   std::optional<PageTableError> split_huge(Node node, std::size_t idx) noexcept {
     const PagingLevel child_level = static_cast<PagingLevel>(level_ - 1);
-    auto child = detail::alloc_node<C>(child_level, /*locked=*/true);
+    auto child = detail::alloc_node<C>(child_level, detail::NewNode::LockedByMe);
     if (!child) return child.error();
     const Node c{*child};
     std::uint64_t old = node.load_locked(idx);

@@ -76,10 +76,8 @@ class CursorMut : public Cursor<C> {
       if (detail::is_pt_entry<C>(e, this->level_)) {
         this->push(F::paddr(e, this->level_));
       } else if (!F::is_present(e, this->level_)) {
-        auto child = detail::alloc_node<C>(static_cast<PagingLevel>(this->level_ - 1), /*locked=*/true);
+        auto child = detail::publish_new_child(node, this->level_, idx, detail::NewNode::LockedByMe);
         if (!child) return err(child.error());
-        node.store(idx, F::encode(PteScalar::page_table(*child, PageTableFlags::None), this->level_));
-        ++node.meta().nr_children;
         this->push(*child);
       } else {
         return err(PageTableError::AlreadyMapped);
@@ -167,43 +165,16 @@ class CursorMut : public Cursor<C> {
   Result<std::optional<VaRange>, PageTableError> protect_next(std::uint64_t len, Op&& op) noexcept {
     if (auto e = this->check_len(len)) return err(*e);
     const Vaddr start = this->va_;
-    const Vaddr end = start + len;
     auto found = this->find_next_impl(len, Find::Mapped);
     if (!found) return err(found.error());
     if (!*found) return std::optional<VaRange>();
-    auto fail = [&](PageTableError e) {
+    LeafRewrite<Op> rewrite(op);
+    if (auto done = protect_here(start + len, rewrite, Sweep::OneLeaf); !done) {
       this->va_ = start;  // an error leaves the cursor where it was
       this->reposition();
-      return err(e);
-    };
-    // Compute the new property before splitting anything, so a refused property changes nothing.
-    PageProperty old_prop = F::decode(this->cur_node().load_locked(this->cur_idx()), this->level_).prop;
-    PageProperty new_prop = old_prop;
-    op(new_prop);
-    new_prop.priv_flags = (new_prop.priv_flags & ~PrivilegedPageFlags::AVAIL1) |
-                          (old_prop.priv_flags & PrivilegedPageFlags::AVAIL1);
-    if (!F::can_encode(new_prop)) return fail(PageTableError::InvalidItem);
-    // Descend through huge leaves that stick out of the window.
-    for (;;) {
-      const VaRange entry = this->entry_range();
-      if (this->va_ == entry.start && entry.end <= end && entry.end > entry.start) break;
-      if (auto e = this->split_huge(this->cur_node(), this->cur_idx())) return fail(*e);
+      return err(done.error());
     }
-    const Node node = this->cur_node();
-    const std::size_t idx = this->cur_idx();
-    const VaRange range = this->entry_range();
-    std::uint64_t cur = node.load_locked(idx);
-    if (F::decode(cur, this->level_).prop != new_prop) {
-      std::uint64_t desired = F::encode(PteScalar::mapped(F::paddr(cur, this->level_), new_prop), this->level_);
-      // Keep ACCESSED/DIRTY bits a software MMU sets between our read and our write.
-      while (!node.entry(idx).compare_exchange_weak(cur, desired, boost::memory_order_release,
-                                                    boost::memory_order_relaxed)) {
-        desired |= cur & (F::kAccessedBit | F::kDirtyBit);
-      }
-    }
-    check_after_op(node, this->level_, idx, std::nullopt);
-    this->move_past_entry();
-    return std::optional<VaRange>(range);
+    return std::optional<VaRange>(VaRange{**found, this->va_});
   }
 
   // Applies `op` to every mapping in [virt_addr(), virt_addr() + len) — the same result as
@@ -219,69 +190,14 @@ class CursorMut : public Cursor<C> {
     if (auto e = this->check_len(len)) return err(*e);
     const Vaddr end = this->va_ + len;
     std::size_t visited = 0;
-    // Memo: raw property bits of a leaf (everything but the address) -> its new bits.
-    PagingLevel memo_level = 0;
-    std::uint64_t addr_mask = 0, memo_old = 0, memo_new = 0;
-    bool memo_valid = false;
-    auto transform = [&](std::uint64_t raw, PagingLevel level) -> std::optional<std::uint64_t> {
-      if (level != memo_level) {
-        addr_mask = addr_field_mask(level);
-        memo_level = level;
-        memo_valid = false;
-      }
-      const std::uint64_t bits = raw & ~addr_mask;
-      if (memo_valid && memo_old == bits) return (raw & addr_mask) | memo_new;
-      const PteScalar s = F::decode(raw, level);
-      PageProperty prop = s.prop;
-      op(prop);
-      prop.priv_flags = (prop.priv_flags & ~PrivilegedPageFlags::AVAIL1) |
-                        (s.prop.priv_flags & PrivilegedPageFlags::AVAIL1);
-      if (!F::can_encode(prop)) return std::nullopt;
-      const std::uint64_t encoded = F::encode(PteScalar::mapped(s.paddr, prop), level);
-      memo_valid = true;
-      memo_old = bits;
-      memo_new = encoded & ~addr_mask;
-      return encoded;
-    };
+    LeafRewrite<Op> rewrite(op);
     while (this->va_ < end) {
-      const Vaddr start = this->va_;
-      auto found = this->find_next_impl(end - start, Find::Mapped);
+      auto found = this->find_next_impl(end - this->va_, Find::Mapped);
       if (!found) return err(found.error());
       if (!*found) break;
-      // The first leaf: validate its new property before splitting, then split what sticks out.
-      if (!transform(this->cur_node().load_locked(this->cur_idx()), this->level_)) {
-        return err(PageTableError::InvalidItem);
-      }
-      for (;;) {
-        const VaRange entry = this->entry_range();
-        if (this->va_ == entry.start && entry.end <= end && entry.end > entry.start) break;
-        if (auto e = this->split_huge(this->cur_node(), this->cur_idx())) return err(*e);
-      }
-      // Then every following leaf of this node that lies inside the window, in one sweep.
-      const Node node = this->cur_node();
-      const PagingLevel level = this->level_;
-      const std::uint64_t size = Base::size_at(level);
-      for (std::size_t idx = this->cur_idx(); idx < kNrEntries<Consts>; ++idx) {
-        std::uint64_t cur = node.load_locked(idx);
-        if (!F::is_present(cur, level) || detail::is_pt_entry<C>(cur, level)) break;
-        const VaRange entry = this->entry_range();
-        if (entry.end > end || entry.end <= entry.start) break;
-        auto desired = transform(cur, level);
-        if (!desired) return err(PageTableError::InvalidItem);
-        if (*desired != cur) {
-          // Keep ACCESSED/DIRTY bits a software MMU sets between our read and our write.
-          while (!node.entry(idx).compare_exchange_weak(cur, *desired, boost::memory_order_release,
-                                                        boost::memory_order_relaxed)) {
-            desired = transform(cur, level);
-            if (!desired) return err(PageTableError::InvalidItem);
-          }
-        }
-        check_after_op(node, level, idx, std::nullopt);
-        ++visited;
-        this->va_ = entry.end;
-        if (this->va_ >= end || idx + 1 == kNrEntries<Consts> || size == 0) break;
-      }
-      this->reposition();
+      auto n = protect_here(end, rewrite, Sweep::RestOfNode);
+      if (!n) return err(n.error());
+      visited += *n;
     }
     if (this->va_ < end) {
       this->va_ = end;
@@ -291,6 +207,92 @@ class CursorMut : public Cursor<C> {
   }
 
  private:
+  enum class Sweep : std::uint8_t {
+    OneLeaf,     // protect_next
+    RestOfNode,  // protect: also the following leaves of the node that lie in the window
+  };
+
+  // `op` applied to raw leaf words, AVAIL1 (the config's tracked marker) kept as it was. It
+  // remembers the last property it changed, so a run of leaves with one property costs one call
+  // of `op` and no decoding.
+  template <class Op>
+  class LeafRewrite {
+   public:
+    explicit LeafRewrite(Op& op) noexcept : op_(op) {}
+
+    // The word leaf `raw` at `level` becomes, or nullopt if its new property cannot be encoded.
+    std::optional<std::uint64_t> operator()(std::uint64_t raw, PagingLevel level) noexcept {
+      if (level != level_) {
+        addr_mask_ = addr_field_mask(level);
+        level_ = level;
+        bits_known_ = false;
+      }
+      const std::uint64_t bits = raw & ~addr_mask_;
+      if (bits_known_ && old_bits_ == bits) return (raw & addr_mask_) | new_bits_;
+      const PteScalar s = F::decode(raw, level);
+      if (!prop_known_ || s.prop != old_prop_) {
+        PageProperty prop = s.prop;
+        op_(prop);
+        prop.priv_flags = (prop.priv_flags & ~PrivilegedPageFlags::AVAIL1) |
+                          (s.prop.priv_flags & PrivilegedPageFlags::AVAIL1);
+        old_prop_ = s.prop;
+        new_prop_ = prop;
+        prop_known_ = true;
+      }
+      if (!F::can_encode(new_prop_)) return std::nullopt;
+      const std::uint64_t encoded = F::encode(PteScalar::mapped(s.paddr, new_prop_), level);
+      bits_known_ = true;
+      old_bits_ = bits;
+      new_bits_ = encoded & ~addr_mask_;
+      return encoded;
+    }
+
+   private:
+    Op& op_;
+    // The last property op_ changed (it survives a split, which changes the level).
+    bool prop_known_ = false;
+    PageProperty old_prop_{}, new_prop_{};
+    // The same as raw property bits at level_ (everything but the address).
+    PagingLevel level_ = 0;
+    std::uint64_t addr_mask_ = 0;
+    bool bits_known_ = false;
+    std::uint64_t old_bits_ = 0, new_bits_ = 0;
+  };
+
+  // The machinery of protect_next and protect. Precondition: find_next_impl(Find::Mapped) put the
+  // cursor at a mapped leaf inside [virt_addr(), end). Checks that the leaf's new property can be
+  // encoded, splits the leaf while it sticks out of the window, then rewrites it (only if its
+  // word changes) and moves past it — and with Sweep::RestOfNode goes on with the following
+  // leaves of the same node inside the window. Returns the number of leaves visited.
+  // Errors: InvalidItem, NoMemory (splitting); the cursor then sits at the failing leaf, the
+  // leaves before it changed.
+  template <class Op>
+  Result<std::size_t, PageTableError> protect_here(Vaddr end, LeafRewrite<Op>& rewrite, Sweep sweep) noexcept {
+    // Compute the new property before splitting anything, so a refused property changes nothing.
+    if (!rewrite(this->cur_node().load_locked(this->cur_idx()), this->level_)) {
+      return err(PageTableError::InvalidItem);
+    }
+    if (auto e = this->split_until_fits(end)) return err(*e);
+    const Node node = this->cur_node();
+    const PagingLevel level = this->level_;
+    std::size_t visited = 0;
+    for (std::size_t idx = this->cur_idx(); idx < kNrEntries<Consts>; ++idx) {
+      const std::uint64_t cur = node.load_locked(idx);
+      if (!F::is_present(cur, level) || detail::is_pt_entry<C>(cur, level)) break;
+      const VaRange entry = this->entry_range();
+      if (entry.end > end || entry.end <= entry.start) break;
+      const std::optional<std::uint64_t> desired = rewrite(cur, level);
+      if (!desired) return err(PageTableError::InvalidItem);
+      if (*desired != cur) detail::rewrite_leaf_keeping_accessed_dirty(node, idx, cur, *desired);
+      check_after_op(node, level, idx, std::nullopt);
+      ++visited;
+      this->va_ = entry.end;
+      if (sweep == Sweep::OneLeaf || this->va_ >= end) break;
+    }
+    this->reposition();
+    return visited;
+  }
+
   // The bits of a leaf at `level` that hold its physical address (every other bit is property).
   // Formats place the address differently (RISC-V shifts it), so it is derived from encode.
   static std::uint64_t addr_field_mask(PagingLevel level) noexcept {

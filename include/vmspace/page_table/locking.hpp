@@ -97,14 +97,9 @@ Result<bool, PageTableError> Cursor<C>::traverse_and_lock_subtree_root(detail::L
         break;  // keep holding it: it becomes the root
       }
       if (!F::is_present(raw, level)) {
-        auto child = detail::alloc_node<C>(static_cast<PagingLevel>(level - 1), /*locked=*/true);
-        if (!child) {
-          node.unlock();
-          return err(child.error());
-        }
-        node.store(s, F::encode(PteScalar::page_table(*child, PageTableFlags::None), level));
-        ++node.meta().nr_children;
+        auto child = detail::publish_new_child(node, level, s, detail::NewNode::LockedByMe);
         node.unlock();
+        if (!child) return err(child.error());
         cur = *child;
         held = true;  // born locked by us
         continue;
