@@ -24,6 +24,11 @@ namespace vmspace {
 
 template <PageTableConfig C>
 class PageTable;
+
+// The page-table cursors. They have a namespace of their own so that they are not confused with
+// VmSpace::Cursor and VmSpace::CursorMut; vmspace::Cursor and vmspace::CursorMut name them too.
+namespace pt {
+
 template <PageTableConfig C>
 class CursorMut;
 
@@ -57,7 +62,7 @@ class Cursor {
 
   // The current address; may equal the range end after an operation consumed the range.
   Vaddr virt_addr() const noexcept { return va_; }
-  VaRange locked_range() const noexcept { return barrier_; }
+  VaRange locked_range() const noexcept { return locked_range_; }
   // The level of the locked sub-tree root.
   PagingLevel guard_level() const noexcept { return guard_level_; }
 
@@ -65,7 +70,7 @@ class Cursor {
   // Errors: InvalidVaddr if virt_addr() >= range end.
   Result<Queried, PageTableError> query() noexcept {
     using F = typename C::Pte;
-    if (va_ >= barrier_.end) return err(PageTableError::InvalidVaddr);
+    if (va_ >= locked_range_.end) return err(PageTableError::InvalidVaddr);
     for (;;) {
       const std::uint64_t raw = cur_node().load_locked(cur_idx());
       if (detail::is_pt_entry<C>(raw, level_)) {
@@ -97,7 +102,7 @@ class Cursor {
   // va is outside [range start, range end).
   Result<void, PageTableError> jump(Vaddr va) noexcept {
     if (!is_aligned(va, kPageSize)) return err(PageTableError::UnalignedLen);
-    if (!barrier_.contains(va)) return err(PageTableError::InvalidVaddr);
+    if (!locked_range_.contains(va)) return err(PageTableError::InvalidVaddr);
     va_ = va;
     reposition();
     return {};
@@ -108,11 +113,12 @@ class Cursor {
   friend class CursorMut<C>;
   using F = typename C::Pte;
   using Node = detail::NodeView<C>;
-  static constexpr PagingLevel kNr = Consts::kNrLevels;
+  static constexpr PagingLevel kRootLevel = Consts::kNrLevels;  // the level of the table's root
 
   enum class Find : std::uint8_t {
-    Mapped,      // find_next, protect_next: stop at any mapped leaf touching the window
-    Unmappable,  // take_next: stop at a fully covered sub-tree or leaf, split huge leaves
+    Mapped,     // find_next, protect_next: stop at any mapped leaf touching the window
+    Removable,  // take_next: stop at what can be removed whole — a sub-tree or leaf inside
+                // the window — splitting huge leaves that stick out of it
   };
 
   Cursor() = default;
@@ -126,7 +132,7 @@ class Cursor {
     if (detail::cursors_held(root) != 0) wait = detail::LockWait::Try;
     Cursor c;
     c.pt_ = &pt;
-    c.barrier_ = va;
+    c.locked_range_ = va;
     c.va_ = va.start;
     auto locked = c.lock_range(wait);
     if (!locked) {
@@ -134,7 +140,7 @@ class Cursor {
       return err(locked.error());
     }
     if (!detail::note_cursor_acquired(root)) {
-      c.release_subtree(c.path_[c.guard_level_ - 1], c.guard_level_, c.barrier_);
+      c.release_subtree(c.path_[c.guard_level_ - 1], c.guard_level_, c.locked_range_);
       c.pt_ = nullptr;
       return err(PageTableError::TooManyTables);
     }
@@ -172,7 +178,7 @@ class Cursor {
   }
   std::optional<PageTableError> check_len(std::uint64_t len) const noexcept {
     if (!is_aligned(len, kPageSize)) return PageTableError::UnalignedLen;
-    if (va_ > barrier_.end || len > barrier_.end - va_) return PageTableError::LenOutOfRange;
+    if (va_ > locked_range_.end || len > locked_range_.end - va_) return PageTableError::LenOutOfRange;
     return std::nullopt;
   }
 
@@ -184,7 +190,7 @@ class Cursor {
     while (va_ < end) {
       const std::uint64_t raw = cur_node().load_locked(cur_idx());
       if (detail::is_pt_entry<C>(raw, level_)) {
-        if (mode == Find::Unmappable && entry_fits(end) && (C::kTopLevelCanUnmap || level_ != kNr)) {
+        if (mode == Find::Removable && entry_fits(end) && (C::kTopLevelCanUnmap || level_ != kRootLevel)) {
           return std::optional<Vaddr>(va_);
         }
         const Paddr child = F::paddr(raw, level_);
@@ -199,7 +205,7 @@ class Cursor {
         move_past_entry();
         continue;
       }
-      if (mode == Find::Unmappable) {
+      if (mode == Find::Removable) {
         if (auto e = split_until_fits(end)) return err(*e);
       }
       return std::optional<Vaddr>(va_);
@@ -257,7 +263,12 @@ class Cursor {
 
   // ---- locking (page_table/locking.hpp) ----
 
-  static Result<void, PageTableError> lock_error(detail::LockResult r) noexcept;
+  static PageTableError lock_error(detail::LockResult r) noexcept;
+
+  // Locks `node` and checks that it is still in the table. Returns true with it locked, false
+  // (and unlocked) if it was detached meanwhile ("stray": retry from the root), or the lock
+  // error.
+  Result<bool, PageTableError> lock_attached(Node node, detail::LockWait wait) noexcept;
 
   // Phase 1 + phase 2. Sets path_[guard-1], guard_level_ and level_.
   Result<void, PageTableError> lock_range(detail::LockWait wait) noexcept;
@@ -290,7 +301,7 @@ class Cursor {
     level_ = o.level_;
     guard_level_ = o.guard_level_;
     va_ = o.va_;
-    barrier_ = o.barrier_;
+    locked_range_ = o.locked_range_;
   }
 
   const PageTable<C>* pt_ = nullptr;
@@ -299,8 +310,12 @@ class Cursor {
   PagingLevel level_ = 0;
   PagingLevel guard_level_ = 0;
   Vaddr va_ = 0;
-  VaRange barrier_{};
+  VaRange locked_range_{};  // the range the cursor locked (OSTD's barrier_va); it never leaves it
 };
+
+}  // namespace pt
+
+using pt::Cursor;
 
 }  // namespace vmspace
 

@@ -23,6 +23,8 @@
 
 namespace vmspace {
 
+namespace pt {
+
 // A cursor that may change the mappings in its range. Same locking and thread rules as Cursor.
 template <PageTableConfig C>
 class CursorMut : public Cursor<C> {
@@ -30,7 +32,7 @@ class CursorMut : public Cursor<C> {
   using typename Base::F;
   using typename Base::Find;
   using typename Base::Node;
-  using Base::kNr;
+  using Base::kRootLevel;
 
  public:
   using Item = typename C::Item;
@@ -53,15 +55,15 @@ class CursorMut : public Cursor<C> {
   Result<void, PageTableError> map(Item&& item) noexcept {
     const RawItem raw = C::item_raw_info(item);
     const PagingLevel level = raw.level;
-    if (this->va_ >= this->barrier_.end) return err(PageTableError::InvalidVaddr);
+    if (this->va_ >= this->locked_range_.end) return err(PageTableError::InvalidVaddr);
     // The level is the caller's: check it before deriving a size from it (a shift by
     // 9 * (level - 1) bits is undefined for level 0 or a level past the format's).
     if (level < 1 || level > C::kHighestTranslationLevel || level > this->guard_level_ ||
-        (!C::kTopLevelCanUnmap && level == kNr)) {
+        (!C::kTopLevelCanUnmap && level == kRootLevel)) {
       return err(PageTableError::InvalidItem);
     }
     const std::uint64_t size = Base::size_at(level);
-    if (!is_aligned(this->va_, size) || !is_aligned(raw.paddr, size) || size > this->barrier_.end - this->va_ ||
+    if (!is_aligned(this->va_, size) || !is_aligned(raw.paddr, size) || size > this->locked_range_.end - this->va_ ||
         !F::can_encode(raw.prop)) {
       return err(PageTableError::InvalidItem);
     }
@@ -122,7 +124,7 @@ class CursorMut : public Cursor<C> {
   Result<std::optional<PageTableFrag<C>>, PageTableError> take_next(std::uint64_t len) noexcept {
     if (auto e = this->check_len(len)) return err(*e);
     const Vaddr start = this->va_;
-    auto found = this->find_next_impl(len, Find::Unmappable);
+    auto found = this->find_next_impl(len, Find::Removable);
     if (!found) {
       this->va_ = start;  // an error leaves the cursor where it was
       this->reposition();
@@ -302,13 +304,14 @@ class CursorMut : public Cursor<C> {
   }
 
   // With -Dcheck_after_ops: the cheap local invariants after every mutating operation — the
-  // touched node's child count equals its present entries (verified-specs §D.1 item 4), and
-  // the written entry decodes to what was meant (item 10). Aborts with a message on violation.
+  // touched node's child count equals its present entries, and the written entry decodes to
+  // what was meant (both part of vostd's well-formedness of a node). Aborts with a message on
+  // violation.
   void check_after_op([[maybe_unused]] Node node, [[maybe_unused]] PagingLevel level,
                       [[maybe_unused]] std::size_t idx,
                       [[maybe_unused]] std::optional<PteScalar> written) const noexcept {
 #ifdef VMSPACE_CHECK_AFTER_OPS
-    const bool root = level == kNr;
+    const bool root = level == kRootLevel;
     const std::size_t first = root ? C::kTopLevelIndexStart : 0;
     const std::size_t last = root ? C::kTopLevelIndexEnd : kNrEntries<Consts>;
     std::size_t present = 0;
@@ -364,5 +367,9 @@ class CursorMut : public Cursor<C> {
     return n;
   }
 };
+
+}  // namespace pt
+
+using pt::CursorMut;
 
 }  // namespace vmspace

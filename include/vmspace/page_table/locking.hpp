@@ -37,12 +37,21 @@
 #include <vmspace/page_table_config.hpp>
 #include <vmspace/result.hpp>
 
-namespace vmspace {
+namespace vmspace::pt {
 
 template <PageTableConfig C>
-Result<void, PageTableError> Cursor<C>::lock_error(detail::LockResult r) noexcept {
-  return err(r == detail::LockResult::WouldDeadlock ? PageTableError::WouldDeadlock
-                                                    : PageTableError::WouldBlock);
+PageTableError Cursor<C>::lock_error(detail::LockResult r) noexcept {
+  return r == detail::LockResult::WouldDeadlock ? PageTableError::WouldDeadlock : PageTableError::WouldBlock;
+}
+
+template <PageTableConfig C>
+Result<bool, PageTableError> Cursor<C>::lock_attached(Node node, detail::LockWait wait) noexcept {
+  if (auto r = node.lock(wait); r != detail::LockResult::Acquired) return err(lock_error(r));
+  if (node.meta().stray && !testing::mutated(testing::Mutation::SkipStrayCheck)) {
+    node.unlock();
+    return false;
+  }
+  return true;
 }
 
 template <PageTableConfig C>
@@ -55,7 +64,7 @@ Result<void, PageTableError> Cursor<C>::lock_range(detail::LockWait wait) noexce
       level_ = guard_level_;
       return {};
     }
-    auto r = acquire_children(Node{path_[guard_level_ - 1]}, guard_level_, barrier_, wait);
+    auto r = acquire_children(Node{path_[guard_level_ - 1]}, guard_level_, locked_range_, wait);
     if (!r) {
       Node{path_[guard_level_ - 1]}.unlock();
       return r;
@@ -69,15 +78,15 @@ template <PageTableConfig C>
 Result<bool, PageTableError> Cursor<C>::traverse_and_lock_subtree_root(detail::LockWait wait) noexcept {
   Paddr cur = pt_->root_paddr();
   bool held = false;  // whether we hold cur's lock (a node we just created)
-  PagingLevel level = kNr;
+  PagingLevel level = kRootLevel;
   for (; level >= 1; --level) {
-    const std::size_t s = pte_index<Consts>(barrier_.start, level);
-    const std::size_t e = pte_index<Consts>(barrier_.end - 1, level);
+    const std::size_t s = pte_index<Consts>(locked_range_.start, level);
+    const std::size_t e = pte_index<Consts>(locked_range_.end - 1, level);
     if (level == 1 || s != e) break;
     // The range lies in one entry. If it is exactly that entry, this node is the root, so a
     // huge item can be mapped there (the fix for OSTD issue #3731).
-    if (barrier_.start == align_down(barrier_.start, size_at(level)) &&
-        barrier_.end - barrier_.start == size_at(level)) {
+    if (locked_range_.start == align_down(locked_range_.start, size_at(level)) &&
+        locked_range_.end - locked_range_.start == size_at(level)) {
       break;
     }
     const Node node{cur};
@@ -85,11 +94,7 @@ Result<bool, PageTableError> Cursor<C>::traverse_and_lock_subtree_root(detail::L
     if (F::is_present(raw, level) && F::is_leaf(raw, level)) break;
     if (!F::is_present(raw, level)) {
       if (!held) {
-        if (auto r = node.lock(wait); r != detail::LockResult::Acquired) return err(lock_error(r).error());
-        if (node.meta().stray && !testing::mutated(testing::Mutation::SkipStrayCheck)) {
-          node.unlock();
-          return false;
-        }
+        if (auto r = lock_attached(node, wait); !r || !*r) return r;
         held = true;
       }
       raw = node.load_locked(s);
@@ -112,13 +117,9 @@ Result<bool, PageTableError> Cursor<C>::traverse_and_lock_subtree_root(detail::L
     }
     cur = F::paddr(raw, level);
   }
-  const Node root{cur};
+  // A node held here is one this thread created or checked after locking it: not stray.
   if (!held) {
-    if (auto r = root.lock(wait); r != detail::LockResult::Acquired) return err(lock_error(r).error());
-  }
-  if (root.meta().stray && !testing::mutated(testing::Mutation::SkipStrayCheck)) {
-    root.unlock();
-    return false;
+    if (auto r = lock_attached(Node{cur}, wait); !r || !*r) return r;
   }
   guard_level_ = level;
   path_[level - 1] = cur;
@@ -139,7 +140,7 @@ Result<void, PageTableError> Cursor<C>::acquire_children(Node node, PagingLevel 
       release_children_before(node, level, range, i);
       return r;
     };
-    if (auto r = child.lock(wait); r != detail::LockResult::Acquired) return failed(lock_error(r));
+    if (auto r = child.lock(wait); r != detail::LockResult::Acquired) return failed(err(lock_error(r)));
     auto r = acquire_children(child, static_cast<PagingLevel>(level - 1), clip(range, level, i), wait);
     if (!r) {
       child.unlock();
@@ -202,9 +203,9 @@ void Cursor<C>::release_subtree(Paddr pa, PagingLevel level, VaRange range) noex
 template <PageTableConfig C>
 void Cursor<C>::release() noexcept {
   if (pt_ == nullptr) return;
-  release_subtree(path_[guard_level_ - 1], guard_level_, barrier_);
+  release_subtree(path_[guard_level_ - 1], guard_level_, locked_range_);
   detail::note_cursor_released(pt_->root_paddr());
   pt_ = nullptr;
 }
 
-}  // namespace vmspace
+}  // namespace vmspace::pt
