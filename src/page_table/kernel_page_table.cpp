@@ -1,3 +1,5 @@
+// The kernel page table: building it (the shared upper half and the linear mapping of all
+// physical memory), user tables that share its upper half, and PageTableError's names.
 #include <vmspace/kernel_page_table.hpp>
 #include <vmspace/log.hpp>
 

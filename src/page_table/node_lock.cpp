@@ -1,3 +1,5 @@
+// The page-table node lock (a futex-backed word owned by a thread token) and the per-thread
+// count of cursors held per table that keeps nested cursor creation from blocking.
 #include <vmspace/assert.hpp>
 #include <vmspace/internal/node_lock.hpp>
 
