@@ -1,4 +1,5 @@
-// The kernel page table (OSTD `kspace`, reference/ostd-mm.md §2.21, §3.10, §3.11).
+// The kernel page table (OSTD `ostd/src/mm/kspace/mod.rs`, `KernelPtConfig` and
+// `init_kernel_page_table`; docs/page_table.md, "User slots 0–255, kernel slots 256–511").
 //
 // KernelPtConfig manages root indices 256..512 (the upper half). At boot a level-3 node is
 // pre-allocated under every one of those root entries, so the entries never change and every
@@ -13,94 +14,34 @@
 #pragma once
 
 #include <cstddef>
-#include <variant>
 
 #include <vmspace/frame.hpp>
 #include <vmspace/page_table.hpp>
+#include <vmspace/page_table/item.hpp>
 #include <vmspace/pte/x86_64.hpp>
 #include <vmspace/user_pt_config.hpp>
 
 namespace vmspace {
 
-class KernelItem {
- public:
-  static KernelItem tracked(DynFrame frame, PageProperty prop) noexcept {
-    return KernelItem(std::move(frame), strip(prop));
-  }
-  static KernelItem untracked(Paddr pa, PagingLevel level, PageProperty prop) noexcept {
-    return KernelItem(Untracked{pa, level}, strip(prop));
-  }
-  KernelItem(KernelItem&&) noexcept = default;
-  KernelItem& operator=(KernelItem&&) noexcept = default;
-
-  bool is_tracked() const noexcept { return std::holds_alternative<DynFrame>(what_); }
-  const DynFrame& frame() const noexcept { return std::get<DynFrame>(what_); }
-  DynFrame take_frame() && noexcept { return std::move(std::get<DynFrame>(what_)); }
-  Paddr paddr() const noexcept {
-    return is_tracked() ? frame().paddr() : std::get<Untracked>(what_).pa;
-  }
-  PagingLevel level() const noexcept {
-    return is_tracked() ? PagingLevel{1} : std::get<Untracked>(what_).level;
-  }
-  const PageProperty& prop() const noexcept { return prop_; }
-
- private:
-  struct Untracked {
-    Paddr pa;
-    PagingLevel level;
-  };
-  static constexpr PageProperty strip(PageProperty p) noexcept {
-    p.priv_flags &= ~PrivilegedPageFlags::AVAIL1;
-    return p;
-  }
-  KernelItem(std::variant<DynFrame, Untracked> what, PageProperty prop) noexcept
-      : what_(std::move(what)), prop_(prop) {}
-
-  std::variant<DynFrame, Untracked> what_;
-  PageProperty prop_;
+// Kernel tables track frames of any metadata type, base pages only.
+template <>
+struct TrackedMemory<DynFrame> {
+  static PagingLevel level(const DynFrame&) noexcept { return 1; }
+  static DynFrame from_raw(Paddr pa, PagingLevel) noexcept { return DynFrame::from_raw(pa); }
 };
 
-struct KernelItemRef {
-  bool tracked = false;
-  Paddr paddr = 0;
-  PagingLevel level = 1;
-  PageProperty prop{};
-};
+// An owned kernel mapping (KernelItem::tracked(frame, prop), KernelItem::untracked(pa, level,
+// prop)) and its borrowed view.
+using KernelItem = PtItem<DynFrame>;
+using KernelItemRef = PtItemRef<DynFrame>;
 
-struct KernelPtConfig {
+// AVAIL1 marks tracked items, the opposite of UserPtConfig.
+struct KernelPtConfig : PtItemCodec<DynFrame, Avail1Marks::Tracked> {
   using Pte = X86_64Pte;
   static constexpr std::size_t kTopLevelIndexStart = 256;
   static constexpr std::size_t kTopLevelIndexEnd = 512;
   static constexpr bool kTopLevelCanUnmap = false;
   static constexpr PagingLevel kHighestTranslationLevel = Pte::Consts::kHighestTranslationLevel;
-  using Item = KernelItem;
-  using ItemRef = KernelItemRef;
-
-  static RawItem item_raw_info(const Item& item) noexcept {
-    PageProperty p = item.prop();
-    if (item.is_tracked()) p.priv_flags |= PrivilegedPageFlags::AVAIL1;
-    return RawItem{item.paddr(), item.level(), p};
-  }
-  static RawItem item_into_raw(Item&& item) noexcept {
-    RawItem raw = item_raw_info(item);
-    if (item.is_tracked()) (void)std::move(item).take_frame().into_raw();
-    return raw;
-  }
-  static Item item_from_raw(const RawItem& raw) noexcept {
-    if (has(raw.prop.priv_flags, PrivilegedPageFlags::AVAIL1)) {
-      return Item::tracked(DynFrame::from_raw(raw.paddr), raw.prop);
-    }
-    return Item::untracked(raw.paddr, raw.level, raw.prop);
-  }
-  static bool is_tracked(const RawItem& raw) noexcept {
-    return has(raw.prop.priv_flags, PrivilegedPageFlags::AVAIL1);
-  }
-  static ItemRef item_ref_from_raw(const RawItem& raw) noexcept {
-    PageProperty p = raw.prop;
-    const bool tracked = has(p.priv_flags, PrivilegedPageFlags::AVAIL1);
-    p.priv_flags &= ~PrivilegedPageFlags::AVAIL1;
-    return ItemRef{tracked, raw.paddr, raw.level, p};
-  }
 };
 static_assert(PageTableConfig<KernelPtConfig>);
 

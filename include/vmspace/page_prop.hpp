@@ -1,5 +1,5 @@
 // Page properties: permission flags, cache policy and the privileged bits only the library
-// may set (reference/ostd-mm.md §2.18; values are OSTD's).
+// may set (OSTD `ostd/src/mm/page_prop.rs`, `PageProperty`; the values are OSTD's).
 #pragma once
 
 #include <cstdint>

@@ -1,5 +1,5 @@
-// PageTableConfig: what a page table manages and how it stores items (OSTD's
-// PageTableConfig, reference/ostd-mm.md §2.7 and seeds/ostd-page-table-config.txt).
+// PageTableConfig: what a page table manages and how it stores items (OSTD
+// `ostd/src/mm/page_table/mod.rs`, trait `PageTableConfig`; docs/page_table.md).
 //
 // A config fixes the PTE format, the slice of the top-level node the table may use (which
 // defines its virtual-address range), whether top-level entries may ever be removed, and the

@@ -1,5 +1,6 @@
 // The page-table-entry abstraction: paging constants, the arch-neutral PTE value and the
-// PteFormat concept every hardware format implements (reference/ostd-mm.md §2.8–2.9).
+// PteFormat concept every hardware format implements (OSTD `ostd/src/mm/mod.rs`, trait
+// `PagingConstsTrait`, and `ostd/src/mm/page_table/mod.rs`, trait `PageTableEntryTrait`).
 //
 // A format is a stateless type with static functions. The page table stores raw 64-bit words
 // and only ever interprets them through its format, so the same page-table code runs over

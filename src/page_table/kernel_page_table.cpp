@@ -1,3 +1,5 @@
+// The kernel page table: building it (the shared upper half and the linear mapping of all
+// physical memory), user tables that share its upper half, and PageTableError's names.
 #include <vmspace/kernel_page_table.hpp>
 #include <vmspace/log.hpp>
 
@@ -11,16 +13,13 @@ PageTable<KernelPtConfig>* g_kernel_pt = nullptr;  // built at boot, never destr
 }  // namespace
 
 Result<PageTable<KernelPtConfig>, PageTableError> new_kernel_page_table() noexcept {
-  using F = KernelPtConfig::Pte;
   auto pt = PageTable<KernelPtConfig>::empty();
   if (!pt) return err(pt.error());
   // The root is not published yet, so no lock is needed to fill it.
   const detail::NodeView<KernelPtConfig> root{pt->root_paddr()};
   for (std::size_t i = KernelPtConfig::kTopLevelIndexStart; i < KernelPtConfig::kTopLevelIndexEnd; ++i) {
-    auto child = detail::alloc_node<KernelPtConfig>(K::kNrLevels - 1, /*locked=*/false);
+    auto child = detail::publish_new_child(root, K::kNrLevels, i, detail::NewNode::Unlocked);
     if (!child) return err(child.error());  // `pt` drops the nodes made so far
-    root.store(i, F::encode(PteScalar::page_table(*child, PageTableFlags::None), K::kNrLevels));
-    ++root.meta().nr_children;
   }
   return pt;
 }

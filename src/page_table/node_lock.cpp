@@ -1,5 +1,7 @@
+// The page-table node lock (a futex-backed word owned by a thread token) and the per-thread
+// count of cursors held per table that keeps nested cursor creation from blocking.
 #include <vmspace/assert.hpp>
-#include <vmspace/detail/node_lock.hpp>
+#include <vmspace/internal/node_lock.hpp>
 
 #include <array>
 #include <atomic>

@@ -1,3 +1,4 @@
+// Printing page properties, their flags and PTE values (for messages and test failures).
 #include <vmspace/page_prop.hpp>
 #include <vmspace/pte.hpp>
 

@@ -231,9 +231,7 @@ struct Aarch64Pte {
   }
 
   static constexpr PageProperty leaf_prop(std::uint64_t raw) noexcept {
-    auto flag = [raw](std::uint64_t mask, PageFlags f) {
-      return (raw & mask) != 0 ? f : PageFlags::None;
-    };
+    auto flag = [raw](std::uint64_t mask, auto f) { return pte_detail::flag_if_set(raw, mask, f); };
     const bool user = (raw & kApUser) != 0;
     const bool exec = user ? (raw & kUxn) == 0 : (raw & kPxn) == 0;
     const PageFlags flags =

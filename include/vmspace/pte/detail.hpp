@@ -15,6 +15,12 @@ constexpr std::uint64_t bit(unsigned n) noexcept { return std::uint64_t{1} << n;
 // `bits` when `cond` holds, else 0.
 constexpr std::uint64_t bits_if(bool cond, std::uint64_t bits) noexcept { return cond ? bits : 0; }
 
+// Decodes one PTE bit into a flag: `f` when a bit of `mask` is set in `raw`, else none.
+template <class Flags>
+constexpr Flags flag_if_set(std::uint64_t raw, std::uint64_t mask, Flags f) noexcept {
+  return (raw & mask) != 0 ? f : Flags::None;
+}
+
 // Every defined bit of each flag type. A property carrying a bit outside these sets (for
 // example from `~PageFlags::W`) cannot round-trip, so every format's `can_encode` refuses it.
 inline constexpr PageFlags kKnownPageFlags = PageFlags::R | PageFlags::W | PageFlags::X |

@@ -186,18 +186,13 @@ struct RiscvPteImpl {
   }
 
   static constexpr PageProperty leaf_prop(std::uint64_t raw) noexcept {
-    auto flag = [raw](std::uint64_t mask, PageFlags f) {
-      return (raw & mask) != 0 ? f : PageFlags::None;
-    };
-    auto priv = [raw](std::uint64_t mask, PrivilegedPageFlags f) {
-      return (raw & mask) != 0 ? f : PrivilegedPageFlags::None;
-    };
+    auto flag = [raw](std::uint64_t mask, auto f) { return pte_detail::flag_if_set(raw, mask, f); };
     const PageFlags flags = flag(kRead, PageFlags::R) | flag(kWrite, PageFlags::W) |
                             flag(kExec, PageFlags::X) | flag(kAccessed, PageFlags::ACCESSED) |
                             flag(kDirty, PageFlags::DIRTY) | flag(kRsw1, PageFlags::AVAIL2);
-    const PrivilegedPageFlags priv_flags = priv(kUser, PrivilegedPageFlags::USER) |
-                                           priv(kGlobal, PrivilegedPageFlags::GLOBAL) |
-                                           priv(kRsw0, PrivilegedPageFlags::AVAIL1);
+    const PrivilegedPageFlags priv_flags = flag(kUser, PrivilegedPageFlags::USER) |
+                                           flag(kGlobal, PrivilegedPageFlags::GLOBAL) |
+                                           flag(kRsw0, PrivilegedPageFlags::AVAIL1);
     CachePolicy cache = CachePolicy::Uncacheable;  // IO and the reserved value 3
     switch (raw & kPbmtMask) {
       case 0: cache = CachePolicy::Writeback; break;

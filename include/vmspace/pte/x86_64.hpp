@@ -1,5 +1,5 @@
-// The x86-64 4-level page-table entry, bit-exact with OSTD's `arch/x86/mm` encoding
-// (reference/ostd-mm.md §2.9).
+// The x86-64 4-level page-table entry, bit-exact with OSTD's encoding
+// (`ostd/src/arch/x86/mm/mod.rs`, `PageTableEntry`).
 //
 // Layout of one 64-bit entry:
 //
@@ -173,19 +173,14 @@ struct X86_64Pte {
   }
 
   static constexpr PageProperty leaf_prop(std::uint64_t raw) noexcept {
-    auto flag = [raw](std::uint64_t mask, PageFlags f) {
-      return (raw & mask) != 0 ? f : PageFlags::None;
-    };
-    auto priv = [raw](std::uint64_t mask, PrivilegedPageFlags f) {
-      return (raw & mask) != 0 ? f : PrivilegedPageFlags::None;
-    };
+    auto flag = [raw](std::uint64_t mask, auto f) { return pte_detail::flag_if_set(raw, mask, f); };
     const PageFlags flags = flag(kPresent, PageFlags::R) | flag(kWritable, PageFlags::W) |
                             ((raw & kNoExecute) == 0 ? PageFlags::X : PageFlags::None) |
                             flag(kAccessed, PageFlags::ACCESSED) | flag(kDirty, PageFlags::DIRTY) |
                             flag(kAvail2, PageFlags::AVAIL2);
     const PrivilegedPageFlags priv_flags =
-        priv(kUser, PrivilegedPageFlags::USER) | priv(kGlobal, PrivilegedPageFlags::GLOBAL) |
-        priv(kAvail1, PrivilegedPageFlags::AVAIL1) | priv(kShared, PrivilegedPageFlags::SHARED);
+        flag(kUser, PrivilegedPageFlags::USER) | flag(kGlobal, PrivilegedPageFlags::GLOBAL) |
+        flag(kAvail1, PrivilegedPageFlags::AVAIL1) | flag(kShared, PrivilegedPageFlags::SHARED);
     CachePolicy cache = CachePolicy::Writeback;
     switch (raw & (kNoCache | kWriteThrough)) {
       case 0: cache = CachePolicy::Writeback; break;

@@ -1,4 +1,8 @@
-// Internal: the 32-bit page-table node lock and per-thread cursor bookkeeping.
+// Internal: not API; may change without notice.
+//
+// The 32-bit page-table node lock and the per-thread cursor bookkeeping (OSTD keeps its node
+// lock in `ostd/src/mm/page_table/node/mod.rs`; the bookkeeping has no OSTD counterpart, see
+// "Deadlock freedom" in page_table/locking.hpp).
 #pragma once
 
 #include <cstdint>
@@ -30,7 +34,7 @@ bool node_locked_by_me(std::uint32_t& word) noexcept;
 // How many cursors the calling thread holds on the page table whose root is `root`. A thread
 // that already holds one never blocks creating another in the same table: it gets WouldBlock
 // instead, because waiting while holding locks outside the DFS order could deadlock with
-// another thread (see page_table.hpp, "Deadlock freedom").
+// another thread (see page_table/locking.hpp, "Deadlock freedom").
 std::uint32_t cursors_held(Paddr root) noexcept;
 // Records one more cursor on `root`. Returns false (recording nothing) if the thread already
 // holds cursors on kMaxTablesWithCursors other tables.
