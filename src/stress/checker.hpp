@@ -67,7 +67,8 @@ class Replay {
   enum class Mode : std::uint8_t { Lax, Strict };
 
   // `models[i]` is the model of space i (not owned; null for spaces not replayed).
-  Replay(std::vector<check::AbstractModel*> models, Mode mode) : models_(std::move(models)), strict_(mode == Mode::Strict) {}
+  Replay(std::vector<check::AbstractModel*> models, Mode mode)
+      : models_(std::move(models)), strict_(mode == Mode::Strict) {}
 
   // Applies `r` to the model and returns how the observed result differs from the model's.
   std::optional<Mismatch> apply(const Record& r);

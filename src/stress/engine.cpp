@@ -273,7 +273,9 @@ void Engine::check_invariants(std::vector<Finding>& findings) const {
   check::check_frame_slots(inv);
   check::check_refcount_law(refs, inv);
   check::check_tlb_coherence(inv);
-  for (const check::Violation& v : inv.violations()) findings.push_back(Finding{"invariant", v.rule + ": " + v.detail, {}});
+  for (const check::Violation& v : inv.violations()) {
+    findings.push_back(Finding{"invariant", v.rule + ": " + v.detail, {}});
+  }
 }
 
 void Engine::check_tlb_counters(std::vector<Finding>& findings) {
@@ -442,9 +444,11 @@ std::string Engine::describe_workers() const {
       std::string holders;
       for (const auto& o : workers_) {
         for (const CursorSlot& h : o->recorder().slots) {
-          if (h.status.load(std::memory_order_acquire) != CursorSlot::kHeld || h.space.load(std::memory_order_relaxed) != sp) continue;
+          if (h.status.load(std::memory_order_acquire) != CursorSlot::kHeld) continue;
+          if (h.space.load(std::memory_order_relaxed) != sp) continue;
           const VaRange hr{h.start.load(std::memory_order_relaxed), h.end.load(std::memory_order_relaxed)};
-          if (hr.start < r.end && r.start < hr.end) holders += (holders.empty() ? "" : ", ") + ("t" + std::to_string(o->index));
+          if (hr.start >= r.end || r.start >= hr.end) continue;
+          holders += (holders.empty() ? "" : ", ") + ("t" + std::to_string(o->index));
         }
       }
       os << (holders.empty() ? " (no worker holds an overlapping cursor: a page-table node was left locked)"

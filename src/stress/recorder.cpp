@@ -145,9 +145,8 @@ Result<StressContext::CopyResult> Recorder::copy(CopyDirection direction, Vaddr 
   return StressContext::CopyResult{copied, faulted};
 }
 
-
 Result<void> Recorder::with_cursor(std::size_t space, VaRange range, CursorKind kind, LockMode mode,
-                                 const std::function<void(StressCursor&)>& body) {
+                                   const std::function<void(StressCursor&)>& body) {
   if (space >= engine_.spaces.size()) return err(Error::InvalidArgs);
   bool nested = false;
   for (const Held& h : held_) nested = nested || h.space == space;
@@ -363,7 +362,8 @@ Result<std::size_t> Recorder::cursor_unmap(StressCursor& c, std::size_t len) {
   return u;
 }
 
-Result<std::optional<VaRange>> Recorder::cursor_protect(StressCursor& c, std::size_t len, const ProtectChange& change) {
+Result<std::optional<VaRange>> Recorder::cursor_protect(StressCursor& c, std::size_t len,
+                                                        const ProtectChange& change) {
   if (!c.mut_) return err(Error::InvalidArgs);
   Record r = op_record(c, RecKind::Protect);
   r.len = len;
