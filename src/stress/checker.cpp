@@ -1,3 +1,6 @@
+// The checks of each segment: Replay (records on the model, in ticket order), the shortest
+// failing history search (ddmin over the records touching a mismatch) and Checker::run_job
+// (serializability, refinement against the tables, the copy checks).
 #include "checker.hpp"
 
 #include <algorithm>
