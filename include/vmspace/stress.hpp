@@ -62,7 +62,7 @@
 #include <vector>
 
 #include <vmspace/fault.hpp>
-#include <vmspace/mutation.hpp>
+#include <vmspace/internal/mutation.hpp>
 #include <vmspace/page_prop.hpp>
 #include <vmspace/vm_space.hpp>
 
@@ -160,8 +160,9 @@ struct ProtectChange {
 };
 
 namespace detail {
+class Recorder;
 class Worker;
-}
+}  // namespace detail
 
 // A recorded cursor, valid inside StressContext::with_cursor's body. Every operation draws a
 // ticket while the cursor is held and is replayed on the model at the next quiescent point.
@@ -186,12 +187,12 @@ class StressCursor {
   Result<std::optional<VaRange>> protect_next(std::size_t len, const ProtectChange& change);
 
  private:
-  friend class detail::Worker;
-  StressCursor(detail::Worker& w, std::size_t space, std::uint64_t id, VmSpace::Cursor* ro,
+  friend class detail::Recorder;
+  StressCursor(detail::Recorder& rec, std::size_t space, std::uint64_t id, VmSpace::Cursor* ro,
                VmSpace::CursorMut* mut) noexcept
-      : w_(&w), space_(space), id_(id), ro_(ro), mut_(mut) {}
+      : rec_(&rec), space_(space), id_(id), ro_(ro), mut_(mut) {}
 
-  detail::Worker* w_;
+  detail::Recorder* rec_;
   std::size_t space_;
   std::uint64_t id_;
   VmSpace::Cursor* ro_;

@@ -1,4 +1,4 @@
-#include <vmspace/mutation.hpp>
+#include <vmspace/internal/mutation.hpp>
 
 #include <atomic>
 

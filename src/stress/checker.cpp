@@ -1,3 +1,6 @@
+// The checks of each segment: Replay (records on the model, in ticket order), the shortest
+// failing history search (ddmin over the records touching a mismatch) and Checker::run_job
+// (serializability, refinement against the tables, the copy checks).
 #include "checker.hpp"
 
 #include <algorithm>
@@ -65,12 +68,14 @@ bool is_entry_size(std::uint64_t size) noexcept {
   return false;
 }
 
-bool accessible(const AbstractModel& m, Vaddr page, bool write) {
+enum class Access : std::uint8_t { Read, Write };
+
+bool accessible(const AbstractModel& m, Vaddr page, Access access) {
   auto hit = m.find(page);
   if (!hit) return false;
   const PageProperty& p = hit->prop;
   return has(p.flags, PageFlags::R) && has(p.priv_flags, PrivilegedPageFlags::USER) &&
-         (!write || has(p.flags, PageFlags::W));
+         (access == Access::Read || has(p.flags, PageFlags::W));
 }
 
 }  // namespace
@@ -275,7 +280,7 @@ class Reducer {
       if (e.close) recs.push_back(*e.close);
     }
     std::sort(recs.begin(), recs.end());
-    Replay replay(models, /*strict=*/false);
+    Replay replay(models, Replay::Mode::Lax);
     for (std::size_t i : recs) (void)replay.apply(sorted_[i]);
     auto m = replay.apply(f);
     if (!m.has_value() || m->category != want_.category) return false;
@@ -471,7 +476,7 @@ std::size_t Checker::check_segment(std::vector<Record>& recs, std::vector<CopyRe
   std::vector<AbstractModel> initial = models_;
   std::vector<AbstractModel*> ptrs;
   for (AbstractModel& m : models_) ptrs.push_back(&m);
-  Replay replay(ptrs, /*strict=*/true);
+  Replay replay(ptrs, Replay::Mode::Strict);
 
   std::vector<Tracker> trackers;
   std::vector<std::multimap<Vaddr, std::size_t>> index(models_.size());
@@ -479,7 +484,7 @@ std::size_t Checker::check_segment(std::vector<Record>& recs, std::vector<CopyRe
   std::vector<bool>& space_failed = failed_;
 
   auto evaluate = [&](Tracker& t, const AbstractModel& m) {
-    if (accessible(m, t.page, t.write) == t.need_access) t.satisfied = true;
+    if (accessible(m, t.page, t.write ? Access::Write : Access::Read) == t.need_access) t.satisfied = true;
   };
   auto start_copy = [&](std::size_t ci) {
     const CopyRecord& c = seg.copies[ci];

@@ -60,11 +60,15 @@ class Replay {
     bool implicit = false;  // opened on demand by a lax replay: holds no locks
   };
 
-  // `models[i]` is the model of space i (not owned; null for spaces not replayed). A strict
-  // replay (the full history) also reports records that contradict the recording itself (an
-  // operation on a cursor that is not open, a cursor that moved between two operations); the
-  // lax replays of the shortest-history search open missing cursors on demand instead.
-  Replay(std::vector<check::AbstractModel*> models, bool strict) : models_(std::move(models)), strict_(strict) {}
+  // How much a replay trusts the recording. A strict replay (the full history) also reports
+  // records that contradict the recording itself (an operation on a cursor that is not open, a
+  // cursor that moved between two operations); the lax replays of the shortest-history search
+  // open missing cursors on demand instead.
+  enum class Mode : std::uint8_t { Lax, Strict };
+
+  // `models[i]` is the model of space i (not owned; null for spaces not replayed).
+  Replay(std::vector<check::AbstractModel*> models, Mode mode)
+      : models_(std::move(models)), strict_(mode == Mode::Strict) {}
 
   // Applies `r` to the model and returns how the observed result differs from the model's.
   std::optional<Mismatch> apply(const Record& r);

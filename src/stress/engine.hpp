@@ -1,153 +1,54 @@
-// Internal: the engine's shared state and its workers.
+// Internal: Engine, one run of the stress engine. It holds what the workers share (spaces,
+// regions, the ticket counter, online findings) and coordinates the run: it wires the workers,
+// the WorkerBarrier, the CheckerThread and the Watchdog together and checks the machine at every
+// quiescent point (checkpoint).
 #pragma once
 
-#include <array>
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <optional>
-#include <random>
+#include <string>
 #include <thread>
 #include <vector>
 
-#include <vmspace/cpu.hpp>
+#include <vmspace/fault.hpp>
 #include <vmspace/mutex.hpp>
-#include <vmspace/thread_annotations.hpp>
 #include <vmspace/stress.hpp>
+#include <vmspace/thread_annotations.hpp>
+#include <vmspace/tlb.hpp>
 #include <vmspace/vm_space.hpp>
 
 #include "checker.hpp"
-#include "record.hpp"
+#include "checker_thread.hpp"
+#include "worker.hpp"
+#include "worker_barrier.hpp"
 
 namespace vmspace::stress::detail {
 
-class Engine;
-
-// What other threads can see of a cursor a worker holds or waits for: the watchdog prints it,
-// and every cursor creation scans the other workers' held slots (the online mutual-exclusion
-// check). `seq` is odd while the owner rewrites the range fields (a seqlock).
-struct CursorSlot {
-  enum : std::uint8_t { kFree = 0, kWaiting = 1, kHeld = 2 };
-  std::atomic<std::uint64_t> seq{0};
-  std::atomic<std::uint8_t> status{kFree};
-  std::atomic<std::uint8_t> mut{0};
-  std::atomic<std::uint16_t> space{0};
-  std::atomic<std::uint64_t> start{0};
-  std::atomic<std::uint64_t> end{0};
-  std::atomic<std::int64_t> since_ns{0};
-};
-
-enum class WorkerState : std::uint8_t { Starting, Running, Copying, Faulting, Parked, Exited };
-
-class Worker {
- public:
-  static constexpr std::size_t kSlots = 4;
-
-  Worker(Engine& engine, unsigned index, std::uint64_t seed);
-
-  void thread_main();
-
-  // ---- the recording API behind StressContext / StressCursor ----
-  Result<void> with_cursor(std::size_t space, VaRange range, CursorKind kind, LockMode mode,
-                           const std::function<void(StressCursor&)>& body);
-  Result<StressContext::CopyResult> copy(bool write, Vaddr va, std::size_t len);
-  Result<void> activate(std::optional<std::size_t> space);
-  Result<void> handle_fault(const PageFaultInfo& info);
-
-  // StressCursor operations.
-  Result<std::pair<VaRange, std::optional<VmQueriedItem>>> cursor_query(StressCursor& c);
-  Result<std::optional<Vaddr>> cursor_find_next(StressCursor& c, std::size_t len);
-  Result<void> cursor_jump(StressCursor& c, Vaddr va);
-  Result<void> cursor_map(StressCursor& c, bool huge, PageProperty prop);
-  Result<std::size_t> cursor_unmap(StressCursor& c, std::size_t len);
-  Result<std::optional<VaRange>> cursor_protect(StressCursor& c, std::size_t len, const ProtectChange& change);
-
-  void count(OpKind k, std::optional<Error> e) noexcept;
-  std::uint64_t ops() const noexcept { return ops_.load(std::memory_order_relaxed); }
-
-  Engine& engine;
-  const unsigned index;
-  std::mt19937_64 rng;
-  std::optional<CpuBinding> binding;
-  std::optional<std::size_t> active;
-
-  // Recorded since the last checkpoint (read by the coordinator only while the worker is parked).
-  std::vector<Record> records;
-  std::vector<CopyRecord> copies;
-  std::vector<ReadRun> runs;
-  // The writes since the last checkpoint; write_base is the sequence number of writes[0].
-  std::vector<WriteInfo> writes;
-  std::uint64_t write_base = 0;
-  // Unmaps that returned a non-zero frame count (each handed frames to the TLB dispatcher).
-  std::uint64_t unmaps_with_frames = 0;
-
-  std::array<std::array<std::atomic<std::uint64_t>, kOutcomes>, kOpKinds> counts{};
-  std::array<CursorSlot, kSlots> slots{};
-  std::atomic<WorkerState> state{WorkerState::Starting};
-  std::atomic<int> cpu_id{-1};
-  std::atomic<std::int64_t> state_since_ns{0};
-
- private:
-  struct Held {
-    std::size_t space;
-    VaRange range;
-  };
-
-  void set_state(WorkerState s) noexcept;
-  void do_action();
-  void session(bool mut);
-  void session_op(StressCursor& c, bool mut);
-  void maybe_nested(StressCursor& c);
-  void copy_action(bool write);
-  Result<void> default_fault(StressContext& ctx, const PageFaultInfo& info);
-
-  // Random helpers.
-  std::uint64_t below(std::uint64_t n) { return n == 0 ? 0 : rng() % n; }
-  bool chance(double p) { return p > 0 && std::uniform_real_distribution<double>(0, 1)(rng) < p; }
-  std::size_t pick_space() { return static_cast<std::size_t>(below(engine_spaces())); }
-  std::size_t engine_spaces() const noexcept;
-  Region pick_region();
-  VaRange pick_range(const Region& r);
-  VaRange bad_range();
-  Vaddr random_page(VaRange r) { return r.start + below((r.end - r.start) / kPageSize) * kPageSize; }
-  std::uint64_t random_len(Vaddr from, VaRange r);
-  PageProperty random_prop(bool invalid);
-  ProtectChange random_change(bool invalid);
-
-  void push(Record& r);
-  void check_exclusion(std::size_t space, VaRange range, std::uint64_t cursor);
-
-  std::atomic<std::uint64_t> ops_{0};
-  std::vector<Held> held_;
-  // A zeroed frame / 2 MiB segment whose map failed: the next map uses it instead of
-  // allocating and zeroing again (it was never visible to anyone, so it is still zero).
-  std::optional<UFrame> spare_frame_;
-  std::optional<USegment> spare_huge_;
-  std::vector<std::uint64_t> buf_;
-};
+// The last checkpoint of a run waits for the checker to replay its segment; the others hand the
+// segment over and let the workers go on.
+enum class CheckpointKind : std::uint8_t { Intermediate, Final };
 
 class Engine {
  public:
   Engine(const StressOptions& options, OpMix mix);
   ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
   StressReport run();
 
+  // ---- shared with the workers ----
   std::uint64_t next_ticket() noexcept { return ticket_.fetch_add(1, std::memory_order_seq_cst) + 1; }
   std::uint64_t next_cursor_id() noexcept { return cursor_ids_.fetch_add(1, std::memory_order_relaxed) + 1; }
+  // Nanoseconds since the run started.
   std::int64_t now_ns() const noexcept;
-  bool pause_requested() const noexcept { return pause_.load(std::memory_order_acquire); }
-  bool stop_requested() const noexcept { return stop_.load(std::memory_order_acquire); }
-  void park(Worker& w);
-  void worker_ready(bool ok);
-  void worker_exited();
-  // Asks the coordinator for a checkpoint as soon as possible (a violation was seen).
-  void request_checkpoint() noexcept { urgent_.store(true, std::memory_order_relaxed); }
-  // Records a violation seen while running (collected at the next checkpoint, or by the
-  // watchdog's deadlock report).
-  void online_finding(std::string what);
+  WorkerBarrier& barrier() noexcept { return barrier_; }
+  // Records a violation seen while running (collected at the next checkpoint, which it asks
+  // for at once, or by the deadlock report).
+  void online_finding(std::string what) VMS_EXCLUDES(online_m_);
   const std::vector<std::unique_ptr<Worker>>& workers() const noexcept { return workers_; }
 
   const StressOptions& options;
@@ -157,61 +58,70 @@ class Engine {
   Region leaf, overlap_region, span;
 
  private:
-  void checkpoint(StressReport& report, bool final);
-  void checker_main();
-  void wait_checker_idle(std::unique_lock<std::mutex>& lk);
-  void add_findings(std::vector<Finding>& findings, StressReport& report);
-  void watchdog_main();
-  [[noreturn]] void deadlock(double stalled_seconds);
+  // What run() measures before the workers start, to report differences and restore.
+  struct Baseline {
+    std::uint64_t free_bytes = 0;
+    TlbCheckMode tlb_mode{};
+    std::uint64_t tlb_dispatches = 0;
+    FaultStats faults{};
+  };
+
+  // ---- run(), in order ----
+  StressReport configured_report() const;
+  // Checks the options, arms the mutation and boots the machine if needed; returns the setup
+  // error, empty if the run can go ahead.
+  std::string prepare_machine();
+  Baseline take_baseline();
+  std::string create_spaces();
+  // Creates the workers and their threads and starts them; sets report.setup_error if one of
+  // them found no free CPU (the run then stops at once).
+  std::vector<std::thread> start_workers(StressReport& report);
+  // Runs the checkpoints until the end of the run (time, operations, or a violation).
+  void coordinate(StressReport& report);
+  CheckpointKind wait_for_checkpoint(std::chrono::steady_clock::time_point deadline,
+                                     std::chrono::steady_clock::time_point last_checkpoint,
+                                     std::uint64_t ops_at_last_checkpoint);
+  // Drops the spaces and workers and reports statistics and leaks against `before`.
+  void finish(StressReport& report, const Baseline& before, bool started);
+
+  // ---- a checkpoint, with every worker parked ----
+  void checkpoint(StressReport& report, CheckpointKind kind) VMS_EXCLUDES(online_m_, report_m_);
+  void take_online_findings(std::vector<Finding>& findings) VMS_EXCLUDES(online_m_);
+  void check_invariants(std::vector<Finding>& findings) const;
+  void check_tlb_counters(std::vector<Finding>& findings);
+  // Moves the workers' records of this segment into a job for the checker.
+  Checker::Job take_segment();
+  void add_findings(std::vector<Finding>& findings, StressReport& report) VMS_EXCLUDES(report_m_);
+
+  // The watchdog's stall handler: prints (or hands to options.on_deadlock) what every worker
+  // holds or waits for, and ends the process.
+  [[noreturn]] void report_deadlock(double stalled_seconds) VMS_EXCLUDES(online_m_, report_m_);
+  std::string describe_workers() const;
+
   void fill_counts(StressReport& report) const;
   std::uint64_t total_ops() const noexcept;
-  void pause_all();
-  void release_all(bool stop);
 
   std::atomic<std::uint64_t> ticket_{0};
   std::atomic<std::uint64_t> cursor_ids_{0};
-  std::atomic<bool> pause_{false};
-  std::atomic<bool> stop_{false};
   std::atomic<bool> checking_{false};
-  std::atomic<bool> urgent_{false};
+  std::atomic<bool> urgent_{false};  // a violation was seen: check as soon as possible
   std::atomic<std::uint64_t> checkpoints_{0};
-  // Guards the report's violations against the watchdog's deadlock report.
-  std::mutex report_m_;
-  Mutex online_m_;  // annotated: clang's thread-safety analysis checks online_'s users
-  std::vector<std::string> online_ VMS_GUARDED_BY(online_m_);
-
-  std::mutex m_;
-  std::condition_variable cv_coord_;
-  std::condition_variable cv_workers_;
-  unsigned parked_ = 0;
-  unsigned exited_ = 0;
-  unsigned ready_ = 0;
-  unsigned ready_failed_ = 0;
-  std::uint64_t generation_ = 0;
-  bool go_ = false;
-
-  std::mutex wd_m_;
-  std::condition_variable wd_cv_;
-  bool wd_stop_ = false;
-
-  std::vector<std::unique_ptr<Worker>> workers_;
-
-  // The checker thread replays each segment while the workers run the next one.
-  std::unique_ptr<Checker> checker_;
-  std::thread checker_thread_;
-  std::mutex ck_m_;
-  std::condition_variable ck_cv_;
-  std::optional<Checker::Job> ck_job_;
-  bool ck_busy_ = false;
-  bool ck_stop_ = false;
-  std::vector<Finding> ck_findings_;
-  std::uint64_t ck_records_ = 0;
-  std::uint64_t ck_copies_ = 0;
   std::chrono::steady_clock::time_point t0_;
+
+  Mutex online_m_;
+  std::vector<std::string> online_ VMS_GUARDED_BY(online_m_);
+  // The coordinator's report, which the deadlock report copies the violations of.
+  Mutex report_m_;
+  StressReport* live_report_ VMS_GUARDED_BY(report_m_) = nullptr;
+
+  WorkerBarrier barrier_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::optional<CheckerThread> checker_;
+
+  // TLB counters at the start and what was reported (coordinator only).
   std::uint64_t stale_base_ = 0;
   std::uint64_t stale_reported_ = 0;
   std::uint64_t kept_base_ = 0;
-  StressReport* live_report_ = nullptr;
 };
 
 }  // namespace vmspace::stress::detail

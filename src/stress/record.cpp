@@ -1,3 +1,4 @@
+// Readable descriptions of records, copies, properties and errors for violation reports.
 #include "record.hpp"
 
 #include <sstream>

@@ -73,7 +73,7 @@ struct History {
 check::AbstractModel fresh_model() { return check::AbstractModel(check::model_config<UserPtConfig>()); }
 
 std::optional<Mismatch> replay_all(const std::vector<Record>& recs, check::AbstractModel& m) {
-  Replay replay({&m}, /*strict=*/true);
+  Replay replay({&m}, Replay::Mode::Strict);
   for (const Record& r : recs) {
     if (auto mm = replay.apply(r)) return mm;
   }
@@ -216,7 +216,7 @@ TEST_SUITE("stress") {
     Record& q = h.add(RecKind::Query, 100, r);
     q.out_range = {kA, kA + kPageSize};
     auto m = fresh_model();
-    Replay replay({&m}, true);
+    Replay replay({&m}, Replay::Mode::Strict);
     std::size_t fail = 0;
     std::optional<Mismatch> mm;
     for (std::size_t i = 0; i < h.recs.size() && !mm; ++i) {

@@ -1,9 +1,9 @@
 // Proof that the stress engine finds bugs (suite `stress-mutation`, builds configured with
-// -Dmutations=true). Each deliberate fault of mutation.hpp must be reported by a bounded run:
-// every trial runs the engine in a forked child (run_isolated: a mutation corrupts the machine,
-// and some mutations make the library abort in debug builds) and must fail. A control run of
-// the same configuration without the mutation must pass, so that what the trials detect is the
-// mutation and not the configuration.
+// -Dmutations=true). Each deliberate fault of internal/mutation.hpp must be reported by a
+// bounded run: every trial runs the engine in a forked child (run_isolated: a mutation corrupts
+// the machine, and some mutations make the library abort in debug builds) and must fail. A
+// control run of the same configuration without the mutation must pass, so that what the trials
+// detect is the mutation and not the configuration.
 //
 // The configurations (profile, threads, duration, watchdog) were chosen by measuring detection
 // rates with `vmspace-stress --mutation NAME --trials 50` (see README.md, "Stress testing").
