@@ -1,3 +1,5 @@
+// The deliberate-fault switches of mutation.hpp: their names, and in builds with
+// -Dmutations=true the process-wide switch that the stress engine's mutation tests set.
 #include <vmspace/mutation.hpp>
 
 #include <atomic>
