@@ -10,11 +10,13 @@ disk untouched:
   declaration's documentation (`///`);
 - a comment after code on the same line (a member, an enumerator) becomes `///<`;
 - comments inside function bodies, and blocks followed by a blank line (section titles,
-  notes about the code below), stay plain comments.
+  notes about the code below), stay plain comments;
+- `protected:` sections are shown to Doxygen as `private:`: in these headers they hold a base
+  class's machinery for its derived class (Cursor for CursorMut), which is not API.
 
-Comment text is escaped so that prose such as `Frame<M>`, `a | b` or `#3731` is shown as
-written instead of being read as HTML, a table or a Doxygen command; text between backticks
-is left alone (Markdown shows it as code).
+Comment text is escaped so that prose such as `Frame<M>`, `a | b`, `#3731` or
+`Cursor<C>::find_next` is shown as written instead of being read as HTML, a table, a Doxygen
+command or a link request; text between backticks is left alone (Markdown shows it as code).
 
 Usage (Doxygen's INPUT_FILTER appends the file name): doxygen_filter.py FILE
 """
@@ -24,16 +26,20 @@ import sys
 
 # Characters Doxygen or its Markdown reader would interpret in prose.
 _SPECIAL = re.compile(r'([\\@<>&#%$|])')
+# `::name` after a non-identifier (e.g. after an escaped `>`) would be an explicit link request.
+_SCOPE_OP = re.compile(r'(?<![A-Za-z0-9_])::')
 _SCOPE_HEAD = re.compile(r'\b(class|struct|union|namespace|enum)\b|extern\s+"C"')
 
 
 def escape_text(text: str) -> str:
     """Escapes `text` outside backtick code spans (all of it if the backticks do not pair)."""
+    def esc(prose):
+        return _SCOPE_OP.sub(r'\\::', _SPECIAL.sub(r'\\\1', prose))
     parts = text.split('`')
     if len(parts) % 2 == 0:
-        return _SPECIAL.sub(r'\\\1', text)
+        return esc(text)
     for i in range(0, len(parts), 2):
-        parts[i] = _SPECIAL.sub(r'\\\1', parts[i])
+        parts[i] = esc(parts[i])
     return '`'.join(parts)
 
 
@@ -128,6 +134,8 @@ def filter_lines(lines):
             seen_code = True
             i = j
             continue
+        if line.strip() == 'protected:':
+            line = line.replace('protected:', 'private:')
         code, comment = split_code_comment(line)
         if code.strip():
             seen_code = True
