@@ -11,6 +11,8 @@
 #   scripts/dev.sh growth [args]   release build and run vmspace-growth-bench (cost at 10^3..10^7 pages)
 #   scripts/dev.sh fuzz [seconds]  clang libFuzzer build (build-fuzz/) and a bounded run
 #   scripts/dev.sh stress [args]   release build and run vmspace-stress
+#   scripts/dev.sh docs            the API reference (Doxygen) into build/docs/api/html; fails on
+#                                  any Doxygen warning, e.g. an undocumented public symbol
 #   scripts/dev.sh deps            only install the packages
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +22,8 @@ PACKAGES=(
   # Boost >= 1.78 for boost::atomic_ref wait/notify; Debian 12's default libboost-dev is 1.74.
   libboost1.81-dev libboost-atomic1.81-dev
   doctest-dev libspdlog-dev libfmt-dev libbenchmark-dev librapidcheck-dev
+  # The API reference (scripts/dev.sh docs): Doxygen, and Graphviz for its class graphs.
+  doxygen graphviz
 )
 
 log() { printf '== %s\n' "$*" >&2; }
@@ -176,6 +180,11 @@ case "$cmd" in
     build build-release
     ./build-release/examples/vmspace-stress "$@"
     ;;
+  docs)
+    configure build
+    log "building the API reference (build/docs/api/html)"
+    ninja -C build docs
+    ;;
   fuzz)
     # Only the library and the fuzz target (no test suites): cheap enough for CI. The cheap
     # per-operation checks are compiled in too. New inputs go to build-fuzz/corpus;
@@ -198,7 +207,7 @@ case "$cmd" in
     exit "$fuzz_status"
     ;;
   *)
-    echo "usage: scripts/dev.sh demo|test|sanitize|mutation|bench|fuzz|stress|deps" >&2
+    echo "usage: scripts/dev.sh demo|test|sanitize|mutation|bench|fuzz|stress|docs|deps" >&2
     exit 2
     ;;
 esac

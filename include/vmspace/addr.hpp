@@ -16,7 +16,9 @@ using Paddr = std::uint64_t;        // Physical address: an offset into emulated
 using Vaddr = std::uint64_t;        // Virtual address in an emulated address space.
 using PagingLevel = std::uint8_t;   // 1 = leaf page table, NR_LEVELS = root.
 
+// The base page size: every frame, and every mapping of level 1.
 inline constexpr std::size_t kPageSize = 4096;
+// log2(kPageSize): an address shifted right by it is a page number.
 inline constexpr unsigned kPageShift = 12;
 
 // Exclusive end of user space. The top user page is deliberately unusable, as in OSTD (an
@@ -33,25 +35,34 @@ inline constexpr Vaddr kLinearMappingEndVaddr = 0xffff'c000'0000'0000ULL;  // 64
 // them where OSTD does (cursor creation) and never computes `end - 1` on them.
 template <class T>
 struct Range {
+  // First element.
   T start{};
+  // One past the last element.
   T end{};
 
+  // True when the range holds nothing (start >= end).
   constexpr bool empty() const noexcept { return start >= end; }
+  // The number of elements; 0 for an empty range (never wraps).
   constexpr T size() const noexcept { return empty() ? T{0} : end - start; }
+  // True when `x` lies in [start, end).
   constexpr bool contains(T x) const noexcept { return start <= x && x < end; }
   // True when the two ranges share at least one element (touching ranges do not overlap).
   constexpr bool overlaps(const Range& o) const noexcept {
     return !empty() && !o.empty() && start < o.end && o.start < end;
   }
+  // True when every element of `o` lies in this range (an empty `o` is always contained).
   constexpr bool contains_range(const Range& o) const noexcept {
     return o.empty() || (start <= o.start && o.end <= end);
   }
   friend constexpr bool operator==(const Range&, const Range&) = default;
 };
 
+// A range of virtual addresses.
 using VaRange = Range<Vaddr>;
+// A range of physical addresses.
 using PaRange = Range<Paddr>;
 
+// Prints `0x<start>..0x<end>` in hexadecimal (for logs and test failures).
 template <class T>
 std::ostream& operator<<(std::ostream& os, const Range<T>& r) {
   auto flags = os.flags();
@@ -60,9 +71,11 @@ std::ostream& operator<<(std::ostream& os, const Range<T>& r) {
   return os;
 }
 
+// True when `x` is a multiple of `align`. Precondition: `align` is a power of two.
 constexpr bool is_aligned(std::uint64_t x, std::uint64_t align) noexcept {
   return (x & (align - 1)) == 0;
 }
+// `x` rounded down to a multiple of `align`. Precondition: `align` is a power of two.
 constexpr std::uint64_t align_down(std::uint64_t x, std::uint64_t align) noexcept {
   return x & ~(align - 1);
 }
@@ -74,11 +87,13 @@ constexpr std::optional<std::uint64_t> checked_align_up(std::uint64_t x,
   if (down > UINT64_MAX - align) return std::nullopt;
   return down + align;
 }
+// a + b, or nullopt if the sum would wrap past 2^64.
 constexpr std::optional<std::uint64_t> checked_add(std::uint64_t a, std::uint64_t b) noexcept {
   std::uint64_t r = 0;
   if (__builtin_add_overflow(a, b, &r)) return std::nullopt;
   return r;
 }
+// a * b, or nullopt if the product would wrap past 2^64.
 constexpr std::optional<std::uint64_t> checked_mul(std::uint64_t a, std::uint64_t b) noexcept {
   std::uint64_t r = 0;
   if (__builtin_mul_overflow(a, b, &r)) return std::nullopt;

@@ -33,5 +33,6 @@ namespace vmspace::detail {
     (void)sizeof(!(cond));          \
   } while (0)
 #else
+// Debug builds: the same check as VMS_ASSERT.
 #define VMS_DEBUG_ASSERT(cond, ...) VMS_ASSERT(cond, __VA_ARGS__)
 #endif

@@ -4,6 +4,8 @@
 
 #include <type_traits>
 
+// Defines |, &, ^, ~, the compound assignments, has() (all bits set) and has_any() for the
+// flag enum `E`. Use it at namespace scope, right after the enum.
 #define VMS_BITFLAGS(E)                                                                 \
   constexpr E operator|(E a, E b) noexcept {                                            \
     using U = std::underlying_type_t<E>;                                                \

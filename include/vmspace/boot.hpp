@@ -26,6 +26,7 @@ namespace vmspace {
 class GlobalFrameAllocator;
 struct MetaSlot;
 
+// The shape of the emulated machine, fixed at boot: memory size, CPU count, frame allocator.
 struct BootConfig {
   // Bytes of emulated physical memory: a multiple of 4 KiB, at least 4 MiB, at most 64 TiB
   // (the kernel's linear-mapping window).
@@ -37,6 +38,7 @@ struct BootConfig {
   // memory through add_free_memory().
   GlobalFrameAllocator* frame_allocator = nullptr;
 
+  // The largest CPU count a machine may have.
   static constexpr std::uint32_t kMaxCpus = 1024;
 
   friend bool operator==(const BootConfig&, const BootConfig&) = default;

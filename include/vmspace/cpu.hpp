@@ -32,10 +32,13 @@ class CpuId {
   // 0..num_cpus()). Debug builds assert the bound.
   static CpuId from_raw_unchecked(std::uint32_t raw) noexcept;
 
+  // The CPU's number, 0..num_cpus().
   constexpr std::uint32_t as_u32() const noexcept { return raw_; }
   // IdSet support (id_set.hpp): the number of distinct ids and the dense index.
   static std::uint32_t cardinality() noexcept;
+  // The dense index of this id (its number).
   constexpr std::uint32_t as_index() const noexcept { return raw_; }
+  // The id with dense index `i`. Precondition: i < cardinality().
   static CpuId from_index(std::uint32_t i) noexcept { return CpuId(i); }
 
   friend constexpr bool operator==(CpuId, CpuId) = default;
@@ -46,6 +49,7 @@ class CpuId {
   std::uint32_t raw_;
 };
 
+// Prints `cpu<N>`.
 std::ostream& operator<<(std::ostream& os, CpuId id);
 
 // The number of emulated CPUs (fixed after boot; boots with defaults on first use).
@@ -76,12 +80,15 @@ class [[nodiscard]] CpuBinding {
   // InvalidArgs if the calling thread is already bound or in atomic mode.
   static Result<CpuBinding> bind_any();
 
+  // Takes over the binding; `other` no longer unbinds. Only on the bound thread.
   CpuBinding(CpuBinding&& other) noexcept;
+  // Ends this binding (if any) and takes over `other`'s. Only on the bound thread.
   CpuBinding& operator=(CpuBinding&& other) noexcept;
   CpuBinding(const CpuBinding&) = delete;
   CpuBinding& operator=(const CpuBinding&) = delete;
   ~CpuBinding();
 
+  // The CPU this binding holds.
   CpuId cpu() const noexcept { return cpu_; }
 
  private:
@@ -93,7 +100,9 @@ class [[nodiscard]] CpuBinding {
 };
 
 // Sets of CPUs (OSTD's CpuSet / AtomicCpuSet; id_set.hpp).
+// A set of CPUs (a plain bitmap; not thread-safe).
 using CpuSet = IdSet<CpuId>;
+// A set of CPUs that threads may change concurrently, e.g. a space's active CPUs.
 using AtomicCpuSet = AtomicIdSet<CpuId>;
 
 }  // namespace vmspace

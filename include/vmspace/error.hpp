@@ -29,6 +29,7 @@ enum class Error : std::uint8_t {
   Busy,                // The resource is taken and the API does not wait (e.g. CPU binding).
 };
 
+// The enumerator's name, e.g. "NoMemory" (for logs and test output).
 constexpr std::string_view to_string(Error e) noexcept {
   switch (e) {
     case Error::InvalidArgs: return "InvalidArgs";

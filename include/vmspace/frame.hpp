@@ -34,7 +34,9 @@ class FrameRef;
 template <FrameMeta M>
 class UniqueFrame;
 
+// A frame with any metadata type (OSTD's Frame<dyn AnyFrameMeta>).
 using DynFrame = Frame<AnyFrameMeta>;
+// A frame with any untyped metadata type: one that can be mapped into user space.
 using UFrame = Frame<AnyUFrameMeta>;
 
 namespace detail {
@@ -82,14 +84,17 @@ class VmIoOps {
     if (!r) return err(r.error());
     return v;
   }
+  // Writes `v` at `offset`.
   template <Pod T>
   Result<void> write_val(std::size_t offset, const T& v) const noexcept {
     return write_bytes(offset, std::as_bytes(std::span<const T, 1>(&v, 1)));
   }
+  // Reads out.size() values of T at `offset`.
   template <Pod T>
   Result<void> read_slice(std::size_t offset, std::span<T> out) const noexcept {
     return read_bytes(offset, std::as_writable_bytes(out));
   }
+  // Writes every value of `in` at `offset`.
   template <Pod T>
   Result<void> write_slice(std::size_t offset, std::span<const T> in) const noexcept {
     return write_bytes(offset, std::as_bytes(in));
@@ -105,6 +110,7 @@ class VmIoOps {
     VMS_TRY_VOID(r.skip(offset));
     return r.template read_once<T>();
   }
+  // One non-tearing store of `v` at `offset`. Errors: InvalidArgs if out of range or misaligned.
   template <PodOnce T>
   Result<void> write_once(std::size_t offset, const T& v) const noexcept {
     auto w = writer();
@@ -115,6 +121,7 @@ class VmIoOps {
   VmReader<Infallible> reader() const noexcept {
     return VmReader<Infallible>::from_kernel_space(paddr_to_vaddr(self().paddr()), self().size());
   }
+  // A writer over the whole memory object (see reader()).
   VmWriter<Infallible> writer() const noexcept {
     return VmWriter<Infallible>::from_kernel_space(paddr_to_vaddr(self().paddr()), self().size());
   }
@@ -128,6 +135,10 @@ template <class Derived, class M>
 using FrameIoBase = std::conditional_t<UntypedFrameMeta<M> || std::is_same_v<M, AnyUFrameMeta>,
                                        VmIoOps<Derived>, std::monostate>;
 
+// A counted handle to one frame in use, with metadata of type M (a FrameMeta type, or the
+// erased AnyFrameMeta / AnyUFrameMeta). Copying adds a reference, destruction drops one, and
+// the last drop runs the metadata's on_drop and returns the frame to the allocator. Handles of
+// untyped frames can read and write the frame's bytes (VmIoOps).
 template <HandleMeta M>
 class Frame : public FrameIoBase<Frame<M>, M> {
  public:
@@ -175,12 +186,14 @@ class Frame : public FrameIoBase<Frame<M>, M> {
     return Frame(detail::kAdopt, meta_slot(pa));
   }
 
+  // Another handle to the same frame (+1).
   Frame(const Frame& o) noexcept : slot_(o.slot_) {
     if (slot_) {
       detail::inc_ref(slot_);
       VMS_LEDGER(slot_, 1);
     }
   }
+  // Takes over `o`'s reference; `o` becomes empty.
   Frame(Frame&& o) noexcept : slot_(std::exchange(o.slot_, nullptr)) {}
   // Widening conversions: typed -> erased, untyped -> UFrame.
   template <HandleMeta M2>
@@ -194,6 +207,7 @@ class Frame : public FrameIoBase<Frame<M>, M> {
       VMS_LEDGER(slot_, 1);
     }
   }
+  // Drops this handle's reference and takes `o`'s.
   Frame& operator=(Frame o) noexcept {
     std::swap(slot_, o.slot_);
     return *this;
@@ -229,8 +243,11 @@ class Frame : public FrameIoBase<Frame<M>, M> {
     return slot_paddr(std::exchange(slot_, nullptr));
   }
 
+  // True for a moved-from handle, which refers to no frame.
   bool is_empty() const noexcept { return slot_ == nullptr; }
+  // The frame's physical address. Precondition: not empty.
   Paddr paddr() const noexcept { return slot_paddr(slot_); }
+  // Always 4 KiB.
   static constexpr std::size_t size() noexcept { return kPageSize; }
   // Always 1: tracked frames are base pages (huge user mappings are segments).
   static constexpr PagingLevel map_level() noexcept { return 1; }
@@ -241,6 +258,7 @@ class Frame : public FrameIoBase<Frame<M>, M> {
   {
     return *std::launder(static_cast<const M*>(slot_->meta_ptr()));
   }
+  // The metadata, of whatever type it is.
   DynMeta dyn_meta() const noexcept { return DynMeta(slot_->meta_ptr(), slot_->vtable); }
 
   // The current count: handles + page-table entries + segment shares. Racy by nature.
@@ -248,7 +266,9 @@ class Frame : public FrameIoBase<Frame<M>, M> {
     return slot_->ref_count_ref().load(boost::memory_order_relaxed);
   }
 
+  // A non-owning view of the frame, valid while this handle lives.
   FrameRef<M> borrow() const noexcept { return FrameRef<M>(slot_); }
+  // The frame's metadata slot (nullptr when empty).
   MetaSlot* slot() const noexcept { return slot_; }
 
   friend bool operator==(const Frame& a, const Frame& b) noexcept { return a.slot_ == b.slot_; }
@@ -278,7 +298,9 @@ class Frame : public FrameIoBase<Frame<M>, M> {
 template <HandleMeta M>
 class FrameRef {
  public:
+  // Another view of the same frame (no reference taken).
   FrameRef(const FrameRef& o) noexcept { ::new (&frame_) Frame<M>(detail::kAdopt, o.frame_.slot_); }
+  // Views `o`'s frame instead (no reference taken or dropped).
   FrameRef& operator=(const FrameRef& o) noexcept {
     frame_.slot_ = o.frame_.slot_;
     return *this;
@@ -289,10 +311,13 @@ class FrameRef {
   // metadata matches M.
   static FrameRef borrow_paddr(Paddr pa) noexcept { return FrameRef(meta_slot(pa)); }
 
+  // The frame as a const Frame<M>&, valid while this FrameRef lives.
   const Frame<M>& operator*() const noexcept { return frame_; }
+  // Member access to the frame, as operator*.
   const Frame<M>* operator->() const noexcept { return &frame_; }
   // An owning handle (+1).
   Frame<M> to_owned() const noexcept { return frame_; }
+  // The frame's physical address.
   Paddr paddr() const noexcept { return frame_.paddr(); }
 
   // Same frame. (A friend of FrameRef is no friend of Frame: use the public slot().)

@@ -16,7 +16,9 @@ namespace vmspace {
 // Size and alignment of a physical allocation; both multiples of 4 KiB, alignment a power of
 // two.
 struct FrameLayout {
+  // Bytes to allocate.
   std::size_t size = kPageSize;
+  // Required alignment of the first byte, in bytes.
   std::size_t align = kPageSize;
 };
 
@@ -33,7 +35,9 @@ class GlobalFrameAllocator {
   virtual ~GlobalFrameAllocator() = default;
   // A free block of `layout.size` bytes aligned to `layout.align`, or nullopt if there is none.
   virtual std::optional<Paddr> alloc(FrameLayout layout) noexcept = 0;
+  // Gives back [addr, addr + size), which was allocated by this allocator (see the contract).
   virtual void dealloc(Paddr addr, std::size_t size) noexcept = 0;
+  // Adds [addr, addr + size) to the free memory (at boot, or when memory is lent to it).
   virtual void add_free_memory(Paddr addr, std::size_t size) noexcept = 0;
   // Bytes currently free (for statistics and leak checks).
   virtual std::uint64_t free_bytes() const noexcept = 0;
@@ -116,6 +120,7 @@ class BuddyFrameAllocator final : public GlobalFrameAllocator {
   // Blocks of order <= kMaxCachedOrder go through the per-CPU caches.
   static constexpr unsigned kMaxCachedOrder = 2;
 
+  // Counters of the allocator's state (stats()).
   struct Stats {
     std::uint64_t total_frames = 0;  // frames ever added with add_free_memory
     std::uint64_t free_frames = 0;   // free in the buddy lists and the caches
@@ -134,9 +139,16 @@ class BuddyFrameAllocator final : public GlobalFrameAllocator {
   BuddyFrameAllocator(const BuddyFrameAllocator&) = delete;
   BuddyFrameAllocator& operator=(const BuddyFrameAllocator&) = delete;
 
+  // A block of the smallest power-of-two order that holds `layout.size` at `layout.align`
+  // (small blocks come from the CPU's cache), split off a larger one as needed. nullopt if the
+  // layout is invalid or no block is free.
   std::optional<Paddr> alloc(FrameLayout layout) noexcept override;
+  // Frees the range as aligned blocks: small ones go to the CPU's cache, larger ones merge with
+  // their free buddies. Aborts on an invalid range, a double free or an overlap with free memory.
   void dealloc(Paddr addr, std::size_t size) noexcept override;
+  // Adds the range as the largest aligned blocks that fit.
   void add_free_memory(Paddr addr, std::size_t size) noexcept override;
+  // Bytes free in the buddy lists and the caches.
   std::uint64_t free_bytes() const noexcept override;
 
   // A consistent snapshot (takes every lock briefly).

@@ -74,9 +74,12 @@ constexpr const char* link_type_name() noexcept {
 template <FrameMeta M>
 class Link {
  public:
+  // A Link is untyped exactly when M is.
   static constexpr bool kIsUntyped = is_untyped_meta<M>();
+  // "Link<" + M's name + ">", for messages.
   static constexpr const char* kTypeName = detail::link_type_name<M>();
 
+  // Wraps `meta`; the new Link is on no list.
   explicit Link(M meta) noexcept(std::is_nothrow_move_constructible_v<M>) : meta_(std::move(meta)) {
     check_layout();
   }
@@ -95,10 +98,15 @@ class Link {
 
   // The inner metadata.
   M& get() noexcept { return meta_; }
+  // The inner metadata, read-only.
   const M& get() const noexcept { return meta_; }
+  // The inner metadata, as get().
   M& operator*() noexcept { return meta_; }
+  // The inner metadata, read-only, as get().
   const M& operator*() const noexcept { return meta_; }
+  // Member access to the inner metadata.
   M* operator->() noexcept { return &meta_; }
+  // Member access to the inner metadata, read-only.
   const M* operator->() const noexcept { return &meta_; }
 
   // Forwards M::on_drop (exists only if M has one).
@@ -190,6 +198,7 @@ class LinkedList {
     // the ghost the frame goes to the back. Precondition: `frame` is not empty (moved-from).
     void insert_before(Member frame) noexcept { list_->insert(it_, std::move(frame)); }
 
+    // The list this cursor walks.
     const LinkedList& as_list() const noexcept { return *list_; }
 
    private:
@@ -201,7 +210,9 @@ class LinkedList {
   };
 
   LinkedList() noexcept = default;
+  // Takes over `o`'s members and id; `o` becomes an empty list without an id.
   LinkedList(LinkedList&& o) noexcept : id_(std::exchange(o.id_, 0)) { list_.swap(o.list_); }
+  // Drops this list's members, then takes over `o`'s members and id.
   LinkedList& operator=(LinkedList&& o) noexcept {
     if (this != &o) {
       clear();
@@ -214,21 +225,26 @@ class LinkedList {
   LinkedList& operator=(const LinkedList&) = delete;
   ~LinkedList() { clear(); }
 
+  // The number of members.
   std::size_t size() const noexcept { return list_.size(); }
+  // True when the list has no member.
   bool is_empty() const noexcept { return list_.empty(); }
 
   // This list's id, or 0 if nothing was ever inserted (the id is drawn on first insertion).
   std::uint64_t id() const noexcept { return id_; }
 
   // Precondition for all pushes: `frame` is not empty.
+  // Adds `frame` at the front; the list holds its reference.
   void push_front(Member frame) noexcept { insert(list_.begin(), std::move(frame)); }
+  // Adds `frame` at the back; the list holds its reference.
   void push_back(Member frame) noexcept { insert(list_.end(), std::move(frame)); }
 
-  // Removes and returns the front (back) member; nullopt if the list is empty.
+  // Removes and returns the front member; nullopt if the list is empty.
   std::optional<Member> pop_front() noexcept {
     Iter it = list_.begin();
     return take(it);
   }
+  // Removes and returns the back member; nullopt if the list is empty.
   std::optional<Member> pop_back() noexcept {
     if (list_.empty()) return std::nullopt;
     Iter it = std::prev(list_.end());
@@ -247,8 +263,9 @@ class LinkedList {
     return CursorMut(this, list_.iterator_to(*link));
   }
 
-  // A cursor at the front (back) member, or at the ghost if the list is empty.
+  // A cursor at the front member, or at the ghost if the list is empty.
   CursorMut cursor_front_mut() noexcept { return CursorMut(this, list_.begin()); }
+  // A cursor at the back member, or at the ghost if the list is empty.
   CursorMut cursor_back_mut() noexcept {
     return CursorMut(this, list_.empty() ? list_.end() : std::prev(list_.end()));
   }

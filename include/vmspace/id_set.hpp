@@ -109,16 +109,21 @@ void print_id(std::ostream& os, const Id& id) {
 template <IdType Id>
 class IdBound {
  public:
+  // Which of the three a bound is.
   enum class Kind : std::uint8_t { Included, Excluded, Unbounded };
 
+  // A bound that includes `id` in the range.
   static IdBound included(const Id& id) noexcept {
     return IdBound(Kind::Included, detail::id_index(id));
   }
+  // A bound that stops just before (or starts just after) `id`.
   static IdBound excluded(const Id& id) noexcept {
     return IdBound(Kind::Excluded, detail::id_index(id));
   }
+  // No limit on this end.
   static IdBound unbounded() noexcept { return IdBound(Kind::Unbounded, 0); }
 
+  // Included, excluded or unbounded.
   Kind kind() const noexcept { return kind_; }
   // The id this bound names. Precondition: kind() != Kind::Unbounded.
   Id id() const noexcept {
@@ -148,28 +153,38 @@ class IdBound {
 template <IdType Id>
 class IdRange {
  public:
+  // The type of either end.
   using Bound = IdBound<Id>;
 
+  // The ids between `lower` and `upper`.
   IdRange(Bound lower, Bound upper) noexcept : lower_(lower), upper_(upper) {}
 
+  // [first, end): Rust's `first..end`.
   static IdRange half_open(const Id& first, const Id& end) noexcept {
     return IdRange(Bound::included(first), Bound::excluded(end));
   }
+  // [first, last]: Rust's `first..=last`.
   static IdRange closed(const Id& first, const Id& last) noexcept {
     return IdRange(Bound::included(first), Bound::included(last));
   }
+  // `first` and every later id: Rust's `first..`.
   static IdRange from(const Id& first) noexcept {
     return IdRange(Bound::included(first), Bound::unbounded());
   }
+  // Every id before `end`: Rust's `..end`.
   static IdRange to(const Id& end) noexcept {
     return IdRange(Bound::unbounded(), Bound::excluded(end));
   }
+  // Every id up to and including `last`: Rust's `..=last`.
   static IdRange to_inclusive(const Id& last) noexcept {
     return IdRange(Bound::unbounded(), Bound::included(last));
   }
+  // Every id: Rust's `..`.
   static IdRange full() noexcept { return IdRange(Bound::unbounded(), Bound::unbounded()); }
 
+  // The lower end.
   const Bound& lower() const noexcept { return lower_; }
+  // The upper end.
   const Bound& upper() const noexcept { return upper_; }
 
   // The half-open index interval [first, second) this range selects among `num_ids` ids.
@@ -218,9 +233,9 @@ class IdSet {
  public:
   class Iterator;
   class View;
-  using value_type = Id;
-  using Range = IdRange<Id>;
-  using Bound = IdBound<Id>;
+  using value_type = Id;         // The element type.
+  using Range = IdRange<Id>;     // A range of ids, for iter_in().
+  using Bound = IdBound<Id>;     // One end of a Range.
 
   // An empty set. Does not allocate.
   IdSet() noexcept : num_ids_(detail::id_cardinality<Id>()), num_words_(0) {
@@ -229,13 +244,16 @@ class IdSet {
   // The set holding exactly `id`.
   explicit IdSet(const Id& id) : IdSet() { add(id); }
 
+  // An empty set (OSTD's name for the default constructor).
   static IdSet new_empty() noexcept { return IdSet(); }
+  // The set of every id of the type.
   static IdSet new_full() {
     IdSet set;
     set.add_all();
     return set;
   }
 
+  // A copy of `other` (allocates if `other` does and has storage).
   IdSet(const IdSet& other) : num_ids_(other.num_ids_), num_words_(other.num_words_) {
     if (uses_heap()) {
       storage_.heap = num_words_ == 0 ? nullptr : new std::uint64_t[num_words_];
@@ -244,6 +262,7 @@ class IdSet {
     }
     std::copy_n(other.words(), num_words_, words());
   }
+  // Takes over `other`'s ids (and heap storage); `other` is left empty.
   IdSet(IdSet&& other) noexcept : num_ids_(other.num_ids_), num_words_(other.num_words_) {
     if (uses_heap()) {
       storage_.heap = std::exchange(other.storage_.heap, nullptr);
@@ -253,6 +272,7 @@ class IdSet {
     }
     other.num_words_ = 0;
   }
+  // Makes this set equal to `other`, reusing this set's storage where it can.
   IdSet& operator=(const IdSet& other) {
     if (this == &other) return *this;
     // Same cardinality and storage in place (always for inline sets): copy without allocating.
@@ -269,6 +289,7 @@ class IdSet {
     swap(copy);
     return *this;
   }
+  // Takes over `other`'s ids; `other` is left empty.
   IdSet& operator=(IdSet&& other) noexcept {
     IdSet moved(std::move(other));
     swap(moved);
@@ -278,6 +299,7 @@ class IdSet {
     if (uses_heap()) delete[] storage_.heap;
   }
 
+  // Exchanges the contents of the two sets. Never allocates.
   void swap(IdSet& other) noexcept {
     std::swap(num_ids_, other.num_ids_);
     std::swap(num_words_, other.num_words_);
@@ -298,6 +320,7 @@ class IdSet {
     if (num_words_ == 0) return;
     words()[index / detail::kIdSetWordBits] &= ~detail::id_set_bit(index);
   }
+  // True when `id` is in the set.
   bool contains(const Id& id) const noexcept {
     const std::size_t index = checked_index(id);
     return num_words_ != 0 &&
@@ -310,6 +333,7 @@ class IdSet {
     for (const std::uint64_t word : word_span()) total += std::popcount(word);
     return total;
   }
+  // True when the set holds no id.
   bool is_empty() const noexcept {
     return std::ranges::all_of(word_span(), [](std::uint64_t word) { return word == 0; });
   }
@@ -344,7 +368,9 @@ class IdSet {
     if (first >= second) first = second = 0;
     return View(words(), first, second);
   }
+  // The first id, as iter().begin(), so a set works in a range-for loop.
   Iterator begin() const noexcept { return iter().begin(); }
+  // Past the last id, as iter().end().
   Iterator end() const noexcept { return iter().end(); }
 
   // Sets of one id type compare by content.
@@ -423,26 +449,29 @@ class IdSet {
 template <IdType Id>
 class IdSet<Id>::Iterator {
  public:
-  using value_type = Id;
-  using difference_type = std::ptrdiff_t;
-  using iterator_concept = std::forward_iterator_tag;
+  using value_type = Id;                               // The element type.
+  using difference_type = std::ptrdiff_t;              // Required by the iterator concepts.
+  using iterator_concept = std::forward_iterator_tag;  // A forward iterator for C++20 ranges.
   // operator* returns a prvalue, so for the pre-C++20 iterator categories this is only an
   // input iterator (like std::ranges::iota_view's iterator).
   using iterator_category = std::input_iterator_tag;
 
   Iterator() noexcept = default;
 
+  // The current id. Precondition: not at the end.
   Id operator*() const noexcept {
     VMS_DEBUG_ASSERT(bits_ != 0, "dereferencing an exhausted IdSet iterator");
     const std::size_t index =
         std::size_t{word_} * detail::kIdSetWordBits + std::countr_zero(bits_);
     return Id::from_index(static_cast<std::uint32_t>(index));
   }
+  // Moves to the next id in the set.
   Iterator& operator++() noexcept {
     bits_ &= bits_ - 1;  // Drop the id just visited.
     settle();
     return *this;
   }
+  // Moves to the next id and returns the old position.
   Iterator operator++(int) noexcept {
     Iterator old = *this;
     ++*this;
@@ -504,7 +533,9 @@ class IdSet<Id>::View : public std::ranges::view_base {
  public:
   View() noexcept = default;
 
+  // The first id of the set in the interval.
   Iterator begin() const noexcept { return Iterator(words_, first_, second_); }
+  // Past the last id of the interval.
   Iterator end() const noexcept { return Iterator::end_of(words_, second_); }
   // True when no id of the set lies in the interval.
   bool empty() const noexcept { return begin() == end(); }

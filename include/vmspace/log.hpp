@@ -15,5 +15,7 @@ spdlog::logger& logger();
 
 }  // namespace vmspace
 
+// Logs at trace level through logger(); compiled out unless SPDLOG_ACTIVE_LEVEL admits trace.
 #define VMS_TRACE(...) SPDLOG_LOGGER_TRACE(&::vmspace::logger(), __VA_ARGS__)
+// Logs at debug level through logger(); compiled out unless SPDLOG_ACTIVE_LEVEL admits debug.
 #define VMS_DEBUG(...) SPDLOG_LOGGER_DEBUG(&::vmspace::logger(), __VA_ARGS__)

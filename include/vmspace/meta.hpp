@@ -28,11 +28,17 @@
 
 namespace vmspace {
 
+// Reference count of a free frame (UNUSED in the state machine above).
 inline constexpr std::uint64_t kRefCountUnused = ~std::uint64_t{0};
+// Reference count of a frame owned by a UniqueFrame (UNIQUE).
 inline constexpr std::uint64_t kRefCountUnique = ~std::uint64_t{0} - 1;
+// Counts at or above this are illegal; an increment that reaches it aborts.
 inline constexpr std::uint64_t kRefCountMax = std::uint64_t{INT64_MAX};
+// Bytes of one MetaSlot.
 inline constexpr std::size_t kMetaSlotSize = 64;
+// The largest metadata type a frame can carry, in bytes.
 inline constexpr std::size_t kFrameMetadataMaxSize = 40;
+// Metadata alignment must divide this.
 inline constexpr std::size_t kFrameMetadataMaxAlign = 64;
 
 // Why a frame handle could not be created from a physical address.
@@ -45,15 +51,19 @@ enum class GetFrameError : std::uint8_t {
   NotAligned,  // the address is not 4 KiB-aligned
   EmptyRange,  // Segment::from_unused over an empty range (OSTD panics; we return this)
 };
+// Prints the enumerator's name.
 std::ostream& operator<<(std::ostream& os, GetFrameError e);
 
 // Describes one metadata type; its address is the type's identity. Built by the library for
 // every FrameMeta type (meta_vtable<M>()); users never write one.
 struct MetaVtable {
+  // The metadata type's kTypeName, or a placeholder when it has none.
   const char* type_name;
+  // Whether frames of this type may be mapped into user space (kIsUntyped).
   bool is_untyped;
   // Called with a reader over the frame's contents when the last handle drops (may be null).
   void (*on_drop)(void* meta, VmReader<Infallible>& frame_contents);
+  // Runs the metadata's destructor in place.
   void (*destroy)(void* meta) noexcept;
 };
 
@@ -70,12 +80,15 @@ struct alignas(kMetaSlotSize) MetaSlot {
   // may be asked about any frame.
   std::uint64_t in_list;
 
+  // Atomic access to the reference count.
   boost::atomic_ref<std::uint64_t> ref_count_ref() noexcept {
     return boost::atomic_ref<std::uint64_t>(ref_count);
   }
+  // Atomic access to the list id.
   boost::atomic_ref<std::uint64_t> in_list_ref() noexcept {
     return boost::atomic_ref<std::uint64_t>(in_list);
   }
+  // Where the metadata value lives.
   void* meta_ptr() noexcept { return static_cast<void*>(storage); }
 };
 static_assert(sizeof(MetaSlot) == kMetaSlotSize);
@@ -96,6 +109,7 @@ template <class M>
 concept FrameMeta = std::is_object_v<M> && !std::is_const_v<M> && sizeof(M) <= kFrameMetadataMaxSize &&
                     (kFrameMetadataMaxAlign % alignof(M) == 0) && std::is_nothrow_destructible_v<M>;
 
+// Whether metadata type M declares itself untyped (`static constexpr bool kIsUntyped = true`).
 template <class M>
 constexpr bool is_untyped_meta() noexcept {
   if constexpr (requires { M::kIsUntyped; }) {
@@ -111,7 +125,9 @@ concept UntypedFrameMeta = FrameMeta<M> && is_untyped_meta<M>();
 
 // The unit metadata: plain untyped frames (OSTD's `()`); what alloc_frame() returns.
 struct NoMeta {
+  // Plain frames may be mapped into user space.
   static constexpr bool kIsUntyped = true;
+  // The name in messages.
   static constexpr const char* kTypeName = "NoMeta";
 };
 
@@ -174,6 +190,8 @@ inline MetaSlot* meta_slot(Paddr pa) noexcept {
   VMS_DEBUG_ASSERT(is_aligned(pa, kPageSize) && pa < max_paddr(), "bad frame paddr {:#x}", pa);
   return detail::g_meta_base + (pa >> kPageShift);
 }
+// The physical address of the frame `slot` describes. Precondition: `slot` is in the metadata
+// array.
 inline Paddr slot_paddr(const MetaSlot* slot) noexcept {
   return static_cast<Paddr>(slot - detail::g_meta_base) << kPageShift;
 }
@@ -203,10 +221,15 @@ inline void bump_frame_generation(Paddr pa) noexcept {
 // A borrowed view of a frame's metadata whose type is only known at run time.
 class DynMeta {
  public:
+  // A view of the metadata at `meta`, whose type `vtable` describes.
   DynMeta(void* meta, const MetaVtable* vtable) noexcept : meta_(meta), vtable_(vtable) {}
+  // Whether the frame may be mapped into user space.
   bool is_untyped() const noexcept { return vtable_->is_untyped; }
+  // The metadata type's name.
   const char* type_name() const noexcept { return vtable_->type_name; }
+  // The metadata type's identity.
   const MetaVtable* vtable() const noexcept { return vtable_; }
+  // True when the metadata has type M.
   template <FrameMeta M>
   bool is() const noexcept {
     return vtable_ == meta_vtable<M>();

@@ -11,9 +11,13 @@ namespace vmspace {
 // A std::mutex the thread-safety analysis understands.
 class VMS_CAPABILITY("mutex") Mutex {
  public:
+  // Blocks until the mutex is free, then takes it.
   void lock() VMS_ACQUIRE() { m_.lock(); }
+  // Releases the mutex. Precondition: the calling thread holds it.
   void unlock() VMS_RELEASE() { m_.unlock(); }
+  // Takes the mutex if it is free; true on success. Never blocks.
   bool try_lock() VMS_TRY_ACQUIRE(true) { return m_.try_lock(); }
+  // The underlying std::mutex, for std::condition_variable (invisible to the analysis).
   std::mutex& native() noexcept { return m_; }
 
  private:
@@ -25,8 +29,11 @@ class VMS_CAPABILITY("mutex") Mutex {
 // cores cannot livelock.
 class VMS_CAPABILITY("spinlock") SpinLock {
  public:
+  // Spins, then yields, until the lock is free, then takes it.
   void lock() VMS_ACQUIRE();
+  // Releases the lock. Precondition: the calling thread holds it.
   void unlock() VMS_RELEASE() { locked_.store(false, std::memory_order_release); }
+  // Takes the lock if it is free; true on success. Never spins.
   bool try_lock() VMS_TRY_ACQUIRE(true) {
     return !locked_.load(std::memory_order_relaxed) &&
            !locked_.exchange(true, std::memory_order_acquire);
@@ -40,6 +47,7 @@ class VMS_CAPABILITY("spinlock") SpinLock {
 template <class L>
 class VMS_SCOPED_CAPABILITY LockGuard {
  public:
+  // Takes `l` until the guard is destroyed.
   explicit LockGuard(L& l) VMS_ACQUIRE(l) : l_(l) { l_.lock(); }
   ~LockGuard() VMS_RELEASE() { l_.unlock(); }
   LockGuard(const LockGuard&) = delete;

@@ -68,6 +68,7 @@ struct RcuStats {
   std::uint64_t retired = 0;        // callbacks registered so far
   std::uint64_t reclaimed = 0;      // callbacks run so far
 };
+// A snapshot of the counters above.
 RcuStats rcu_stats() noexcept;
 
 // Owns a T whose destructor is deferred until a grace period has passed (OSTD's RcuDrop).
@@ -79,8 +80,11 @@ template <class T>
   requires std::is_nothrow_move_constructible_v<T>
 class RcuDrop {
  public:
+  // Takes `value`; it will be destroyed a grace period after this RcuDrop is.
   explicit RcuDrop(T value) : value_(std::move(value)) {}
+  // Takes over `o`'s value; `o` becomes empty.
   RcuDrop(RcuDrop&& o) noexcept : value_(std::move(o.value_)) { o.value_.reset(); }
+  // Retires the current value (if any), then takes over `o`'s; `o` becomes empty.
   RcuDrop& operator=(RcuDrop&& o) noexcept {
     if (this != &o) {
       retire();
@@ -95,10 +99,15 @@ class RcuDrop {
   RcuDrop& operator=(const RcuDrop&) = delete;
   ~RcuDrop() { retire(); }
 
+  // False after a move or take_unchecked().
   bool has_value() const noexcept { return value_.has_value(); }
+  // The value. Precondition: has_value().
   T& operator*() noexcept { return *value_; }
+  // The value. Precondition: has_value().
   const T& operator*() const noexcept { return *value_; }
+  // Member access to the value. Precondition: has_value().
   T* operator->() noexcept { return &*value_; }
+  // Member access to the value. Precondition: has_value().
   const T* operator->() const noexcept { return &*value_; }
 
   // Takes the value back out, cancelling the deferred destruction. Only for callers that can

@@ -28,9 +28,13 @@ namespace detail {
 template <class E>
 class Unexpected {
  public:
+  // Wraps the error `e`.
   constexpr explicit Unexpected(E e) : error_(std::move(e)) {}
+  // The wrapped error.
   constexpr const E& error() const& noexcept { return error_; }
+  // The wrapped error, modifiable.
   constexpr E& error() & noexcept { return error_; }
+  // The wrapped error, moved out.
   constexpr E&& error() && noexcept { return std::move(error_); }
 
  private:
@@ -38,6 +42,7 @@ class Unexpected {
 };
 
 template <class E>
+// Deduces Unexpected<E> from `Unexpected(e)`.
 Unexpected(E) -> Unexpected<E>;
 
 // Shorthand used everywhere: `return err(Error::InvalidArgs);`.
@@ -46,24 +51,32 @@ constexpr Unexpected<E> err(E e) {
   return Unexpected<E>(std::move(e));
 }
 
+// Either a value of type T or an error of type E (by default the library's Error), as
+// std::expected. Construct it from a T for success and from err(e) for failure; test it with
+// has_value() or `if (result)` before using value() or error().
 template <class T, class E = Error>
 class [[nodiscard]] Result {
   static_assert(!std::is_reference_v<T>, "Result<T&> is not supported");
 
  public:
+  // The type of the success value.
   using value_type = T;
+  // The type of the error.
   using error_type = E;
 
+  // A success holding `v` (implicit, so a function can `return value;`).
   template <class U = T>
     requires std::is_constructible_v<T, U&&> && (!std::is_same_v<std::remove_cvref_t<U>, Result>)
   constexpr Result(U&& v) : has_(true) {  // NOLINT(google-explicit-constructor)
     ::new (static_cast<void*>(&val_)) T(std::forward<U>(v));
   }
+  // A failure holding the error of `u` (implicit, so a function can `return err(e);`).
   template <class G>
     requires std::is_constructible_v<E, G>
   constexpr Result(Unexpected<G> u) : has_(false) {  // NOLINT(google-explicit-constructor)
     ::new (static_cast<void*>(&err_)) E(std::move(u).error());
   }
+  // Copies the value or the error.
   Result(const Result& o) : has_(o.has_) {
     if (has_) {
       ::new (static_cast<void*>(&val_)) T(o.val_);
@@ -71,6 +84,7 @@ class [[nodiscard]] Result {
       ::new (static_cast<void*>(&err_)) E(o.err_);
     }
   }
+  // Moves the value or the error out of `o` (which stays in the same state, moved-from).
   Result(Result&& o) noexcept(std::is_nothrow_move_constructible_v<T>) : has_(o.has_) {
     if (has_) {
       ::new (static_cast<void*>(&val_)) T(std::move(o.val_));
@@ -78,6 +92,7 @@ class [[nodiscard]] Result {
       ::new (static_cast<void*>(&err_)) E(std::move(o.err_));
     }
   }
+  // Replaces the contents with `o`'s value or error.
   Result& operator=(Result o) noexcept(std::is_nothrow_move_constructible_v<T>) {
     if (this != &o) {
       destroy();
@@ -90,37 +105,51 @@ class [[nodiscard]] Result {
     }
     return *this;
   }
+  // Destroys the value or the error.
   ~Result() { destroy(); }
 
+  // True for a success.
   constexpr bool has_value() const noexcept { return has_; }
+  // True for a success.
   constexpr explicit operator bool() const noexcept { return has_; }
 
+  // The value. Aborts with a log line if this is an error (std::expected would throw).
   T& value() & {
     if (!has_) detail::result_misuse("Result::value() called on an error");
     return val_;
   }
+  // The value. Aborts with a log line if this is an error.
   const T& value() const& {
     if (!has_) detail::result_misuse("Result::value() called on an error");
     return val_;
   }
+  // The value, moved out. Aborts with a log line if this is an error.
   T&& value() && {
     if (!has_) detail::result_misuse("Result::value() called on an error");
     return std::move(val_);
   }
+  // The error. Aborts with a log line if this is a success.
   const E& error() const& {
     if (has_) detail::result_misuse("Result::error() called on a value");
     return err_;
   }
+  // The error, moved out. Aborts with a log line if this is a success.
   E&& error() && {
     if (has_) detail::result_misuse("Result::error() called on a value");
     return std::move(err_);
   }
+  // The value, as value().
   T& operator*() & { return value(); }
+  // The value, as value().
   const T& operator*() const& { return value(); }
+  // The value moved out, as value().
   T&& operator*() && { return std::move(*this).value(); }
+  // Member access to the value, as value().
   T* operator->() { return &value(); }
+  // Member access to the value, as value().
   const T* operator->() const { return &value(); }
 
+  // The value if this is a success, else `fallback` converted to T.
   template <class U>
   T value_or(U&& fallback) const& {
     return has_ ? val_ : static_cast<T>(std::forward<U>(fallback));
@@ -142,22 +171,31 @@ class [[nodiscard]] Result {
   };
 };
 
+// Result of an operation that returns nothing on success: either success or an error of type E.
 template <class E>
 class [[nodiscard]] Result<void, E> {
  public:
+  // No success value.
   using value_type = void;
+  // The type of the error.
   using error_type = E;
 
+  // A success.
   constexpr Result() noexcept : has_(true), err_() {}
+  // A failure holding the error of `u` (implicit, so a function can `return err(e);`).
   template <class G>
     requires std::is_constructible_v<E, G>
   constexpr Result(Unexpected<G> u) : has_(false), err_(std::move(u).error()) {}  // NOLINT
 
+  // True for a success.
   constexpr bool has_value() const noexcept { return has_; }
+  // True for a success.
   constexpr explicit operator bool() const noexcept { return has_; }
+  // Does nothing on success; aborts with a log line if this is an error.
   void value() const {
     if (!has_) detail::result_misuse("Result<void>::value() called on an error");
   }
+  // The error. Aborts with a log line if this is a success.
   const E& error() const {
     if (has_) detail::result_misuse("Result<void>::error() called on a value");
     return err_;

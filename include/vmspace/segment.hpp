@@ -21,12 +21,17 @@ namespace vmspace {
 template <HandleMeta M>
 class Segment;
 
+// A segment of untyped frames: what user space can map.
 using USegment = Segment<AnyUFrameMeta>;
+// A segment of frames with any metadata type (e.g. what the TLB flusher keeps alive).
 using DynSegment = Segment<AnyFrameMeta>;
 
+// A physically contiguous run of frames in use, all with metadata of type M, holding one
+// reference to each (see the file comment). Copying adds a reference to every frame.
 template <HandleMeta M>
 class Segment : public FrameIoBase<Segment<M>, M> {
  public:
+  // An empty segment (no frames).
   Segment() noexcept = default;
 
   // Takes every unused frame of `range` into use, with metadata metadata_fn(paddr) each.
@@ -60,7 +65,9 @@ class Segment : public FrameIoBase<Segment<M>, M> {
     VMS_LEDGER(meta_slot(start_), 1);  // the frame's handle became a segment share
   }
 
+  // Another segment over the same frames (+1 on each).
   Segment(const Segment& o) noexcept : start_(o.start_), end_(o.end_) { inc_all(); }
+  // Takes over `o`'s references; `o` becomes empty.
   Segment(Segment&& o) noexcept
       : start_(std::exchange(o.start_, 0)), end_(std::exchange(o.end_, 0)) {}
   template <HandleMeta M2>
@@ -73,6 +80,7 @@ class Segment : public FrameIoBase<Segment<M>, M> {
       : start_(o.start_), end_(o.end_) {
     inc_all();
   }
+  // Drops this segment's references and takes `o`'s.
   Segment& operator=(Segment o) noexcept {
     std::swap(start_, o.start_);
     std::swap(end_, o.end_);
@@ -112,11 +120,17 @@ class Segment : public FrameIoBase<Segment<M>, M> {
     return PaRange{std::exchange(start_, 0), std::exchange(end_, 0)};
   }
 
+  // The physical address of the first frame.
   Paddr paddr() const noexcept { return start_; }
+  // The physical address just past the last frame.
   Paddr end_paddr() const noexcept { return end_; }
+  // [paddr(), end_paddr()).
   PaRange paddr_range() const noexcept { return {start_, end_}; }
+  // Bytes covered: nframes() * 4 KiB.
   std::size_t size() const noexcept { return static_cast<std::size_t>(end_ - start_); }
+  // The number of frames.
   std::size_t nframes() const noexcept { return size() / kPageSize; }
+  // True when the segment holds no frame.
   bool empty() const noexcept { return start_ == end_; }
 
   // The byte range [start, end) of this segment as a new segment (+1 per frame covered).
@@ -167,16 +181,23 @@ class Segment : public FrameIoBase<Segment<M>, M> {
   // Non-consuming iteration over borrowed frames: `for (FrameRef<M> f : segment)`.
   class Iterator {
    public:
+    // A forward iterator.
     using iterator_category = std::forward_iterator_tag;
+    // Iteration yields borrowed frames.
     using value_type = FrameRef<M>;
+    // Distance between two iterators, in frames.
     using difference_type = std::ptrdiff_t;
     Iterator() = default;
+    // An iterator at the frame at `pa`.
     explicit Iterator(Paddr pa) noexcept : pa_(pa) {}
+    // The current frame, borrowed from the segment.
     FrameRef<M> operator*() const noexcept { return FrameRef<M>::borrow_paddr(pa_); }
+    // Moves to the next frame.
     Iterator& operator++() noexcept {
       pa_ += kPageSize;
       return *this;
     }
+    // Moves to the next frame and returns the old position.
     Iterator operator++(int) noexcept {
       Iterator t = *this;
       pa_ += kPageSize;
@@ -187,7 +208,9 @@ class Segment : public FrameIoBase<Segment<M>, M> {
    private:
     Paddr pa_ = 0;
   };
+  // The first frame.
   Iterator begin() const noexcept { return Iterator(start_); }
+  // Past the last frame.
   Iterator end() const noexcept { return Iterator(end_); }
 
  private:

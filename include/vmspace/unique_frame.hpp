@@ -13,6 +13,9 @@
 
 namespace vmspace {
 
+// The sole owner of one frame with metadata of type M: the reference count holds UNIQUE, so no
+// counted handle can exist, and the metadata may be changed in place (meta_mut, repurpose).
+// Destruction returns the frame to the allocator; into_frame() turns it into a shared Frame.
 template <FrameMeta M>
 class UniqueFrame : public FrameIoBase<UniqueFrame<M>, M> {
  public:
@@ -41,7 +44,9 @@ class UniqueFrame : public FrameIoBase<UniqueFrame<M>, M> {
   // UniqueFrame<M> and is consumed now.
   static UniqueFrame from_raw(Paddr pa) noexcept { return UniqueFrame(meta_slot(pa)); }
 
+  // Takes over `o`'s ownership; `o` becomes empty.
   UniqueFrame(UniqueFrame&& o) noexcept : slot_(std::exchange(o.slot_, nullptr)) {}
+  // Frees the frame owned so far (if any) and takes over `o`'s.
   UniqueFrame& operator=(UniqueFrame&& o) noexcept {
     UniqueFrame tmp(std::move(o));
     std::swap(slot_, tmp.slot_);
@@ -87,15 +92,23 @@ class UniqueFrame : public FrameIoBase<UniqueFrame<M>, M> {
   // Leaks sole ownership; from_raw() restores it.
   Paddr into_raw() && noexcept { return slot_paddr(std::exchange(slot_, nullptr)); }
 
+  // The frame's physical address. Precondition: not moved from.
   Paddr paddr() const noexcept { return slot_paddr(slot_); }
+  // Always 4 KiB.
   static constexpr std::size_t size() noexcept { return kPageSize; }
+  // Always 1 (a base page).
   static constexpr PagingLevel level() noexcept { return 1; }
+  // The metadata.
   const M& meta() const noexcept { return *std::launder(static_cast<const M*>(slot_->meta_ptr())); }
+  // The metadata, changeable: nobody else can see it.
   M& meta_mut() noexcept { return *std::launder(static_cast<M*>(slot_->meta_ptr())); }
+  // The metadata, of whatever type it is.
   DynMeta dyn_meta() const noexcept { return DynMeta(slot_->meta_ptr(), slot_->vtable); }
+  // The raw count: kRefCountUnique while owned.
   std::uint64_t reference_count() const noexcept {
     return slot_->ref_count_ref().load(boost::memory_order_relaxed);
   }
+  // The frame's metadata slot.
   MetaSlot* slot() const noexcept { return slot_; }
 
  private:

@@ -1,3 +1,6 @@
+// The library's logger and its abort path: the spdlog logger `vmspace` (level from the
+// VMSPACE_LOG environment variable, default `warn`) and panic_at(), which every VMS_PANIC and
+// failed VMS_ASSERT ends in (log.hpp, assert.hpp).
 #include <vmspace/assert.hpp>
 #include <vmspace/log.hpp>
 #include <vmspace/result.hpp>

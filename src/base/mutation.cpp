@@ -1,3 +1,5 @@
+// The deliberate-fault switches of internal/mutation.hpp: their names, and in builds with
+// -Dmutations=true the process-wide switch that the stress engine's mutation tests set.
 #include <vmspace/internal/mutation.hpp>
 
 #include <atomic>

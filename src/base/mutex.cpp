@@ -1,3 +1,5 @@
+// SpinLock's slow path (mutex.hpp): spin with a CPU pause hint, then yield to the host
+// scheduler, so a spinning thread does not starve the holder when threads outnumber cores.
 #include <vmspace/mutex.hpp>
 
 #include <sched.h>

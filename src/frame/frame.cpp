@@ -1,3 +1,7 @@
+// The out-of-line parts of frame handles (frame.hpp): dropping a frame's last reference
+// (metadata on_drop, generation bump, return to the allocator), the untyped I/O helpers used
+// by Frame/Segment readers and writers, and the global allocator switch behind
+// FrameAllocOptions.
 #include <vmspace/frame.hpp>
 #include <vmspace/frame_allocator.hpp>
 #include <vmspace/log.hpp>

@@ -1,3 +1,5 @@
+// Ids for LinkedList<M> (frame_list.hpp): every list gets a distinct id, which a frame's
+// MetaSlot::in_list records so that a list can tell its own frames from other lists'.
 #include <vmspace/frame_list.hpp>
 #include <vmspace/log.hpp>
 

@@ -1,3 +1,7 @@
+// Booting the emulated machine (boot.hpp): physical memory as a memfd mapping, the MetaSlot
+// array (one per 4 KiB frame, all UNUSED), per-frame generation counters, the per-CPU state,
+// the built-in buddy allocator and the kernel page table; default sizes from the environment
+// (VMSPACE_PHYS_MEM, VMSPACE_CPUS); and the fork handlers that give a child its own copy.
 #include <vmspace/boot.hpp>
 
 #include <pthread.h>

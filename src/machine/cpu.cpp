@@ -1,3 +1,5 @@
+// Emulated CPUs (cpu.hpp): CpuId, and CpuBinding, which binds the calling host thread to one
+// emulated CPU (at most one thread per CPU, at most one CPU per thread).
 #include <vmspace/cpu.hpp>
 #include <vmspace/log.hpp>
 #include <vmspace/rcu.hpp>
