@@ -83,23 +83,6 @@ Result<void, FillResult> io_fill_zeros(Paddr base, std::size_t size, std::size_t
 
 }  // namespace detail
 
-GlobalFrameAllocator& global_frame_allocator() {
-  ensure_booted();
-  return *detail::g_allocator.load(std::memory_order_acquire);
-}
-
-GlobalFrameAllocator* set_global_frame_allocator(GlobalFrameAllocator* allocator) {
-  ensure_booted();
-  GlobalFrameAllocator* next =
-      allocator != nullptr ? allocator : detail::machine().builtin_allocator;
-  return detail::g_allocator.exchange(next, std::memory_order_acq_rel);
-}
-
-BuddyFrameAllocator& builtin_frame_allocator() {
-  ensure_booted();
-  return *detail::machine().builtin_allocator;
-}
-
 Result<Paddr> FrameAllocOptions::alloc_raw(FrameLayout layout) const noexcept {
   ensure_booted();
   auto pa = detail::g_allocator.load(std::memory_order_acquire)->alloc(layout);
