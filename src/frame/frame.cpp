@@ -70,14 +70,14 @@ Result<void> io_write_bytes(Paddr base, std::size_t size, std::size_t offset,
   return {};
 }
 
-Result<void, FillResult> io_fill_zeros(Paddr base, std::size_t size, std::size_t offset,
+Result<void, FillError> io_fill_zeros(Paddr base, std::size_t size, std::size_t offset,
                                        std::size_t len) noexcept {
-  if (offset > size) return err(FillResult{Error::InvalidArgs, 0});
+  if (offset > size) return err(FillError{Error::InvalidArgs, 0});
   auto end = checked_add(offset, len);
-  if (!end) return err(FillResult{Error::Overflow, 0});
+  if (!end) return err(FillError{Error::Overflow, 0});
   std::size_t n = *end > size ? size - offset : len;
   racy_zero(paddr_to_vaddr(base) + offset, n);
-  if (n < len) return err(FillResult{Error::InvalidArgs, n});
+  if (n < len) return err(FillError{Error::InvalidArgs, n});
   return {};
 }
 
