@@ -39,6 +39,12 @@ using DynFrame = Frame<AnyFrameMeta>;
 // A frame with any untyped metadata type: one that can be mapped into user space.
 using UFrame = Frame<AnyUFrameMeta>;
 
+// A fill_zeros that failed: why, and how many bytes were zeroed before it stopped.
+struct FillError {
+  Error error;
+  std::size_t filled;
+};
+
 namespace detail {
 struct AdoptTag {};
 inline constexpr AdoptTag kAdopt{};
@@ -52,11 +58,7 @@ Result<void> io_write_bytes(Paddr base, std::size_t size, std::size_t offset,
 // Zeroes [offset, offset+len). Errors: InvalidArgs (nothing written) if offset > size, or
 // (InvalidArgs, bytes zeroed) if the range exceeds size — OSTD reports the short count;
 // Overflow if offset + len wraps.
-struct FillResult {
-  Error error;
-  std::size_t filled;
-};
-Result<void, FillResult> io_fill_zeros(Paddr base, std::size_t size, std::size_t offset,
+Result<void, FillError> io_fill_zeros(Paddr base, std::size_t size, std::size_t offset,
                                        std::size_t len) noexcept;
 }  // namespace detail
 
@@ -99,8 +101,10 @@ class VmIoOps {
   Result<void> write_slice(std::size_t offset, std::span<const T> in) const noexcept {
     return write_bytes(offset, std::as_bytes(in));
   }
-  // Zeroes [offset, offset+len). On error reports how many bytes were zeroed (see FillResult).
-  Result<void, detail::FillResult> fill_zeros(std::size_t offset, std::size_t len) const noexcept {
+  // Zeroes [offset, offset+len). Errors (with the bytes zeroed): InvalidArgs, nothing zeroed,
+  // if offset > size(); InvalidArgs after zeroing up to size() if the range goes past it (OSTD
+  // reports the short count); Overflow, nothing zeroed, if offset + len wraps.
+  Result<void, FillError> fill_zeros(std::size_t offset, std::size_t len) const noexcept {
     return detail::io_fill_zeros(self().paddr(), self().size(), offset, len);
   }
   // One non-tearing access at `offset`. Errors: InvalidArgs if out of range or misaligned.

@@ -1,5 +1,5 @@
 // TLB coherence: flush operations, the flusher that batches them, and the per-CPU software
-// TLBs' statistics and checking mode (OSTD `mm/tlb.rs`, reference/ostd-mm.md §2.17, §3.8).
+// TLBs' statistics and checking mode (OSTD `ostd/src/mm/tlb.rs`: `TlbFlusher`, `TlbFlushOp`).
 //
 // Every emulated CPU has a software TLB caching translations of its active VmSpace (filled by
 // the software MMU on a miss, see vm_space.hpp). A TlbFlusher collects flush operations and the
@@ -127,7 +127,7 @@ struct TlbEntryInfo {
 };
 // A read-only snapshot of `cpu`'s valid entries, for invariant checks and tests (every cached
 // translation must agree with the page table of the space active on `cpu` once flushes are
-// dispatched; reference/verified-specs.md §D.1 #19). Exact only while no thread uses or
+// dispatched: check::check_tlb_coherence). Exact only while no thread uses or
 // flushes that CPU's TLB; under concurrency each entry was valid at some moment during the
 // call. Never changes the TLB or its statistics.
 std::vector<TlbEntryInfo> tlb_entries(CpuId cpu);

@@ -1,5 +1,5 @@
-// VmSpace: a user address space (OSTD `mm/vm_space.rs`, reference/ostd-mm.md §2.1–2.4, §3.8–3.9
-// and seeds/ostd-vm-space.txt).
+// VmSpace: a user address space (OSTD `ostd/src/mm/vm_space.rs`: `VmSpace`, `Cursor`,
+// `CursorMut`; activation and TLB coherence as in `VmSpace::activate` and `mm/tlb.rs`).
 //
 // A VmSpace owns a user page table that shares the kernel half with the kernel page table, the
 // set of CPUs it is active on, and the I/O memory ever mapped into it. Cursors lock sub-trees of
@@ -147,21 +147,20 @@ class VmSpace::Cursor {
   Vaddr virt_addr() const noexcept { return inner_.virt_addr(); }
   VaRange range() const noexcept { return inner_.locked_range(); }
 
- private:
+ protected:
   friend class VmSpace;
   explicit Cursor(vmspace::Cursor<UserPtConfig> inner) noexcept : inner_(std::move(inner)) {}
-  vmspace::Cursor<UserPtConfig> inner_;
+
+  // A page-table CursorMut even in a read-only cursor: it locks exactly as a page-table Cursor
+  // does, and one type lets VmSpace::CursorMut extend this class. Cursor itself only reads.
+  vmspace::CursorMut<UserPtConfig> inner_;
 };
 
-// A cursor that changes mappings (OSTD's vm_space::CursorMut).
-class VmSpace::CursorMut {
+// A cursor that changes mappings (OSTD's vm_space::CursorMut): a Cursor (query, find_next,
+// jump, virt_addr, range) that also maps, unmaps and protects. Moving it into a plain Cursor
+// keeps the locks and drops the flusher, with the flusher's usual rule: dispatch first.
+class VmSpace::CursorMut : public VmSpace::Cursor {
  public:
-  Result<std::pair<VaRange, std::optional<VmQueriedItem>>> query();
-  Result<std::optional<Vaddr>> find_next(std::size_t len);
-  Result<void> jump(Vaddr va);
-  Vaddr virt_addr() const noexcept { return inner_.virt_addr(); }
-  VaRange range() const noexcept { return inner_.locked_range(); }
-
   // Maps `frame` at virt_addr() with `prop`'s flags and cache policy (privileged bits are the
   // library's: USER is set, the rest cleared) and advances 4 KiB. The frame's reference moves
   // into the page table; on error the frame stays with the caller and nothing changes.
@@ -204,11 +203,10 @@ class VmSpace::CursorMut {
 
  private:
   friend class VmSpace;
-  CursorMut(vmspace::Cursor<UserPtConfig> inner, const VmSpace& space) noexcept
-      : inner_(std::move(inner)), flusher_(space.cpus_), space_(&space) {}
+  CursorMut(Cursor&& cursor, const VmSpace& space) noexcept
+      : Cursor(std::move(cursor)), flusher_(space.cpus_), space_(&space) {}
   Result<void> map_item(UserItem&& item);
 
-  vmspace::CursorMut<UserPtConfig> inner_;
   TlbFlusher flusher_;
   const VmSpace* space_;
 };

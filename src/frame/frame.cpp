@@ -74,35 +74,18 @@ Result<void> io_write_bytes(Paddr base, std::size_t size, std::size_t offset,
   return {};
 }
 
-Result<void, FillResult> io_fill_zeros(Paddr base, std::size_t size, std::size_t offset,
+Result<void, FillError> io_fill_zeros(Paddr base, std::size_t size, std::size_t offset,
                                        std::size_t len) noexcept {
-  if (offset > size) return err(FillResult{Error::InvalidArgs, 0});
+  if (offset > size) return err(FillError{Error::InvalidArgs, 0});
   auto end = checked_add(offset, len);
-  if (!end) return err(FillResult{Error::Overflow, 0});
+  if (!end) return err(FillError{Error::Overflow, 0});
   std::size_t n = *end > size ? size - offset : len;
   racy_zero(paddr_to_vaddr(base) + offset, n);
-  if (n < len) return err(FillResult{Error::InvalidArgs, n});
+  if (n < len) return err(FillError{Error::InvalidArgs, n});
   return {};
 }
 
 }  // namespace detail
-
-GlobalFrameAllocator& global_frame_allocator() {
-  ensure_booted();
-  return *detail::g_allocator.load(std::memory_order_acquire);
-}
-
-GlobalFrameAllocator* set_global_frame_allocator(GlobalFrameAllocator* allocator) {
-  ensure_booted();
-  GlobalFrameAllocator* next =
-      allocator != nullptr ? allocator : detail::machine().builtin_allocator;
-  return detail::g_allocator.exchange(next, std::memory_order_acq_rel);
-}
-
-BuddyFrameAllocator& builtin_frame_allocator() {
-  ensure_booted();
-  return *detail::machine().builtin_allocator;
-}
 
 Result<Paddr> FrameAllocOptions::alloc_raw(FrameLayout layout) const noexcept {
   ensure_booted();

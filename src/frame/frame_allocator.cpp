@@ -459,4 +459,22 @@ void allocator_fork_release() VMS_NO_THREAD_SAFETY_ANALYSIS {
 
 }  // namespace detail
 
+// The replaceable global allocator (frame_allocator.hpp); frames reach it through g_allocator.
+GlobalFrameAllocator& global_frame_allocator() {
+  ensure_booted();
+  return *detail::g_allocator.load(std::memory_order_acquire);
+}
+
+GlobalFrameAllocator* set_global_frame_allocator(GlobalFrameAllocator* allocator) {
+  ensure_booted();
+  GlobalFrameAllocator* next =
+      allocator != nullptr ? allocator : detail::machine().builtin_allocator;
+  return detail::g_allocator.exchange(next, std::memory_order_acq_rel);
+}
+
+BuddyFrameAllocator& builtin_frame_allocator() {
+  ensure_booted();
+  return *detail::machine().builtin_allocator;
+}
+
 }  // namespace vmspace

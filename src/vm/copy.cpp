@@ -1,4 +1,6 @@
-// Copy primitives for memory other threads may be writing at the same time.
+// The racy host copies of the copy engine (racy_copy, racy_zero, load_once, store_once;
+// declared in internal/copy.hpp): copy primitives for memory other threads may be writing at
+// the same time.
 //
 // Emulated physical memory is shared by every emulated CPU, and the kernel semantics we model
 // allow racy copies of untyped memory (OSTD uses volatile copies). In C++ a plain memcpy racing
@@ -6,15 +8,16 @@
 // reports it, so TSan builds copy with relaxed atomic accesses (the same machine behaviour with
 // defined semantics).
 //
-// Mutually aligned 8-byte words are never torn (io.hpp), so those are never left to memmove or
-// memset: glibc moves blocks of a few KiB with `rep movsb` / `rep stosb`, whose iterations are
-// bytes. When such an instruction is interrupted (an interrupt, a preempted vCPU, a debug
-// trap), the word it was moving stays half written until it resumes. A racing reader on a CI
-// machine saw such a word: two low bytes new, six old (the stress engine's copy check; unit
-// test regression_interrupted_racy_copy_exposes_half_written_words reproduces it with a data
-// breakpoint). Words go through copy_words() / zero_words() instead. Unaligned heads and tails and
-// overlapping ranges, which carry no such guarantee, still use memmove (bytes under TSan).
-#include <vmspace/io.hpp>
+// Mutually aligned 8-byte words are never torn (the racy_copy contract in internal/copy.hpp),
+// so those are never left to memmove or memset: glibc moves blocks of a few KiB with
+// `rep movsb` / `rep stosb`, whose iterations are bytes. When such an instruction is
+// interrupted (an interrupt, a preempted vCPU, a debug trap), the word it was moving stays half
+// written until it resumes. A racing reader on a CI machine saw such a word: two low bytes new,
+// six old (the stress engine's copy check; unit test
+// regression_interrupted_racy_copy_exposes_half_written_words reproduces it with a data
+// breakpoint). Words go through copy_words() / zero_words() instead. Unaligned heads and tails
+// and overlapping ranges, which carry no such guarantee, still use memmove (bytes under TSan).
+#include <vmspace/internal/copy.hpp>
 
 #include <algorithm>
 #include <cstdint>

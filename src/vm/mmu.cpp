@@ -6,7 +6,7 @@
 // points to is freed only after a grace period. The copy engine therefore translates and copies
 // inside read sections, and leaves the section to run the fault handler.
 #include <vmspace/fault.hpp>
-#include <vmspace/io.hpp>
+#include <vmspace/internal/copy.hpp>
 #include <vmspace/log.hpp>
 #include <vmspace/meta.hpp>
 #include <vmspace/mmu.hpp>
@@ -140,7 +140,7 @@ struct Resolved {
 
 Resolved resolve(detail::PerCpu* cpu, detail::Endpoint e, std::size_t offset, bool write) noexcept {
   const std::uint64_t addr = e.addr + offset;
-  if (!e.user) return {Translate::Ok, reinterpret_cast<std::byte*>(addr), SIZE_MAX};
+  if (e.kind == detail::AddressKind::Kernel) return {Translate::Ok, reinterpret_cast<std::byte*>(addr), SIZE_MAX};
   Translation t = translate(cpu, addr, write);
   if (t.status != Translate::Ok) return {t.status, nullptr, 0};
   return {Translate::Ok, paddr_to_vaddr(t.pa), kPageSize - (addr & (kPageSize - 1))};

@@ -1,9 +1,12 @@
+// VmSpace (vm_space.hpp): creation, activation on a CPU, readers and writers over its user
+// memory, the IoMems mapped into it, and its cursors, which wrap the page-table cursors, fold
+// their PageTableErrors into Errors (keeping the cause for last_page_table_error()) and turn
+// unmapped pages and detached sub-trees into TLB flushes.
 #include <vmspace/kernel_page_table.hpp>
 #include <vmspace/log.hpp>
 #include <vmspace/vm_space.hpp>
 
 #include <algorithm>
-#include <map>
 
 #include "machine/machine.hpp"
 #include "machine/cpu_local.hpp"
@@ -31,64 +34,7 @@ std::optional<VmQueriedItem> to_queried(const std::optional<UserItemRef>& ref) {
   return q;
 }
 
-template <class C>
-Result<std::pair<VaRange, std::optional<VmQueriedItem>>> query_impl(C& inner) {
-  auto q = inner.query();
-  if (!q) return err(fold(q.error()));
-  return std::pair<VaRange, std::optional<VmQueriedItem>>(q->range, to_queried(q->item));
-}
-
-template <class C>
-Result<std::optional<Vaddr>> find_next_impl(C& inner, std::size_t len) {
-  auto r = inner.find_next(len);
-  if (!r) return err(fold(r.error()));
-  return *r;
-}
-
-template <class C>
-Result<void> jump_impl(C& inner, Vaddr va) {
-  auto r = inner.jump(va);
-  if (!r) return err(fold(r.error()));
-  return {};
-}
-
-// ---- IoMem claims ----
-
-Mutex g_iomem_lock;
-std::map<Paddr, Paddr> g_iomem_claims VMS_GUARDED_BY(g_iomem_lock);  // start -> end
-
 }  // namespace
-
-struct IoMem::Claim {
-  PaRange range;
-  ~Claim() {
-    LockGuard<Mutex> g(g_iomem_lock);
-    g_iomem_claims.erase(range.start);
-  }
-};
-
-Result<IoMem> IoMem::acquire(PaRange range) {
-  if (range.empty() || !is_aligned(range.start, kPageSize) || !is_aligned(range.end, kPageSize)) {
-    return err(Error::InvalidArgs);
-  }
-  ensure_booted();
-  if (range.start < max_paddr()) return err(Error::AccessDenied);
-  {
-    LockGuard<Mutex> g(g_iomem_lock);
-    auto next = g_iomem_claims.lower_bound(range.end);
-    if (next != g_iomem_claims.begin()) {
-      auto prev = std::prev(next);
-      if (prev->second > range.start) return err(Error::AccessDenied);
-    }
-    g_iomem_claims.emplace(range.start, range.end);
-  }
-  // Created in place and outside the lock: a Claim's destructor ends the claim and takes the
-  // lock, so no temporary Claim may ever be destroyed (make_shared<Claim>(Claim{range}) did
-  // both: it deadlocked on the lock held here).
-  return IoMem(std::shared_ptr<Claim>(new Claim{range}), range);
-}
-
-// ---- VmSpace ----
 
 std::optional<PageTableError> last_page_table_error() noexcept { return t_last_pt_error; }
 
@@ -124,13 +70,13 @@ Result<VmSpace::Cursor> VmSpace::try_cursor(const DisabledPreemptGuard& guard, V
 Result<VmSpace::CursorMut> VmSpace::cursor_mut(const DisabledPreemptGuard& guard, VaRange range) const {
   auto c = make_cursor(guard, range, detail::LockWait::Block);
   if (!c) return err(c.error());
-  return CursorMut(std::move(c->inner_), *this);
+  return CursorMut(std::move(*c), *this);
 }
 
 Result<VmSpace::CursorMut> VmSpace::try_cursor_mut(const DisabledPreemptGuard& guard, VaRange range) const {
   auto c = make_cursor(guard, range, detail::LockWait::Try);
   if (!c) return err(c.error());
-  return CursorMut(std::move(c->inner_), *this);
+  return CursorMut(std::move(*c), *this);
 }
 
 Result<void> VmSpace::activate() {
@@ -142,7 +88,7 @@ Result<void> VmSpace::activate() {
   {
     // Atomic mode from leaving the old space's CPU set until the TLB flush: a dispatcher that
     // no longer targets this CPU hands frames to RCU, and this read section keeps them alive
-    // until the stale entries are gone (OSTD relies on the same window, §3.8).
+    // until the stale entries are gone (OSTD's `VmSpace::activate` relies on the same window).
     auto guard = disable_preempt();
     cpus_.add(*cpu, std::memory_order_acquire);
     previous = std::exchange(pc.active, shared_from_this());
@@ -213,13 +159,23 @@ std::optional<std::pair<IoMem, std::size_t>> VmSpace::find_iomem_by_paddr(Paddr 
 
 // ---- cursors ----
 
-Result<std::pair<VaRange, std::optional<VmQueriedItem>>> VmSpace::Cursor::query() { return query_impl(inner_); }
-Result<std::optional<Vaddr>> VmSpace::Cursor::find_next(std::size_t len) { return find_next_impl(inner_, len); }
-Result<void> VmSpace::Cursor::jump(Vaddr va) { return jump_impl(inner_, va); }
+Result<std::pair<VaRange, std::optional<VmQueriedItem>>> VmSpace::Cursor::query() {
+  auto q = inner_.query();
+  if (!q) return err(fold(q.error()));
+  return std::pair<VaRange, std::optional<VmQueriedItem>>(q->range, to_queried(q->item));
+}
 
-Result<std::pair<VaRange, std::optional<VmQueriedItem>>> VmSpace::CursorMut::query() { return query_impl(inner_); }
-Result<std::optional<Vaddr>> VmSpace::CursorMut::find_next(std::size_t len) { return find_next_impl(inner_, len); }
-Result<void> VmSpace::CursorMut::jump(Vaddr va) { return jump_impl(inner_, va); }
+Result<std::optional<Vaddr>> VmSpace::Cursor::find_next(std::size_t len) {
+  auto r = inner_.find_next(len);
+  if (!r) return err(fold(r.error()));
+  return *r;
+}
+
+Result<void> VmSpace::Cursor::jump(Vaddr va) {
+  auto r = inner_.jump(va);
+  if (!r) return err(fold(r.error()));
+  return {};
+}
 
 Result<void> VmSpace::CursorMut::map_item(UserItem&& item) {
   auto r = inner_.map(std::move(item));

@@ -1,9 +1,11 @@
-// The abstract model of a page table: the "high-level state machine" of the verified specs
-// (reference/verified-specs.md §A.5, §B.4, §D.2), as executable code.
+// The abstract model of a page table: the high-level state machine of the formal page-table
+// specifications (vostd's abstract page-table view and its map/unmap/protect specs;
+// verified-nrkernel's `hlspec`), as executable code.
 //
 // The state is a set of mappings — virtual range → physical range, page size, property —
 // pairwise VA-disjoint. Operations are defined on that set exactly as the specifications define
-// them (with the intended semantics where the specs are known to be weak, §D.4):
+// them (with the intended semantics where the specs are known to be weak, e.g. vostd's map_spec
+// replacing whatever lies in a huge page's range):
 //   map       adds a mapping; an error if its range overlaps any mapping (a page-table node that
 //             maps nothing is not a mapping).
 //   unmap     splits every huge mapping that straddles the window's ends, one level at a time,
