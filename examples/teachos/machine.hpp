@@ -135,12 +135,12 @@ class Hart {
   // whenever the CPU's TLB sees any invalidation (a shootdown by another hart included) and at
   // the start of every read section; see machine.cpp for why that keeps it correct.
   static constexpr std::size_t kDataCacheEntries = 64;
-  struct PageEntry {
-    std::uint64_t page = kNoPage;  // user virtual page address, kNoPage when empty
-    std::byte* host = nullptr;     // host pointer to the start of the physical page
-    bool writable = false;         // translated for Write (W and DIRTY set in the PTE)
+  static constexpr std::uint64_t kNoPage = ~std::uint64_t{0};  // never a page address
+  struct PageEntry {  // emptied by drop_cache(), which the constructor calls
+    std::uint64_t page;  // user virtual page address, kNoPage when empty
+    std::byte* host;     // host pointer to the start of the physical page
+    bool writable;       // translated for Write (W and DIRTY set in the PTE)
   };
-  static constexpr std::uint64_t kNoPage = 1;  // never a page address (not page-aligned)
 
   struct Exec;  // the interpreter loop (machine.cpp)
   friend struct Exec;
@@ -152,7 +152,7 @@ class Hart {
   const std::atomic<std::uint64_t>* tlb_flushes_ = nullptr;  // the bound CPU's invalidation count
   std::uint64_t cache_seq_ = 0;  // *tlb_flushes_ when the cache was last known valid
   PageEntry code_;
-  std::array<PageEntry, kDataCacheEntries> data_{};
+  std::array<PageEntry, kDataCacheEntries> data_;
 };
 
 }  // namespace teachos

@@ -1,0 +1,645 @@
+// The RV64IMA interpreter: fetch, decode, execute, one instruction at a time.
+//
+// Read Hart::run() first (the read sections and the budget), then Exec::step() (one
+// instruction), then the memory helpers (how a virtual address becomes a host pointer).
+#include "machine.hpp"
+
+#include <vmspace/boot.hpp>
+#include <vmspace/mmu.hpp>
+#include <vmspace/rcu.hpp>
+
+#include <algorithm>
+#include <limits>
+#include <type_traits>
+#include <utility>
+
+namespace teachos {
+
+namespace {
+
+using vmspace::PageFaultAccess;
+
+constexpr std::uint64_t kPageMask = vmspace::kPageSize - 1;
+
+// ---- instruction fields (the RISC-V base formats R, I, S, B, U, J) ----
+
+constexpr unsigned rd_of(std::uint32_t i) noexcept { return (i >> 7) & 31; }
+constexpr unsigned funct3_of(std::uint32_t i) noexcept { return (i >> 12) & 7; }
+constexpr unsigned rs1_of(std::uint32_t i) noexcept { return (i >> 15) & 31; }
+constexpr unsigned rs2_of(std::uint32_t i) noexcept { return (i >> 20) & 31; }
+constexpr unsigned funct7_of(std::uint32_t i) noexcept { return i >> 25; }
+
+// Immediates are sign-extended from their top bit, which is always instruction bit 31: shift
+// the word as a signed value so the sign comes along for free.
+constexpr std::uint64_t imm_i(std::uint32_t i) noexcept {
+  return static_cast<std::uint64_t>(static_cast<std::int64_t>(static_cast<std::int32_t>(i) >> 20));
+}
+constexpr std::uint64_t imm_s(std::uint32_t i) noexcept {
+  return static_cast<std::uint64_t>(static_cast<std::int64_t>(
+      (static_cast<std::int32_t>(i & 0xfe000000u) >> 20) | static_cast<std::int32_t>((i >> 7) & 0x1f)));
+}
+constexpr std::uint64_t imm_b(std::uint32_t i) noexcept {
+  return static_cast<std::uint64_t>(static_cast<std::int64_t>(
+      (static_cast<std::int32_t>(i & 0x80000000u) >> 19) |
+      static_cast<std::int32_t>(((i & 0x80) << 4) | ((i >> 20) & 0x7e0) | ((i >> 7) & 0x1e))));
+}
+constexpr std::uint64_t imm_u(std::uint32_t i) noexcept {
+  return static_cast<std::uint64_t>(static_cast<std::int64_t>(static_cast<std::int32_t>(i & 0xfffff000u)));
+}
+constexpr std::uint64_t imm_j(std::uint32_t i) noexcept {
+  return static_cast<std::uint64_t>(static_cast<std::int64_t>(
+      (static_cast<std::int32_t>(i & 0x80000000u) >> 11) |
+      static_cast<std::int32_t>((i & 0xff000) | ((i >> 9) & 0x800) | ((i >> 20) & 0x7fe))));
+}
+
+// The *W instructions compute on 32 bits and sign-extend the result to 64.
+constexpr std::uint64_t sext32(std::uint64_t v) noexcept {
+  return static_cast<std::uint64_t>(static_cast<std::int64_t>(static_cast<std::int32_t>(v)));
+}
+constexpr std::int64_t as_signed(std::uint64_t v) noexcept { return static_cast<std::int64_t>(v); }
+
+// ---- the M extension's corner cases: RISC-V never traps on division ----
+// x / 0 = all ones and x % 0 = x (so that x == (x / y) * y + x % y still holds); the one
+// signed overflow, INT_MIN / -1, gives INT_MIN with remainder 0.
+
+template <class S, class U>
+U div_signed(U a, U b) noexcept {
+  const auto sa = static_cast<S>(a);
+  const auto sb = static_cast<S>(b);
+  if (sb == 0) return static_cast<U>(-1);
+  if (sa == std::numeric_limits<S>::min() && sb == -1) return a;
+  return static_cast<U>(sa / sb);
+}
+template <class S, class U>
+U rem_signed(U a, U b) noexcept {
+  const auto sa = static_cast<S>(a);
+  const auto sb = static_cast<S>(b);
+  if (sb == 0) return a;
+  if (sa == std::numeric_limits<S>::min() && sb == -1) return 0;
+  return static_cast<U>(sa % sb);
+}
+template <class U>
+U div_unsigned(U a, U b) noexcept { return b == 0 ? static_cast<U>(-1) : static_cast<U>(a / b); }
+template <class U>
+U rem_unsigned(U a, U b) noexcept { return b == 0 ? a : static_cast<U>(a % b); }
+
+// The upper 64 bits of the 128-bit product, for the three signedness combinations. gcc and
+// clang's 128-bit integers are an extension (__extension__ keeps -Wpedantic quiet).
+__extension__ typedef __int128 I128;
+__extension__ typedef unsigned __int128 U128;
+
+std::uint64_t mulh(std::uint64_t a, std::uint64_t b) noexcept {
+  const I128 p = static_cast<I128>(as_signed(a)) * static_cast<I128>(as_signed(b));
+  return static_cast<std::uint64_t>(static_cast<U128>(p) >> 64);
+}
+std::uint64_t mulhsu(std::uint64_t a, std::uint64_t b) noexcept {
+  // |a| <= 2^63 and b < 2^64, so the product fits a signed 128-bit value.
+  const I128 p = static_cast<I128>(as_signed(a)) * static_cast<I128>(b);
+  return static_cast<std::uint64_t>(static_cast<U128>(p) >> 64);
+}
+std::uint64_t mulhu(std::uint64_t a, std::uint64_t b) noexcept {
+  const U128 p = static_cast<U128>(a) * b;
+  return static_cast<std::uint64_t>(p >> 64);
+}
+
+// ---- the A extension on host memory ----
+//
+// Why host atomics on the host pointer, and not the library's user-memory atomics
+// (VmReader/VmWriter's atomic_load / atomic_compare_exchange, io.hpp)? Those are u32-only and
+// each call builds an endpoint, enters its own read section and translates again: correct,
+// but several times the cost of the instruction it would emulate, and they lack the 64-bit
+// and read-modify-write forms. The hart already holds a read section and a translation made by
+// mmu_translate for Write (so the PTE is writable and DIRTY), which keeps the frame alive;
+// a __atomic builtin on that pointer is then exactly an AMO on the emulated physical memory,
+// atomic against every other hart, because all harts share the one host mapping of physical
+// memory. Every AMO is sequentially consistent, which satisfies any aq/rl combination.
+
+enum AmoOp : unsigned {  // funct5
+  kAmoAdd = 0x00, kAmoSwap = 0x01, kLr = 0x02, kSc = 0x03, kAmoXor = 0x04, kAmoOr = 0x08,
+  kAmoAnd = 0x0c, kAmoMin = 0x10, kAmoMax = 0x14, kAmoMinu = 0x18, kAmoMaxu = 0x1c,
+};
+
+constexpr bool is_amo(unsigned op) noexcept {
+  switch (op) {
+    case kAmoAdd: case kAmoSwap: case kAmoXor: case kAmoOr: case kAmoAnd:
+    case kAmoMin: case kAmoMax: case kAmoMinu: case kAmoMaxu: return true;
+    default: return false;
+  }
+}
+
+// Performs AMO `op` (is_amo(op)) on *p with operand v; returns the old value.
+template <class U>
+U amo(U* p, unsigned op, U v) noexcept {
+  using S = std::make_signed_t<U>;
+  switch (op) {
+    case kAmoAdd: return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST);
+    case kAmoSwap: return __atomic_exchange_n(p, v, __ATOMIC_SEQ_CST);
+    case kAmoXor: return __atomic_fetch_xor(p, v, __ATOMIC_SEQ_CST);
+    case kAmoOr: return __atomic_fetch_or(p, v, __ATOMIC_SEQ_CST);
+    case kAmoAnd: return __atomic_fetch_and(p, v, __ATOMIC_SEQ_CST);
+    case kAmoMin: case kAmoMax: case kAmoMinu: case kAmoMaxu: {
+      // No host instruction for these: a compare-and-swap loop is still one atomic step.
+      U old = __atomic_load_n(p, __ATOMIC_RELAXED);
+      for (;;) {
+        U next;
+        switch (op) {
+          case kAmoMin: next = static_cast<S>(v) < static_cast<S>(old) ? v : old; break;
+          case kAmoMax: next = static_cast<S>(v) > static_cast<S>(old) ? v : old; break;
+          case kAmoMinu: next = v < old ? v : old; break;
+          default: next = v > old ? v : old; break;
+        }
+        if (__atomic_compare_exchange_n(p, &old, next, false, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED)) {
+          return old;
+        }
+      }
+    }
+    default: return 0;  // not reached: the caller checked is_amo(op)
+  }
+}
+
+// CSR numbers of the user counters (the Zicntr read-only shadows).
+constexpr std::uint32_t kCsrCycle = 0xc00;
+constexpr std::uint32_t kCsrTime = 0xc01;
+constexpr std::uint32_t kCsrInstret = 0xc02;
+
+// Counter shared by every unbound Hart::run(): nothing ever flushes it, and mmu_translate
+// refuses every access anyway (no CPU), so the hart traps with an access fault at once.
+const std::atomic<std::uint64_t> g_no_cpu_flushes{0};
+
+}  // namespace
+
+const char* trap_cause_name(TrapCause cause) noexcept {
+  switch (cause) {
+    case TrapCause::None: return "preempted";
+    case TrapCause::Ecall: return "ecall";
+    case TrapCause::Breakpoint: return "breakpoint";
+    case TrapCause::IllegalInstruction: return "illegal instruction";
+    case TrapCause::InstructionMisaligned: return "misaligned instruction address";
+    case TrapCause::LoadMisaligned: return "misaligned load";
+    case TrapCause::StoreMisaligned: return "misaligned store";
+    case TrapCause::InstructionPageFault: return "instruction page fault";
+    case TrapCause::LoadPageFault: return "load page fault";
+    case TrapCause::StorePageFault: return "store page fault";
+    case TrapCause::InstructionAccessFault: return "instruction access fault";
+    case TrapCause::LoadAccessFault: return "load access fault";
+    case TrapCause::StoreAccessFault: return "store access fault";
+  }
+  return "unknown trap";
+}
+
+Hart::Hart(Clock time) : time_(std::move(time)) { drop_cache(); }
+
+void Hart::drop_cache() noexcept {
+  code_ = PageEntry{kNoPage, nullptr, false};
+  data_.fill(PageEntry{kNoPage, nullptr, false});
+}
+
+// One read section's worth of execution. Everything here runs with `guard` held.
+struct Hart::Exec {
+  Hart& hart;
+  HartState& st;
+  const vmspace::DisabledPreemptGuard& guard;
+  const std::atomic<std::uint64_t>& tlb_flushes;
+  std::uint64_t retired = 0;  // in this section
+  Trap trap{};
+
+  // ---- memory: virtual address -> host pointer, through the hart's cache and the MMU ----
+  //
+  // Why the cache is safe. A cached host pointer is a translation the CPU's TLB made, kept
+  // outside it; it must go stale exactly when the TLB entry would:
+  //  * another hart (or the kernel) changing the mapping must dispatch a TLB flush to this CPU
+  //    (this CPU is in the space's CPU set while the space is active here). The flush bumps
+  //    the CPU's invalidation counter before it removes any TLB entry, and step() compares the
+  //    counter with the value seen when the cache was filled before EVERY instruction; on a
+  //    difference the whole cache goes. So after a shootdown returns, the next instruction
+  //    here translates again, the same promptness as the TLB itself. An instruction that read
+  //    the counter just before the bump is "in flight", as on hardware.
+  //  * the frame behind a stale pointer stays alive until a grace period after the flush, and
+  //    a grace period cannot end while this read section lasts. The cache is dropped whenever
+  //    a read section begins, so no pointer is ever used outside the section that made it.
+
+  // Drops the cache if the CPU's TLB was invalidated since it was filled.
+  void revalidate() noexcept {
+    const std::uint64_t seq = tlb_flushes.load(std::memory_order_acquire);
+    if (seq != hart.cache_seq_) [[unlikely]] {
+      hart.drop_cache();
+      hart.cache_seq_ = seq;
+      ++hart.counters_.cache_drops;
+    }
+  }
+
+  bool fail(TrapCause cause, std::uint64_t tval) noexcept {
+    trap = Trap{cause, tval};
+    return false;
+  }
+
+  // Translates the page of `va` for `access`; on failure records the trap.
+  std::byte* translate(std::uint64_t va, PageFaultAccess access) noexcept {
+    ++hart.counters_.translations;
+    auto pa = vmspace::mmu_translate(guard, va & ~kPageMask, access);
+    if (pa) return vmspace::paddr_to_vaddr(*pa);
+    const bool refused = pa.error() == vmspace::Error::AccessDenied;
+    switch (access) {
+      case PageFaultAccess::Execute:
+        fail(refused ? TrapCause::InstructionAccessFault : TrapCause::InstructionPageFault, va);
+        break;
+      case PageFaultAccess::Read:
+        fail(refused ? TrapCause::LoadAccessFault : TrapCause::LoadPageFault, va);
+        break;
+      case PageFaultAccess::Write:
+        fail(refused ? TrapCause::StoreAccessFault : TrapCause::StorePageFault, va);
+        break;
+    }
+    return nullptr;
+  }
+
+  // Host pointer to the byte at `va` for a read (Write: for a write), or nullptr with the trap
+  // recorded. The caller has checked alignment, so the access stays within the page.
+  std::byte* data_ptr(std::uint64_t va, PageFaultAccess access) noexcept {
+    const std::uint64_t page = va & ~kPageMask;
+    PageEntry& e = hart.data_[(va >> vmspace::kPageShift) % kDataCacheEntries];
+    const bool write = access == PageFaultAccess::Write;
+    if (e.page != page || (write && !e.writable)) [[unlikely]] {
+      std::byte* host = translate(va, access);
+      if (host == nullptr) return nullptr;
+      e = PageEntry{page, host, write};
+    }
+    return e.host + (va & kPageMask);
+  }
+
+  // Loads: plain accesses on the host, but atomic (relaxed) ones, so that racing harts are a
+  // defined data race with RISC-V's per-location coherence instead of C++ undefined behaviour.
+  template <class T>
+  bool load(std::uint64_t va, T& out) noexcept {
+    if ((va & (sizeof(T) - 1)) != 0) return fail(TrapCause::LoadMisaligned, va);
+    std::byte* p = data_ptr(va, PageFaultAccess::Read);
+    if (p == nullptr) return false;
+    out = __atomic_load_n(reinterpret_cast<T*>(p), __ATOMIC_RELAXED);
+    return true;
+  }
+
+  template <class T>
+  bool store(std::uint64_t va, T value) noexcept {
+    if ((va & (sizeof(T) - 1)) != 0) return fail(TrapCause::StoreMisaligned, va);
+    std::byte* p = data_ptr(va, PageFaultAccess::Write);
+    if (p == nullptr) return false;
+    __atomic_store_n(reinterpret_cast<T*>(p), value, __ATOMIC_RELAXED);
+    return true;
+  }
+
+  // Fetches the instruction at `pc` (4-byte aligned) or records the trap.
+  bool fetch(std::uint64_t pc, std::uint32_t& insn) noexcept {
+    if ((pc & ~kPageMask) != hart.code_.page) [[unlikely]] {
+      if ((pc & 3) != 0) return fail(TrapCause::InstructionMisaligned, pc);
+      std::byte* host = translate(pc, PageFaultAccess::Execute);
+      if (host == nullptr) return false;
+      hart.code_ = PageEntry{pc & ~kPageMask, host, false};
+    }
+    // Atomic so that code another hart is writing (a JIT, a loader) is a defined race.
+    insn = __atomic_load_n(reinterpret_cast<const std::uint32_t*>(hart.code_.host + (pc & kPageMask)),
+                           __ATOMIC_RELAXED);
+    return true;
+  }
+
+  // A jump or taken branch to `target`: no C extension, so the target must be 4-byte aligned.
+  // The trap is raised by the jump itself (pc stays on it, rd is not written).
+  bool jump_ok(std::uint64_t target) noexcept {
+    if ((target & 3) != 0) return fail(TrapCause::InstructionMisaligned, target);
+    return true;
+  }
+
+  bool illegal(std::uint32_t insn) noexcept { return fail(TrapCause::IllegalInstruction, insn); }
+
+  // ---- the A extension ----
+  template <class U>
+  bool atomic_op(std::uint32_t insn, std::uint64_t& result) noexcept {
+    std::uint64_t* x = st.x.data();
+    const unsigned op = funct7_of(insn) >> 2;
+    const std::uint64_t va = x[rs1_of(insn)];
+    if (op != kLr && op != kSc && !is_amo(op)) return illegal(insn);
+    if (op == kLr && rs2_of(insn) != 0) return illegal(insn);
+    if ((va & (sizeof(U) - 1)) != 0) return fail(TrapCause::StoreMisaligned, va);
+    const auto widen = [](U v) -> std::uint64_t {
+      return sizeof(U) == 4 ? sext32(v) : static_cast<std::uint64_t>(v);
+    };
+    if (op == kLr) {
+      std::byte* p = data_ptr(va, PageFaultAccess::Read);
+      if (p == nullptr) return false;
+      const U v = __atomic_load_n(reinterpret_cast<U*>(p), __ATOMIC_SEQ_CST);
+      st.reservation_valid = true;
+      st.reservation_bytes = sizeof(U);
+      st.reservation_addr = va;
+      st.reservation_value = v;
+      result = widen(v);
+      return true;
+    }
+    if (op == kSc) {
+      // SC is a compare-and-swap against the value LR loaded. That detects every change of the
+      // word between LR and SC except an ABA one: if other harts store B and then A again, the
+      // CAS succeeds where the ISA requires failure ("no store from another hart to the
+      // reservation set can be observed to have occurred between the LR and the SC"). Nothing
+      // can tell the difference when no other memory access lies between LR and SC — the
+      // constrained LR/SC loops that compilers and libraries emit — because the execution is
+      // then equivalent to one in which the LR read the second A. A program that reads other
+      // memory in between (say, a lock-free stack popping through the loaded pointer) can see
+      // the difference: for it this hart is not a faithful RISC-V implementation.
+      const bool matches = st.reservation_valid && st.reservation_addr == va &&
+                           st.reservation_bytes == sizeof(U);
+      st.reservation_valid = false;  // SC always ends the reservation, success or not
+      if (!matches) {
+        result = 1;
+        return true;
+      }
+      std::byte* p = data_ptr(va, PageFaultAccess::Write);
+      if (p == nullptr) return false;
+      U expected = static_cast<U>(st.reservation_value);
+      const bool ok = __atomic_compare_exchange_n(reinterpret_cast<U*>(p), &expected,
+                                                  static_cast<U>(x[rs2_of(insn)]), false,
+                                                  __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+      result = ok ? 0 : 1;
+      return true;
+    }
+    std::byte* p = data_ptr(va, PageFaultAccess::Write);  // AMOs need W: they store
+    if (p == nullptr) return false;
+    result = widen(amo<U>(reinterpret_cast<U*>(p), op, static_cast<U>(x[rs2_of(insn)])));
+    return true;
+  }
+
+  // Executes the instruction at st.pc. Returns false (with `trap` set) if it trapped, in which
+  // case nothing was changed.
+  bool step() noexcept {
+    std::uint64_t* x = st.x.data();
+    const std::uint64_t pc = st.pc;
+    std::uint32_t insn;
+    if (!fetch(pc, insn)) return false;
+    const unsigned rd = rd_of(insn);
+    const std::uint64_t a = x[rs1_of(insn)];
+    const std::uint64_t b = x[rs2_of(insn)];
+    std::uint64_t next_pc = pc + 4;
+    std::uint64_t r = 0;  // the value for rd
+    switch (insn & 0x7f) {
+      case 0x37: r = imm_u(insn); break;       // LUI
+      case 0x17: r = pc + imm_u(insn); break;  // AUIPC
+      case 0x6f: {                             // JAL
+        const std::uint64_t target = pc + imm_j(insn);
+        if (!jump_ok(target)) return false;
+        r = pc + 4;
+        next_pc = target;
+        break;
+      }
+      case 0x67: {  // JALR: the target's bit 0 is cleared (the ISA's rule), then checked
+        if (funct3_of(insn) != 0) return illegal(insn);
+        const std::uint64_t target = (a + imm_i(insn)) & ~std::uint64_t{1};
+        if (!jump_ok(target)) return false;
+        r = pc + 4;
+        next_pc = target;
+        break;
+      }
+      case 0x63: {  // branches
+        bool taken;
+        switch (funct3_of(insn)) {
+          case 0: taken = a == b; break;
+          case 1: taken = a != b; break;
+          case 4: taken = as_signed(a) < as_signed(b); break;
+          case 5: taken = as_signed(a) >= as_signed(b); break;
+          case 6: taken = a < b; break;
+          case 7: taken = a >= b; break;
+          default: return illegal(insn);
+        }
+        if (taken) {
+          const std::uint64_t target = pc + imm_b(insn);
+          if (!jump_ok(target)) return false;
+          next_pc = target;
+        }
+        st.pc = next_pc;
+        return true;  // no rd
+      }
+      case 0x03: {  // loads
+        const std::uint64_t va = a + imm_i(insn);
+        switch (funct3_of(insn)) {
+          case 0: { std::uint8_t v; if (!load(va, v)) return false; r = static_cast<std::uint64_t>(static_cast<std::int8_t>(v)); break; }
+          case 1: { std::uint16_t v; if (!load(va, v)) return false; r = static_cast<std::uint64_t>(static_cast<std::int16_t>(v)); break; }
+          case 2: { std::uint32_t v; if (!load(va, v)) return false; r = sext32(v); break; }
+          case 3: { std::uint64_t v; if (!load(va, v)) return false; r = v; break; }
+          case 4: { std::uint8_t v; if (!load(va, v)) return false; r = v; break; }
+          case 5: { std::uint16_t v; if (!load(va, v)) return false; r = v; break; }
+          case 6: { std::uint32_t v; if (!load(va, v)) return false; r = v; break; }
+          default: return illegal(insn);
+        }
+        break;
+      }
+      case 0x23: {  // stores
+        const std::uint64_t va = a + imm_s(insn);
+        bool ok;
+        switch (funct3_of(insn)) {
+          case 0: ok = store(va, static_cast<std::uint8_t>(b)); break;
+          case 1: ok = store(va, static_cast<std::uint16_t>(b)); break;
+          case 2: ok = store(va, static_cast<std::uint32_t>(b)); break;
+          case 3: ok = store(va, b); break;
+          default: return illegal(insn);
+        }
+        if (!ok) return false;
+        st.pc = next_pc;
+        return true;  // no rd
+      }
+      case 0x13: {  // OP-IMM
+        const std::uint64_t imm = imm_i(insn);
+        const unsigned shamt = (insn >> 20) & 63;
+        switch (funct3_of(insn)) {
+          case 0: r = a + imm; break;
+          case 2: r = as_signed(a) < as_signed(imm) ? 1 : 0; break;
+          case 3: r = a < imm ? 1 : 0; break;
+          case 4: r = a ^ imm; break;
+          case 6: r = a | imm; break;
+          case 7: r = a & imm; break;
+          case 1:
+            if ((insn >> 26) != 0) return illegal(insn);
+            r = a << shamt;
+            break;
+          case 5:
+            if ((insn >> 26) == 0) {
+              r = a >> shamt;
+            } else if ((insn >> 26) == 0x10) {
+              r = static_cast<std::uint64_t>(as_signed(a) >> shamt);
+            } else {
+              return illegal(insn);
+            }
+            break;
+        }
+        break;
+      }
+      case 0x1b: {  // OP-IMM-32
+        const unsigned shamt = (insn >> 20) & 31;
+        const auto a32 = static_cast<std::uint32_t>(a);
+        switch (funct3_of(insn)) {
+          case 0: r = sext32(a + imm_i(insn)); break;
+          case 1:
+            if (funct7_of(insn) != 0) return illegal(insn);
+            r = sext32(a32 << shamt);
+            break;
+          case 5:
+            if (funct7_of(insn) == 0) {
+              r = sext32(a32 >> shamt);
+            } else if (funct7_of(insn) == 0x20) {
+              r = sext32(static_cast<std::uint32_t>(static_cast<std::int32_t>(a32) >> shamt));
+            } else {
+              return illegal(insn);
+            }
+            break;
+          default: return illegal(insn);
+        }
+        break;
+      }
+      case 0x33: {  // OP
+        const unsigned f3 = funct3_of(insn);
+        switch (funct7_of(insn)) {
+          case 0x00:
+            switch (f3) {
+              case 0: r = a + b; break;
+              case 1: r = a << (b & 63); break;
+              case 2: r = as_signed(a) < as_signed(b) ? 1 : 0; break;
+              case 3: r = a < b ? 1 : 0; break;
+              case 4: r = a ^ b; break;
+              case 5: r = a >> (b & 63); break;
+              case 6: r = a | b; break;
+              case 7: r = a & b; break;
+            }
+            break;
+          case 0x20:
+            if (f3 == 0) {
+              r = a - b;
+            } else if (f3 == 5) {
+              r = static_cast<std::uint64_t>(as_signed(a) >> (b & 63));
+            } else {
+              return illegal(insn);
+            }
+            break;
+          case 0x01:
+            switch (f3) {
+              case 0: r = a * b; break;
+              case 1: r = mulh(a, b); break;
+              case 2: r = mulhsu(a, b); break;
+              case 3: r = mulhu(a, b); break;
+              case 4: r = div_signed<std::int64_t>(a, b); break;
+              case 5: r = div_unsigned(a, b); break;
+              case 6: r = rem_signed<std::int64_t>(a, b); break;
+              case 7: r = rem_unsigned(a, b); break;
+            }
+            break;
+          default: return illegal(insn);
+        }
+        break;
+      }
+      case 0x3b: {  // OP-32
+        const auto a32 = static_cast<std::uint32_t>(a);
+        const auto b32 = static_cast<std::uint32_t>(b);
+        const unsigned f3 = funct3_of(insn);
+        switch (funct7_of(insn)) {
+          case 0x00:
+            if (f3 == 0) r = sext32(a32 + b32);
+            else if (f3 == 1) r = sext32(a32 << (b32 & 31));
+            else if (f3 == 5) r = sext32(a32 >> (b32 & 31));
+            else return illegal(insn);
+            break;
+          case 0x20:
+            if (f3 == 0) r = sext32(a32 - b32);
+            else if (f3 == 5) r = sext32(static_cast<std::uint32_t>(static_cast<std::int32_t>(a32) >> (b32 & 31)));
+            else return illegal(insn);
+            break;
+          case 0x01:
+            switch (f3) {
+              case 0: r = sext32(a32 * b32); break;
+              case 4: r = sext32(div_signed<std::int32_t>(a32, b32)); break;
+              case 5: r = sext32(div_unsigned(a32, b32)); break;
+              case 6: r = sext32(rem_signed<std::int32_t>(a32, b32)); break;
+              case 7: r = sext32(rem_unsigned(a32, b32)); break;
+              default: return illegal(insn);
+            }
+            break;
+          default: return illegal(insn);
+        }
+        break;
+      }
+      case 0x2f: {  // AMO
+        const unsigned f3 = funct3_of(insn);
+        bool ok;
+        if (f3 == 2) ok = atomic_op<std::uint32_t>(insn, r);
+        else if (f3 == 3) ok = atomic_op<std::uint64_t>(insn, r);
+        else return illegal(insn);
+        if (!ok) return false;
+        break;
+      }
+      case 0x0f:  // MISC-MEM
+        // FENCE orders this hart's accesses as seen by other harts. Host loads and stores are
+        // relaxed atomics, so the host needs a real fence (x86 would otherwise reorder a store
+        // with a later load, which FENCE rw,rw forbids). FENCE.I needs nothing: every fetch
+        // reads memory afresh (there is no decoded-instruction cache to invalidate).
+        if (funct3_of(insn) == 0) {
+          __atomic_thread_fence(__ATOMIC_SEQ_CST);
+        } else if (funct3_of(insn) != 1) {
+          return illegal(insn);
+        }
+        st.pc = next_pc;
+        return true;
+      case 0x73: {  // SYSTEM
+        if (insn == 0x00000073) return fail(TrapCause::Ecall, 0);
+        if (insn == 0x00100073) return fail(TrapCause::Breakpoint, pc);
+        // Only csrrs rd, csr, x0 (a pure read) of the three user counters.
+        if (funct3_of(insn) != 2 || rs1_of(insn) != 0) return illegal(insn);
+        const std::uint64_t instret = hart.counters_.instret + retired;
+        switch (insn >> 20) {
+          case kCsrCycle: r = hart.counters_.cycles + retired; break;
+          case kCsrTime: r = hart.time_ ? hart.time_() : 0; break;
+          case kCsrInstret: r = instret; break;
+          default: return illegal(insn);
+        }
+        break;
+      }
+      default: return illegal(insn);  // compressed (low bits != 11), floating point, ...
+    }
+    if (rd != 0) x[rd] = r;
+    st.pc = next_pc;
+    return true;
+  }
+
+  // Runs up to `n` instructions; stops early at a trap.
+  void run(std::uint64_t n) noexcept {
+    while (retired < n) {
+      revalidate();
+      if (!step()) return;
+      ++retired;
+    }
+  }
+};
+
+Trap Hart::run(HartState& state, std::uint64_t budget) {
+  Trap trap{};
+  std::uint64_t done = 0;
+  state.x[0] = 0;  // whatever the kernel stored there, x0 reads as zero
+  while (done < budget) {
+    // One read section per slice: it keeps every frame we hold a pointer to alive, and ending
+    // it every kInstructionsPerSection instructions lets grace periods advance.
+    auto guard = vmspace::disable_preempt();
+    ++counters_.sections;
+    const std::atomic<std::uint64_t>* flushes = vmspace::mmu_tlb_invalidations(guard);
+    if (flushes == nullptr) flushes = &g_no_cpu_flushes;
+    drop_cache();  // pointers made in an earlier section may point at freed frames
+    tlb_flushes_ = flushes;
+    cache_seq_ = flushes->load(std::memory_order_acquire);
+    Exec exec{*this, state, guard, *flushes};
+    exec.run(std::min(budget - done, kInstructionsPerSection));
+    done += exec.retired;
+    counters_.instret += exec.retired;
+    counters_.cycles += exec.retired;
+    trap = exec.trap;
+    if (trap.cause != TrapCause::None) break;
+  }
+  drop_cache();
+  if (trap.cause != TrapCause::None) {
+    state.clear_reservation();
+    ++counters_.traps;
+  }
+  return trap;
+}
+
+}  // namespace teachos
