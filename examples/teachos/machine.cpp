@@ -200,7 +200,7 @@ struct Hart::Exec {
   HartState& st;
   const vmspace::DisabledPreemptGuard& guard;
   const std::atomic<std::uint64_t>& tlb_flushes;
-  std::uint64_t retired = 0;  // in this section
+  std::uint64_t retired = 0;  // in this section (kept in a local while running, see run())
   Trap trap{};
 
   // ---- memory: virtual address -> host pointer, through the hart's cache and the MMU ----
@@ -365,11 +365,13 @@ struct Hart::Exec {
     return true;
   }
 
-  // Executes the instruction at st.pc. Returns false (with `trap` set) if it trapped, in which
-  // case nothing was changed.
-  bool step() noexcept {
+  // Executes the instruction at `pc_ref` and advances it; `done` instructions have retired in
+  // this section before it. Returns false (with `trap` set) if it trapped, in which case
+  // nothing was changed. Inlined into run(), with pc in a local: a call per instruction, or a
+  // pc that goes through memory, would cost more than most instructions.
+  [[gnu::always_inline]] inline bool step(std::uint64_t& pc_ref, std::uint64_t done) noexcept {
     std::uint64_t* x = st.x.data();
-    const std::uint64_t pc = st.pc;
+    const std::uint64_t pc = pc_ref;
     std::uint32_t insn;
     if (!fetch(pc, insn)) return false;
     const unsigned rd = rd_of(insn);
@@ -411,7 +413,7 @@ struct Hart::Exec {
           if (!jump_ok(target)) return false;
           next_pc = target;
         }
-        st.pc = next_pc;
+        pc_ref = next_pc;
         return true;  // no rd
       }
       case 0x03: {  // loads
@@ -439,7 +441,7 @@ struct Hart::Exec {
           default: return illegal(insn);
         }
         if (!ok) return false;
-        st.pc = next_pc;
+        pc_ref = next_pc;
         return true;  // no rd
       }
       case 0x13: {  // OP-IMM
@@ -579,16 +581,16 @@ struct Hart::Exec {
         } else if (funct3_of(insn) != 1) {
           return illegal(insn);
         }
-        st.pc = next_pc;
+        pc_ref = next_pc;
         return true;
       case 0x73: {  // SYSTEM
         if (insn == 0x00000073) return fail(TrapCause::Ecall, 0);
         if (insn == 0x00100073) return fail(TrapCause::Breakpoint, pc);
         // Only csrrs rd, csr, x0 (a pure read) of the three user counters.
         if (funct3_of(insn) != 2 || rs1_of(insn) != 0) return illegal(insn);
-        const std::uint64_t instret = hart.counters_.instret + retired;
+        const std::uint64_t instret = hart.counters_.instret + done;
         switch (insn >> 20) {
-          case kCsrCycle: r = hart.counters_.cycles + retired; break;
+          case kCsrCycle: r = hart.counters_.cycles + done; break;
           case kCsrTime: r = hart.time_ ? hart.time_() : 0; break;
           case kCsrInstret: r = instret; break;
           default: return illegal(insn);
@@ -598,17 +600,21 @@ struct Hart::Exec {
       default: return illegal(insn);  // compressed (low bits != 11), floating point, ...
     }
     if (rd != 0) x[rd] = r;
-    st.pc = next_pc;
+    pc_ref = next_pc;
     return true;
   }
 
   // Runs up to `n` instructions; stops early at a trap.
   void run(std::uint64_t n) noexcept {
-    while (retired < n) {
+    std::uint64_t pc = st.pc;
+    std::uint64_t done = 0;
+    while (done < n) {
       revalidate();
-      if (!step()) return;
-      ++retired;
+      if (!step(pc, done)) break;
+      ++done;
     }
+    st.pc = pc;
+    retired = done;
   }
 };
 
