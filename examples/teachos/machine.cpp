@@ -1,4 +1,4 @@
-// The RV64IMA interpreter: fetch, decode, execute, one instruction at a time.
+// The RV64IMA interpreter: fetch, decode (decode.hpp), execute, one instruction at a time.
 //
 // Read Hart::run() first (the read sections and the budget), then Exec::step() (one
 // instruction), then the memory helpers (how a virtual address becomes a host pointer).
@@ -9,6 +9,7 @@
 #include <vmspace/rcu.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <limits>
 #include <type_traits>
 #include <utility>
@@ -20,37 +21,6 @@ namespace {
 using vmspace::PageFaultAccess;
 
 constexpr std::uint64_t kPageMask = vmspace::kPageSize - 1;
-
-// ---- instruction fields (the RISC-V base formats R, I, S, B, U, J) ----
-
-constexpr unsigned rd_of(std::uint32_t i) noexcept { return (i >> 7) & 31; }
-constexpr unsigned funct3_of(std::uint32_t i) noexcept { return (i >> 12) & 7; }
-constexpr unsigned rs1_of(std::uint32_t i) noexcept { return (i >> 15) & 31; }
-constexpr unsigned rs2_of(std::uint32_t i) noexcept { return (i >> 20) & 31; }
-constexpr unsigned funct7_of(std::uint32_t i) noexcept { return i >> 25; }
-
-// Immediates are sign-extended from their top bit, which is always instruction bit 31: shift
-// the word as a signed value so the sign comes along for free.
-constexpr std::uint64_t imm_i(std::uint32_t i) noexcept {
-  return static_cast<std::uint64_t>(static_cast<std::int64_t>(static_cast<std::int32_t>(i) >> 20));
-}
-constexpr std::uint64_t imm_s(std::uint32_t i) noexcept {
-  return static_cast<std::uint64_t>(static_cast<std::int64_t>(
-      (static_cast<std::int32_t>(i & 0xfe000000u) >> 20) | static_cast<std::int32_t>((i >> 7) & 0x1f)));
-}
-constexpr std::uint64_t imm_b(std::uint32_t i) noexcept {
-  return static_cast<std::uint64_t>(static_cast<std::int64_t>(
-      (static_cast<std::int32_t>(i & 0x80000000u) >> 19) |
-      static_cast<std::int32_t>(((i & 0x80) << 4) | ((i >> 20) & 0x7e0) | ((i >> 7) & 0x1e))));
-}
-constexpr std::uint64_t imm_u(std::uint32_t i) noexcept {
-  return static_cast<std::uint64_t>(static_cast<std::int64_t>(static_cast<std::int32_t>(i & 0xfffff000u)));
-}
-constexpr std::uint64_t imm_j(std::uint32_t i) noexcept {
-  return static_cast<std::uint64_t>(static_cast<std::int64_t>(
-      (static_cast<std::int32_t>(i & 0x80000000u) >> 11) |
-      static_cast<std::int32_t>((i & 0xff000) | ((i >> 9) & 0x800) | ((i >> 20) & 0x7fe))));
-}
 
 // The *W instructions compute on 32 bits and sign-extend the result to 64.
 constexpr std::uint64_t sext32(std::uint64_t v) noexcept {
@@ -156,11 +126,6 @@ U amo(U* p, unsigned op, U v) noexcept {
     default: return 0;  // not reached: the caller checked is_amo(op)
   }
 }
-
-// CSR numbers of the user counters (the Zicntr read-only shadows).
-constexpr std::uint32_t kCsrCycle = 0xc00;
-constexpr std::uint32_t kCsrTime = 0xc01;
-constexpr std::uint32_t kCsrInstret = 0xc02;
 
 // Counter shared by every unbound Hart::run(): nothing ever flushes it, and mmu_translate
 // refuses every access anyway (no CPU), so the hart traps with an access fault at once.
@@ -287,18 +252,26 @@ struct Hart::Exec {
     return true;
   }
 
-  // Fetches the instruction at `pc` (4-byte aligned) or records the trap.
-  bool fetch(std::uint64_t pc, std::uint32_t& insn) noexcept {
+  // Fetches and decodes the instruction at `pc` (4-byte aligned), or records the trap.
+  const Decoded* fetch(std::uint64_t pc) noexcept {
     if ((pc & ~kPageMask) != hart.code_.page) [[unlikely]] {
-      if ((pc & 3) != 0) return fail(TrapCause::InstructionMisaligned, pc);
+      if ((pc & 3) != 0) {
+        fail(TrapCause::InstructionMisaligned, pc);
+        return nullptr;
+      }
       std::byte* host = translate(pc, PageFaultAccess::Execute);
-      if (host == nullptr) return false;
+      if (host == nullptr) return nullptr;
       hart.code_ = PageEntry{pc & ~kPageMask, host, false};
     }
-    // Atomic so that code another hart is writing (a JIT, a loader) is a defined race.
-    insn = __atomic_load_n(reinterpret_cast<const std::uint32_t*>(hart.code_.host + (pc & kPageMask)),
-                           __ATOMIC_RELAXED);
-    return true;
+    // The word is read from memory every time (atomically, so that code another hart is
+    // writing is a defined race); the decode table only remembers what a word means. It is
+    // indexed by pc, and an entry is used only if it was decoded from this very word, so it
+    // never needs invalidating: self-modifying code and remapped pages just miss.
+    const std::uint32_t insn = __atomic_load_n(
+        reinterpret_cast<const std::uint32_t*>(hart.code_.host + (pc & kPageMask)), __ATOMIC_RELAXED);
+    Decoded& d = hart.decoded_[(pc >> 2) % kDecodeEntries];
+    if (d.raw != insn) [[unlikely]] d = decode(insn);
+    return &d;
   }
 
   // A jump or taken branch to `target`: no C extension, so the target must be 4-byte aligned.
@@ -312,12 +285,12 @@ struct Hart::Exec {
 
   // ---- the A extension ----
   template <class U>
-  bool atomic_op(std::uint32_t insn, std::uint64_t& result) noexcept {
+  bool atomic_op(const Decoded& d, std::uint64_t& result) noexcept {
     std::uint64_t* x = st.x.data();
-    const unsigned op = funct7_of(insn) >> 2;
-    const std::uint64_t va = x[rs1_of(insn)];
-    if (op != kLr && op != kSc && !is_amo(op)) return illegal(insn);
-    if (op == kLr && rs2_of(insn) != 0) return illegal(insn);
+    const unsigned op = d.raw >> 27;  // funct5
+    const std::uint64_t va = x[d.rs1];
+    if (op != kLr && op != kSc && !is_amo(op)) return illegal(d.raw);
+    if (op == kLr && d.rs2 != 0) return illegal(d.raw);
     if ((va & (sizeof(U) - 1)) != 0) return fail(TrapCause::StoreMisaligned, va);
     const auto widen = [](U v) -> std::uint64_t {
       return sizeof(U) == 4 ? sext32(v) : static_cast<std::uint64_t>(v);
@@ -354,14 +327,14 @@ struct Hart::Exec {
       if (p == nullptr) return false;
       U expected = static_cast<U>(st.reservation_value);
       const bool ok = __atomic_compare_exchange_n(reinterpret_cast<U*>(p), &expected,
-                                                  static_cast<U>(x[rs2_of(insn)]), false,
+                                                  static_cast<U>(x[d.rs2]), false,
                                                   __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
       result = ok ? 0 : 1;
       return true;
     }
     std::byte* p = data_ptr(va, PageFaultAccess::Write);  // AMOs need W: they store
     if (p == nullptr) return false;
-    result = widen(amo<U>(reinterpret_cast<U*>(p), op, static_cast<U>(x[rs2_of(insn)])));
+    result = widen(amo<U>(reinterpret_cast<U*>(p), op, static_cast<U>(x[d.rs2])));
     return true;
   }
 
@@ -372,234 +345,123 @@ struct Hart::Exec {
   [[gnu::always_inline]] inline bool step(std::uint64_t& pc_ref, std::uint64_t done) noexcept {
     std::uint64_t* x = st.x.data();
     const std::uint64_t pc = pc_ref;
-    std::uint32_t insn;
-    if (!fetch(pc, insn)) return false;
-    const unsigned rd = rd_of(insn);
-    const std::uint64_t a = x[rs1_of(insn)];
-    const std::uint64_t b = x[rs2_of(insn)];
+    const Decoded* dp = fetch(pc);
+    if (dp == nullptr) return false;
+    const Decoded& d = *dp;
+    const std::uint64_t a = x[d.rs1];
+    const std::uint64_t b = x[d.rs2];
+    const std::uint64_t imm = d.imm;
     std::uint64_t next_pc = pc + 4;
     std::uint64_t r = 0;  // the value for rd
-    switch (insn & 0x7f) {
-      case 0x37: r = imm_u(insn); break;       // LUI
-      case 0x17: r = pc + imm_u(insn); break;  // AUIPC
-      case 0x6f: {                             // JAL
-        const std::uint64_t target = pc + imm_j(insn);
+    // Branches, stores and fences have no rd: they return early.
+    const auto branch = [&](bool taken) {
+      if (taken) {
+        if (!jump_ok(pc + imm)) return false;
+        pc_ref = pc + imm;
+      } else {
+        pc_ref = next_pc;
+      }
+      return true;
+    };
+    const auto stored = [&](bool ok) {
+      if (ok) pc_ref = next_pc;
+      return ok;
+    };
+    switch (d.op) {
+      case Op::Illegal: return illegal(d.raw);
+      case Op::Lui: r = imm; break;
+      case Op::Auipc: r = pc + imm; break;
+      case Op::Jal:
+        if (!jump_ok(pc + imm)) return false;
+        r = pc + 4;
+        next_pc = pc + imm;
+        break;
+      case Op::Jalr: {  // the target's bit 0 is cleared (the ISA's rule), then checked
+        const std::uint64_t target = (a + imm) & ~std::uint64_t{1};
         if (!jump_ok(target)) return false;
         r = pc + 4;
         next_pc = target;
         break;
       }
-      case 0x67: {  // JALR: the target's bit 0 is cleared (the ISA's rule), then checked
-        if (funct3_of(insn) != 0) return illegal(insn);
-        const std::uint64_t target = (a + imm_i(insn)) & ~std::uint64_t{1};
-        if (!jump_ok(target)) return false;
-        r = pc + 4;
-        next_pc = target;
-        break;
-      }
-      case 0x63: {  // branches
-        bool taken;
-        switch (funct3_of(insn)) {
-          case 0: taken = a == b; break;
-          case 1: taken = a != b; break;
-          case 4: taken = as_signed(a) < as_signed(b); break;
-          case 5: taken = as_signed(a) >= as_signed(b); break;
-          case 6: taken = a < b; break;
-          case 7: taken = a >= b; break;
-          default: return illegal(insn);
-        }
-        if (taken) {
-          const std::uint64_t target = pc + imm_b(insn);
-          if (!jump_ok(target)) return false;
-          next_pc = target;
-        }
-        pc_ref = next_pc;
-        return true;  // no rd
-      }
-      case 0x03: {  // loads
-        const std::uint64_t va = a + imm_i(insn);
-        switch (funct3_of(insn)) {
-          case 0: { std::uint8_t v; if (!load(va, v)) return false; r = static_cast<std::uint64_t>(static_cast<std::int8_t>(v)); break; }
-          case 1: { std::uint16_t v; if (!load(va, v)) return false; r = static_cast<std::uint64_t>(static_cast<std::int16_t>(v)); break; }
-          case 2: { std::uint32_t v; if (!load(va, v)) return false; r = sext32(v); break; }
-          case 3: { std::uint64_t v; if (!load(va, v)) return false; r = v; break; }
-          case 4: { std::uint8_t v; if (!load(va, v)) return false; r = v; break; }
-          case 5: { std::uint16_t v; if (!load(va, v)) return false; r = v; break; }
-          case 6: { std::uint32_t v; if (!load(va, v)) return false; r = v; break; }
-          default: return illegal(insn);
-        }
-        break;
-      }
-      case 0x23: {  // stores
-        const std::uint64_t va = a + imm_s(insn);
-        bool ok;
-        switch (funct3_of(insn)) {
-          case 0: ok = store(va, static_cast<std::uint8_t>(b)); break;
-          case 1: ok = store(va, static_cast<std::uint16_t>(b)); break;
-          case 2: ok = store(va, static_cast<std::uint32_t>(b)); break;
-          case 3: ok = store(va, b); break;
-          default: return illegal(insn);
-        }
-        if (!ok) return false;
-        pc_ref = next_pc;
-        return true;  // no rd
-      }
-      case 0x13: {  // OP-IMM
-        const std::uint64_t imm = imm_i(insn);
-        const unsigned shamt = (insn >> 20) & 63;
-        switch (funct3_of(insn)) {
-          case 0: r = a + imm; break;
-          case 2: r = as_signed(a) < as_signed(imm) ? 1 : 0; break;
-          case 3: r = a < imm ? 1 : 0; break;
-          case 4: r = a ^ imm; break;
-          case 6: r = a | imm; break;
-          case 7: r = a & imm; break;
-          case 1:
-            if ((insn >> 26) != 0) return illegal(insn);
-            r = a << shamt;
-            break;
-          case 5:
-            if ((insn >> 26) == 0) {
-              r = a >> shamt;
-            } else if ((insn >> 26) == 0x10) {
-              r = static_cast<std::uint64_t>(as_signed(a) >> shamt);
-            } else {
-              return illegal(insn);
-            }
-            break;
-        }
-        break;
-      }
-      case 0x1b: {  // OP-IMM-32
-        const unsigned shamt = (insn >> 20) & 31;
-        const auto a32 = static_cast<std::uint32_t>(a);
-        switch (funct3_of(insn)) {
-          case 0: r = sext32(a + imm_i(insn)); break;
-          case 1:
-            if (funct7_of(insn) != 0) return illegal(insn);
-            r = sext32(a32 << shamt);
-            break;
-          case 5:
-            if (funct7_of(insn) == 0) {
-              r = sext32(a32 >> shamt);
-            } else if (funct7_of(insn) == 0x20) {
-              r = sext32(static_cast<std::uint32_t>(static_cast<std::int32_t>(a32) >> shamt));
-            } else {
-              return illegal(insn);
-            }
-            break;
-          default: return illegal(insn);
-        }
-        break;
-      }
-      case 0x33: {  // OP
-        const unsigned f3 = funct3_of(insn);
-        switch (funct7_of(insn)) {
-          case 0x00:
-            switch (f3) {
-              case 0: r = a + b; break;
-              case 1: r = a << (b & 63); break;
-              case 2: r = as_signed(a) < as_signed(b) ? 1 : 0; break;
-              case 3: r = a < b ? 1 : 0; break;
-              case 4: r = a ^ b; break;
-              case 5: r = a >> (b & 63); break;
-              case 6: r = a | b; break;
-              case 7: r = a & b; break;
-            }
-            break;
-          case 0x20:
-            if (f3 == 0) {
-              r = a - b;
-            } else if (f3 == 5) {
-              r = static_cast<std::uint64_t>(as_signed(a) >> (b & 63));
-            } else {
-              return illegal(insn);
-            }
-            break;
-          case 0x01:
-            switch (f3) {
-              case 0: r = a * b; break;
-              case 1: r = mulh(a, b); break;
-              case 2: r = mulhsu(a, b); break;
-              case 3: r = mulhu(a, b); break;
-              case 4: r = div_signed<std::int64_t>(a, b); break;
-              case 5: r = div_unsigned(a, b); break;
-              case 6: r = rem_signed<std::int64_t>(a, b); break;
-              case 7: r = rem_unsigned(a, b); break;
-            }
-            break;
-          default: return illegal(insn);
-        }
-        break;
-      }
-      case 0x3b: {  // OP-32
-        const auto a32 = static_cast<std::uint32_t>(a);
-        const auto b32 = static_cast<std::uint32_t>(b);
-        const unsigned f3 = funct3_of(insn);
-        switch (funct7_of(insn)) {
-          case 0x00:
-            if (f3 == 0) r = sext32(a32 + b32);
-            else if (f3 == 1) r = sext32(a32 << (b32 & 31));
-            else if (f3 == 5) r = sext32(a32 >> (b32 & 31));
-            else return illegal(insn);
-            break;
-          case 0x20:
-            if (f3 == 0) r = sext32(a32 - b32);
-            else if (f3 == 5) r = sext32(static_cast<std::uint32_t>(static_cast<std::int32_t>(a32) >> (b32 & 31)));
-            else return illegal(insn);
-            break;
-          case 0x01:
-            switch (f3) {
-              case 0: r = sext32(a32 * b32); break;
-              case 4: r = sext32(div_signed<std::int32_t>(a32, b32)); break;
-              case 5: r = sext32(div_unsigned(a32, b32)); break;
-              case 6: r = sext32(rem_signed<std::int32_t>(a32, b32)); break;
-              case 7: r = sext32(rem_unsigned(a32, b32)); break;
-              default: return illegal(insn);
-            }
-            break;
-          default: return illegal(insn);
-        }
-        break;
-      }
-      case 0x2f: {  // AMO
-        const unsigned f3 = funct3_of(insn);
-        bool ok;
-        if (f3 == 2) ok = atomic_op<std::uint32_t>(insn, r);
-        else if (f3 == 3) ok = atomic_op<std::uint64_t>(insn, r);
-        else return illegal(insn);
-        if (!ok) return false;
-        break;
-      }
-      case 0x0f:  // MISC-MEM
+      case Op::Beq: return branch(a == b);
+      case Op::Bne: return branch(a != b);
+      case Op::Blt: return branch(as_signed(a) < as_signed(b));
+      case Op::Bge: return branch(as_signed(a) >= as_signed(b));
+      case Op::Bltu: return branch(a < b);
+      case Op::Bgeu: return branch(a >= b);
+      case Op::Lb: { std::uint8_t v; if (!load(a + imm, v)) return false; r = static_cast<std::uint64_t>(static_cast<std::int8_t>(v)); break; }
+      case Op::Lh: { std::uint16_t v; if (!load(a + imm, v)) return false; r = static_cast<std::uint64_t>(static_cast<std::int16_t>(v)); break; }
+      case Op::Lw: { std::uint32_t v; if (!load(a + imm, v)) return false; r = sext32(v); break; }
+      case Op::Ld: { std::uint64_t v; if (!load(a + imm, v)) return false; r = v; break; }
+      case Op::Lbu: { std::uint8_t v; if (!load(a + imm, v)) return false; r = v; break; }
+      case Op::Lhu: { std::uint16_t v; if (!load(a + imm, v)) return false; r = v; break; }
+      case Op::Lwu: { std::uint32_t v; if (!load(a + imm, v)) return false; r = v; break; }
+      case Op::Sb: return stored(store(a + imm, static_cast<std::uint8_t>(b)));
+      case Op::Sh: return stored(store(a + imm, static_cast<std::uint16_t>(b)));
+      case Op::Sw: return stored(store(a + imm, static_cast<std::uint32_t>(b)));
+      case Op::Sd: return stored(store(a + imm, b));
+      case Op::Addi: r = a + imm; break;
+      case Op::Slti: r = as_signed(a) < as_signed(imm) ? 1 : 0; break;
+      case Op::Sltiu: r = a < imm ? 1 : 0; break;
+      case Op::Xori: r = a ^ imm; break;
+      case Op::Ori: r = a | imm; break;
+      case Op::Andi: r = a & imm; break;
+      case Op::Slli: r = a << imm; break;
+      case Op::Srli: r = a >> imm; break;
+      case Op::Srai: r = static_cast<std::uint64_t>(as_signed(a) >> imm); break;
+      case Op::Addiw: r = sext32(a + imm); break;
+      case Op::Slliw: r = sext32(static_cast<std::uint32_t>(a) << imm); break;
+      case Op::Srliw: r = sext32(static_cast<std::uint32_t>(a) >> imm); break;
+      case Op::Sraiw: r = sext32(static_cast<std::uint32_t>(static_cast<std::int32_t>(a) >> imm)); break;
+      // Register shifts use only the low 6 (or, for *W, 5) bits of the amount.
+      case Op::Add: r = a + b; break;
+      case Op::Sub: r = a - b; break;
+      case Op::Sll: r = a << (b & 63); break;
+      case Op::Slt: r = as_signed(a) < as_signed(b) ? 1 : 0; break;
+      case Op::Sltu: r = a < b ? 1 : 0; break;
+      case Op::Xor: r = a ^ b; break;
+      case Op::Srl: r = a >> (b & 63); break;
+      case Op::Sra: r = static_cast<std::uint64_t>(as_signed(a) >> (b & 63)); break;
+      case Op::Or: r = a | b; break;
+      case Op::And: r = a & b; break;
+      case Op::Addw: r = sext32(a + b); break;
+      case Op::Subw: r = sext32(a - b); break;
+      case Op::Sllw: r = sext32(static_cast<std::uint32_t>(a) << (b & 31)); break;
+      case Op::Srlw: r = sext32(static_cast<std::uint32_t>(a) >> (b & 31)); break;
+      case Op::Sraw: r = sext32(static_cast<std::uint32_t>(static_cast<std::int32_t>(a) >> (b & 31))); break;
+      case Op::Mul: r = a * b; break;
+      case Op::Mulh: r = mulh(a, b); break;
+      case Op::Mulhsu: r = mulhsu(a, b); break;
+      case Op::Mulhu: r = mulhu(a, b); break;
+      case Op::Div: r = div_signed<std::int64_t>(a, b); break;
+      case Op::Divu: r = div_unsigned(a, b); break;
+      case Op::Rem: r = rem_signed<std::int64_t>(a, b); break;
+      case Op::Remu: r = rem_unsigned(a, b); break;
+      case Op::Mulw: r = sext32(a * b); break;
+      case Op::Divw: r = sext32(div_signed<std::int32_t>(static_cast<std::uint32_t>(a), static_cast<std::uint32_t>(b))); break;
+      case Op::Divuw: r = sext32(div_unsigned(static_cast<std::uint32_t>(a), static_cast<std::uint32_t>(b))); break;
+      case Op::Remw: r = sext32(rem_signed<std::int32_t>(static_cast<std::uint32_t>(a), static_cast<std::uint32_t>(b))); break;
+      case Op::Remuw: r = sext32(rem_unsigned(static_cast<std::uint32_t>(a), static_cast<std::uint32_t>(b))); break;
+      case Op::AmoW: if (!atomic_op<std::uint32_t>(d, r)) return false; break;
+      case Op::AmoD: if (!atomic_op<std::uint64_t>(d, r)) return false; break;
+      case Op::Fence:
         // FENCE orders this hart's accesses as seen by other harts. Host loads and stores are
         // relaxed atomics, so the host needs a real fence (x86 would otherwise reorder a store
-        // with a later load, which FENCE rw,rw forbids). FENCE.I needs nothing: every fetch
-        // reads memory afresh (there is no decoded-instruction cache to invalidate).
-        if (funct3_of(insn) == 0) {
-          __atomic_thread_fence(__ATOMIC_SEQ_CST);
-        } else if (funct3_of(insn) != 1) {
-          return illegal(insn);
-        }
+        // with a later load, which FENCE rw,rw forbids).
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);
         pc_ref = next_pc;
         return true;
-      case 0x73: {  // SYSTEM
-        if (insn == 0x00000073) return fail(TrapCause::Ecall, 0);
-        if (insn == 0x00100073) return fail(TrapCause::Breakpoint, pc);
-        // Only csrrs rd, csr, x0 (a pure read) of the three user counters.
-        if (funct3_of(insn) != 2 || rs1_of(insn) != 0) return illegal(insn);
-        const std::uint64_t instret = hart.counters_.instret + done;
-        switch (insn >> 20) {
-          case kCsrCycle: r = hart.counters_.cycles + done; break;
-          case kCsrTime: r = hart.time_ ? hart.time_() : 0; break;
-          case kCsrInstret: r = instret; break;
-          default: return illegal(insn);
-        }
-        break;
-      }
-      default: return illegal(insn);  // compressed (low bits != 11), floating point, ...
+      case Op::FenceI:
+        // Nothing to do: every fetch reads memory afresh, and the decode table checks the word.
+        pc_ref = next_pc;
+        return true;
+      case Op::Ecall: return fail(TrapCause::Ecall, 0);
+      case Op::Ebreak: return fail(TrapCause::Breakpoint, pc);
+      case Op::RdCycle: r = hart.counters_.cycles + done; break;
+      case Op::RdTime: r = hart.time_ ? hart.time_() : 0; break;
+      case Op::RdInstret: r = hart.counters_.instret + done; break;
     }
-    if (rd != 0) x[rd] = r;
+    if (d.rd != 0) x[d.rd] = r;
     pc_ref = next_pc;
     return true;
   }
@@ -630,7 +492,6 @@ Trap Hart::run(HartState& state, std::uint64_t budget) {
     const std::atomic<std::uint64_t>* flushes = vmspace::mmu_tlb_invalidations(guard);
     if (flushes == nullptr) flushes = &g_no_cpu_flushes;
     drop_cache();  // pointers made in an earlier section may point at freed frames
-    tlb_flushes_ = flushes;
     cache_seq_ = flushes->load(std::memory_order_acquire);
     Exec exec{*this, state, guard, *flushes};
     exec.run(std::min(budget - done, kInstructionsPerSection));

@@ -28,10 +28,11 @@
 #pragma once
 
 #include <array>
-#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+
+#include "decode.hpp"
 
 namespace teachos {
 
@@ -149,10 +150,15 @@ class Hart {
 
   Clock time_;
   HartCounters counters_;
-  const std::atomic<std::uint64_t>* tlb_flushes_ = nullptr;  // the bound CPU's invalidation count
-  std::uint64_t cache_seq_ = 0;  // *tlb_flushes_ when the cache was last known valid
+  // The bound CPU's TLB invalidation count (vmspace::mmu_tlb_invalidations) when the cache was
+  // last known valid.
+  std::uint64_t cache_seq_ = 0;
   PageEntry code_;
   std::array<PageEntry, kDataCacheEntries> data_;
+  // What recently executed instruction words mean, indexed by pc (fetch() in machine.cpp).
+  // Each entry carries the word it was decoded from, so it is never stale, only missed.
+  static constexpr std::size_t kDecodeEntries = 1024;
+  std::array<Decoded, kDecodeEntries> decoded_{};
 };
 
 }  // namespace teachos
