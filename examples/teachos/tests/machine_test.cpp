@@ -605,6 +605,23 @@ TEST_SUITE("teachos") {
     CHECK_FALSE(vmspace::has(pte_of(*m.space, kCode)->flags, PageFlags::DIRTY));
   }
 
+  TEST_CASE("machine_self_modifying_code_runs_the_new_instruction") {
+    // The hart remembers decoded words; a store into its own (RWX) code page must still take
+    // effect, including when the old word at the same pc was decoded before.
+    Machine m;
+    constexpr Vaddr kRwx = 0x70000;
+    const Paddr rwx = map_frame(*m.space, kRwx, PageFlags::RWX);
+    const std::uint32_t code[] = {store(kSw, kT1, kA0, 12), 0x0000100f /* fence.i */, jal(0, 4),
+                                  addi(kA1, 0, 1), kEcall};
+    std::memcpy(vmspace::paddr_to_vaddr(rwx), code, sizeof code);
+    for (const std::int32_t value : {1, 42, -7}) {
+      HartState st = regs({{kA0, kRwx}, {kT1, addi(kA1, 0, value)}});
+      st.pc = kRwx;
+      CHECK(m.hart.run(st, 100).cause == TrapCause::Ecall);
+      CHECK(st.x[kA1] == static_cast<std::uint64_t>(static_cast<std::int64_t>(value)));
+    }
+  }
+
   TEST_CASE("machine_not_bound_to_a_cpu_is_an_instruction_access_fault") {
     Hart hart{nullptr};
     HartState st;
