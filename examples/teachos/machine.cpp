@@ -220,16 +220,20 @@ struct Hart::Exec {
 
   // Host pointer to the byte at `va` for a read (Write: for a write), or nullptr with the trap
   // recorded. The caller has checked alignment, so the access stays within the page.
-  std::byte* data_ptr(std::uint64_t va, PageFaultAccess access) noexcept {
-    const std::uint64_t page = va & ~kPageMask;
-    PageEntry& e = hart.data_[(va >> vmspace::kPageShift) % kDataCacheEntries];
+  // The hit path is inlined into every load and store; a miss calls fill().
+  [[gnu::always_inline]] inline std::byte* data_ptr(std::uint64_t va, PageFaultAccess access) noexcept {
+    const PageEntry& e = hart.data_[(va >> vmspace::kPageShift) % kDataCacheEntries];
     const bool write = access == PageFaultAccess::Write;
-    if (e.page != page || (write && !e.writable)) [[unlikely]] {
-      std::byte* host = translate(va, access);
-      if (host == nullptr) return nullptr;
-      e = PageEntry{page, host, write};
-    }
+    if (e.page != (va & ~kPageMask) || (write && !e.writable)) [[unlikely]] return fill(va, access);
     return e.host + (va & kPageMask);
+  }
+
+  [[gnu::noinline]] std::byte* fill(std::uint64_t va, PageFaultAccess access) noexcept {
+    std::byte* host = translate(va, access);
+    if (host == nullptr) return nullptr;
+    PageEntry& e = hart.data_[(va >> vmspace::kPageShift) % kDataCacheEntries];
+    e = PageEntry{va & ~kPageMask, host, access == PageFaultAccess::Write};
+    return host + (va & kPageMask);
   }
 
   // Loads: plain accesses on the host, but atomic (relaxed) ones, so that racing harts are a
@@ -442,8 +446,15 @@ struct Hart::Exec {
       case Op::Divuw: r = sext32(div_unsigned(static_cast<std::uint32_t>(a), static_cast<std::uint32_t>(b))); break;
       case Op::Remw: r = sext32(rem_signed<std::int32_t>(static_cast<std::uint32_t>(a), static_cast<std::uint32_t>(b))); break;
       case Op::Remuw: r = sext32(rem_unsigned(static_cast<std::uint32_t>(a), static_cast<std::uint32_t>(b))); break;
-      case Op::AmoW: if (!atomic_op<std::uint32_t>(d, r)) return false; break;
-      case Op::AmoD: if (!atomic_op<std::uint64_t>(d, r)) return false; break;
+      case Op::AmoW:
+      case Op::AmoD: {
+        std::uint64_t old = 0;  // a separate variable: taking r's address would keep r in memory
+        if (!(d.op == Op::AmoW ? atomic_op<std::uint32_t>(d, old) : atomic_op<std::uint64_t>(d, old))) {
+          return false;
+        }
+        r = old;
+        break;
+      }
       case Op::Fence:
         // FENCE orders this hart's accesses as seen by other harts. Host loads and stores are
         // relaxed atomics, so the host needs a real fence (x86 would otherwise reorder a store
