@@ -14,6 +14,15 @@
 #include <type_traits>
 #include <utility>
 
+// ThreadSanitizer does not model fences, and gcc refuses them under -fsanitize=thread.
+#if defined(__SANITIZE_THREAD__)
+#define TEACHOS_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define TEACHOS_TSAN 1
+#endif
+#endif
+
 namespace teachos {
 
 namespace {
@@ -458,8 +467,11 @@ struct Hart::Exec {
       case Op::Fence:
         // FENCE orders this hart's accesses as seen by other harts. Host loads and stores are
         // relaxed atomics, so the host needs a real fence (x86 would otherwise reorder a store
-        // with a later load, which FENCE rw,rw forbids).
+        // with a later load, which FENCE rw,rw forbids). Under TSan the seq_cst AMOs still
+        // order, and plain FENCE-based hand-off is not exercised by the tests.
+#ifndef TEACHOS_TSAN
         __atomic_thread_fence(__ATOMIC_SEQ_CST);
+#endif
         pc_ref = next_pc;
         return true;
       case Op::FenceI:
