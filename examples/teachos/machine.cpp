@@ -183,9 +183,9 @@ struct Hart::Exec {
   // outside it; it must go stale exactly when the TLB entry would:
   //  * another hart (or the kernel) changing the mapping must dispatch a TLB flush to this CPU
   //    (this CPU is in the space's CPU set while the space is active here). The flush bumps
-  //    the CPU's invalidation counter before it removes any TLB entry, and step() compares the
-  //    counter with the value seen when the cache was filled before EVERY instruction; on a
-  //    difference the whole cache goes. So after a shootdown returns, the next instruction
+  //    the CPU's invalidation counter before it removes any TLB entry, and revalidate()
+  //    compares the counter with the value seen when the cache was filled before EVERY
+  //    instruction (run() calls it ahead of step()); on a difference the whole cache goes. So after a shootdown returns, the next instruction
   //    here translates again, the same promptness as the TLB itself. An instruction that read
   //    the counter just before the bump is "in flight", as on hardware.
   //  * the frame behind a stale pointer stays alive until a grace period after the flush, and

@@ -122,7 +122,8 @@ class Hart {
   // Preconditions: the calling thread is bound to an emulated CPU (vmspace::CpuBinding), the
   // process's VmSpace is active on it, and the thread is not in atomic mode. Holds an RCU read
   // section (disable_preempt) only while executing, never across the return, so the kernel's
-  // fault handling can open cursors and block.
+  // fault handling can open cursors and block. (An unbound thread, or a CPU with no space
+  // active, gets an InstructionAccessFault at once: the MMU refuses every access.)
   //
   // On a trap, `state` is exactly as before the trapping instruction (pc at it, no register
   // written, no memory changed), except that the LR/SC reservation is cleared.
