@@ -631,12 +631,17 @@ TEST_SUITE("teachos") {
     CHECK(t.tval == kCode);
   }
 
-  TEST_CASE("machine_sees_a_shootdown_within_an_instruction_or_two") {
+  TEST_CASE("machine_sees_a_shootdown_within_the_instructions_in_flight") {
     // A hart on CPU 1 stores an ever-growing counter to a data page in a loop. The test thread
     // removes W from that page and dispatches the flush (the shootdown reaches CPU 1's TLB),
-    // then reads the counter. Once the dispatch has returned, at most the store already in
-    // flight may land: a hart that kept using a cached host pointer until the end of its read
-    // section would store hundreds more values. Then the same for X on the code page.
+    // then reads the counter. The hart checks the CPU's invalidation counter before every
+    // instruction, so after the dispatch only stores already executed can still land — and
+    // there can be a few dozen of those: the host CPU running the hart retires stores into its
+    // store buffer and may check the counter for the next instructions before those stores
+    // are visible to the test thread (a real IPI would wait for them; the emulated shootdown
+    // does not ask the target). A hart that kept using its cached host pointer until the end
+    // of its read section would land up to 2048 more (half its instructions are stores).
+    // Then the same for X on the code page.
     if (vmspace::num_cpus() < 2) {
       MESSAGE("skipped: needs 2 emulated CPUs");
       return;
@@ -644,7 +649,9 @@ TEST_SUITE("teachos") {
     auto space = new_space();
     const Paddr code = map_frame(*space, kCode, PageFlags::RX);
     const Paddr data = map_frame(*space, kData, PageFlags::RW);
-    const std::uint32_t loop[] = {addi(kT0, kT0, 1), store(kSd, kT0, kA0, 0), jal(0, -8)};
+    const std::uint32_t loop[] = {addi(kT0, kT0, 1), store(kSd, kT0, kA0, 0), addi(kT0, kT0, 1),
+                                  store(kSd, kT0, kA0, 0), addi(kT0, kT0, 1), store(kSd, kT0, kA0, 0),
+                                  jal(0, -24)};
     std::memcpy(vmspace::paddr_to_vaddr(code), loop, sizeof loop);
     auto& counter = *reinterpret_cast<std::uint64_t*>(vmspace::paddr_to_vaddr(data));
     for (const bool remove_x : {false, true}) {
@@ -665,7 +672,8 @@ TEST_SUITE("teachos") {
       hart_thread.join();
       const std::uint64_t final_value = __atomic_load_n(&counter, __ATOMIC_RELAXED);
       CHECK(trap.cause == (remove_x ? TrapCause::InstructionPageFault : TrapCause::StorePageFault));
-      CHECK_MESSAGE(final_value - seen <= 2, "stores after the shootdown: " << final_value - seen);
+      // Stores land in order, so the counter grew by one per store that landed after `seen`.
+      CHECK_MESSAGE(final_value - seen <= 128, "stores after the shootdown: " << final_value - seen);
       protect_page(*space, kCode, PageFlags::RX);
       protect_page(*space, kData, PageFlags::RW);
     }
