@@ -24,12 +24,15 @@ namespace vmspace {
 
 class VmSpace;
 
-enum class PageFaultAccess : std::uint8_t { Read, Write };
+// What the faulting access wanted. Read and Write come from copies (readers/writers) and from
+// mmu_translate; Execute only from mmu_translate, for an emulated CPU's instruction fetch (a
+// copy never executes, so the injected handler sees Execute only if a client passes it on).
+enum class PageFaultAccess : std::uint8_t { Read, Write, Execute };
 
 struct PageFaultInfo {
   std::shared_ptr<VmSpace> space;  // the space active on the faulting CPU
   Vaddr address;                   // the faulting address (not rounded)
-  PageFaultAccess access;
+  PageFaultAccess access;          // Read, Write or Execute (instruction fetch)
   CpuId cpu;
 };
 

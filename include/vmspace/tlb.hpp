@@ -124,6 +124,7 @@ struct TlbEntryInfo {
   Vaddr va;       // page address
   Paddr pa;       // physical page it translates to
   bool writable;  // cached for writing (the PTE had W, and DIRTY was set, when it was filled)
+  bool executable = false;  // serves instruction fetches (the PTE had X when it was filled)
 };
 // A read-only snapshot of `cpu`'s valid entries, for invariant checks and tests (every cached
 // translation must agree with the page table of the space active on `cpu` once flushes are

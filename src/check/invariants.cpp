@@ -136,7 +136,7 @@ void check_tlb_coherence(CheckReport& report) {
         if (Pte::is_leaf(raw, level)) {
           const PteScalar s = Pte::decode(raw, level);
           const Paddr expected = s.paddr + (va & (page_size<K>(level) - 1));
-          if (expected == pa && has(s.prop.flags, PageFlags::R)) return;
+          if (expected == pa && (has(s.prop.flags, PageFlags::R) || has(s.prop.flags, PageFlags::X))) return;
           report.add("tlb_coherence", "cpu" + std::to_string(c) + " caches " + detail_check::hex(va) + " -> " +
                                           detail_check::hex(pa) + " but the table maps it to " +
                                           detail_check::hex(expected));

@@ -44,10 +44,22 @@ struct Translation {
   Paddr pa;  // of the byte at the translated address
 };
 
-// Walks the table rooted at `root` for `va` like an MMU: the leaf must be present with R, USER
-// and (for writes) W. Sets ACCESSED (and DIRTY for writes) with a CAS so a concurrent cursor
-// write is never overwritten; retries the walk if the entry changed underneath.
-Translation walk_and_fill(detail::PerCpu& cpu, Paddr root, Vaddr va, bool write) noexcept {
+// The TLB entry bit an access needs.
+std::uint64_t tlb_need(PageFaultAccess access) noexcept {
+  switch (access) {
+    case PageFaultAccess::Read: return detail::Tlb::kReadable;
+    case PageFaultAccess::Write: return detail::Tlb::kWritable;
+    case PageFaultAccess::Execute: return detail::Tlb::kExecutable;
+  }
+  return detail::Tlb::kReadable;
+}
+
+// Walks the table rooted at `root` for `va` like an MMU: the leaf must be present with USER and
+// R (reads), R and W (writes) or X (instruction fetch). Sets ACCESSED (and DIRTY for writes)
+// with a CAS so a concurrent cursor write is never overwritten; retries the walk if the entry
+// changed underneath.
+Translation walk_and_fill(detail::PerCpu& cpu, Paddr root, Vaddr va, PageFaultAccess access) noexcept {
+  const bool write = access == PageFaultAccess::Write;
   const std::uint64_t snapshot = cpu.tlb.begin_fill();
 restart:
   Paddr node = root;
@@ -62,10 +74,10 @@ restart:
     }
     const PteScalar s = Pte::decode(raw, level);
     const PageProperty& p = s.prop;
-    if (!has(p.flags, PageFlags::R) || !has(p.priv_flags, PrivilegedPageFlags::USER) ||
-        (write && !has(p.flags, PageFlags::W))) {
-      return {Translate::Fault, 0};
-    }
+    const bool permitted = access == PageFaultAccess::Execute
+                               ? has(p.flags, PageFlags::X)
+                               : has(p.flags, PageFlags::R) && (!write || has(p.flags, PageFlags::W));
+    if (!permitted || !has(p.priv_flags, PrivilegedPageFlags::USER)) return {Translate::Fault, 0};
     const std::uint64_t wanted = raw | Pte::kAccessedBit | (write ? Pte::kDirtyBit : 0);
     if (wanted != raw && !entry.compare_exchange_strong(raw, wanted, boost::memory_order_acq_rel,
                                                         boost::memory_order_acquire)) {
@@ -77,8 +89,11 @@ restart:
     if (pa_page >= max_paddr()) return {Translate::Refused, 0};
     const bool tracked = !has(p.priv_flags, PrivilegedPageFlags::AVAIL1);
     const bool dirty = write || (wanted & Pte::kDirtyBit) != 0;
-    std::uint64_t flags = detail::Tlb::kReadable;
-    if (has(p.flags, PageFlags::W) && dirty) flags |= detail::Tlb::kWritable;
+    // The entry grants what the PTE grants (a later hit must not exceed a walk's answer).
+    std::uint64_t flags = 0;
+    if (has(p.flags, PageFlags::R)) flags |= detail::Tlb::kReadable;
+    if (has(p.flags, PageFlags::R) && has(p.flags, PageFlags::W) && dirty) flags |= detail::Tlb::kWritable;
+    if (has(p.flags, PageFlags::X)) flags |= detail::Tlb::kExecutable;
     if (tracked) flags |= detail::Tlb::kTracked;
     cpu.tlb.fill(va, pa_page, flags, tracked ? frame_generation(pa_page) : 0, snapshot);
     return {Translate::Ok, pa_page + (va & (kPageSize - 1))};
@@ -98,10 +113,12 @@ detail::PerCpu* user_cpu() noexcept {
 
 // Translates a user address on `cpu` (from user_cpu(); nullptr refuses). Precondition: inside a
 // read section.
-Translation translate(detail::PerCpu* cpu, Vaddr va, bool write) noexcept {
+Translation translate(detail::PerCpu* cpu, Vaddr va, PageFaultAccess access) noexcept {
   if (va >= kMaxUserspaceVaddr || cpu == nullptr) [[unlikely]] return {Translate::Refused, 0};
-  if (auto pa = cpu->tlb.lookup(va, write)) [[likely]] return {Translate::Ok, *pa + (va & (kPageSize - 1))};
-  return walk_and_fill(*cpu, cpu->current_root.load(std::memory_order_relaxed), va, write);
+  if (auto pa = cpu->tlb.lookup(va, tlb_need(access))) [[likely]] {
+    return {Translate::Ok, *pa + (va & (kPageSize - 1))};
+  }
+  return walk_and_fill(*cpu, cpu->current_root.load(std::memory_order_relaxed), va, access);
 }
 
 // Resolves a fault at `va` through the handler. True if the access should be retried.
@@ -141,7 +158,7 @@ struct Resolved {
 Resolved resolve(detail::PerCpu* cpu, detail::Endpoint e, std::size_t offset, bool write) noexcept {
   const std::uint64_t addr = e.addr + offset;
   if (e.kind == detail::AddressKind::Kernel) return {Translate::Ok, reinterpret_cast<std::byte*>(addr), SIZE_MAX};
-  Translation t = translate(cpu, addr, write);
+  Translation t = translate(cpu, addr, write ? PageFaultAccess::Write : PageFaultAccess::Read);
   if (t.status != Translate::Ok) return {t.status, nullptr, 0};
   return {Translate::Ok, paddr_to_vaddr(t.pa), kPageSize - (addr & (kPageSize - 1))};
 }
@@ -239,13 +256,19 @@ UserPageFaultHandler inject_user_page_fault_handler(UserPageFaultHandler handler
 }
 
 Result<Paddr> mmu_translate(const DisabledPreemptGuard&, Vaddr va, PageFaultAccess access) noexcept {
-  const Translation t = translate(user_cpu(), va, access == PageFaultAccess::Write);
+  const Translation t = translate(user_cpu(), va, access);
   switch (t.status) {
     case Translate::Ok: return t.pa;
     case Translate::Fault: return err(Error::PageFault);
     case Translate::Refused: break;
   }
   return err(Error::AccessDenied);
+}
+
+const std::atomic<std::uint64_t>* mmu_tlb_invalidations(const DisabledPreemptGuard& guard) noexcept {
+  const auto cpu = guard.current_cpu();
+  if (!cpu) return nullptr;
+  return &detail::machine().cpus[cpu->as_u32()].tlb.flush_sequence();
 }
 
 FaultStats fault_stats() noexcept {

@@ -210,7 +210,8 @@ std::vector<TlbEntryInfo> tlb_entries(CpuId cpu) {
   ensure_booted();
   std::vector<TlbEntryInfo> out;
   detail::machine().cpus[cpu.as_u32()].tlb.for_each_entry([&](Vaddr va, Paddr pa, std::uint64_t flags) {
-    out.push_back(TlbEntryInfo{va, pa, (flags & detail::Tlb::kWritable) != 0});
+    out.push_back(TlbEntryInfo{va, pa, (flags & detail::Tlb::kWritable) != 0,
+                               (flags & detail::Tlb::kExecutable) != 0});
   });
   return out;
 }

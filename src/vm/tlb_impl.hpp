@@ -37,18 +37,21 @@ class Tlb {
   static constexpr std::uint64_t kReadable = 1u << 0;
   static constexpr std::uint64_t kWritable = 1u << 1;  // W in the PTE and DIRTY already set
   static constexpr std::uint64_t kTracked = 1u << 2;   // the frame's generation is meaningful
+  static constexpr std::uint64_t kExecutable = 1u << 3;  // X in the PTE
   static constexpr std::uint64_t kAddrMask = ~std::uint64_t{0xfff};
 
-  // The physical page for `va`, or nullopt on a miss (including a write to an entry filled for
-  // reading). Owner only. Inline: it is the hot path of every user access (target ~2 ns).
-  std::optional<Paddr> lookup(Vaddr va, bool write) noexcept {
+  // The physical page for `va` if an entry grants `need` (kReadable, kWritable or kExecutable),
+  // or nullopt on a miss (including a write to an entry filled for reading, or a fetch through
+  // an entry whose PTE had no X). Owner only. Inline: it is the hot path of every user access
+  // (target ~2 ns).
+  std::optional<Paddr> lookup(Vaddr va, std::uint64_t need) noexcept {
     const std::uint64_t key = key_of(va);
     const std::size_t base = set_of(va) * kTlbWays;
     for (std::size_t w = 0; w < kTlbWays; ++w) {
       Entry& e = entries_[base + w];
       if (e.tag.load(std::memory_order_acquire) != key) continue;
       const std::uint64_t data = e.data.load(std::memory_order_relaxed);
-      if (write && (data & kWritable) == 0) break;  // needs a walk (permission or DIRTY)
+      if ((data & need) == 0) break;  // needs a walk (permission, or DIRTY for a write)
       const Paddr pa = data & kAddrMask;
       if ((data & kTracked) != 0 && check_mode() != TlbCheckMode::Off) [[unlikely]] {
         check_generation(e, va, pa);
@@ -65,6 +68,9 @@ class Tlb {
   // Caches va -> pa_page. Owner only.
   void fill(Vaddr va, Paddr pa_page, std::uint64_t flags, std::uint32_t generation,
             std::uint64_t snapshot) noexcept;
+
+  // Incremented by every invalidation before it removes anything (see the file comment).
+  const std::atomic<std::uint64_t>& flush_sequence() const noexcept { return flush_seq_; }
 
   // Any thread.
   void flush_page(Vaddr va) noexcept;

@@ -278,9 +278,12 @@ inline std::vector<std::string> tlb_disagreements(CpuId on, const VmSpace& activ
       continue;
     }
     if (align_down(w->first, kPageSize) != e.pa) describe("cached frame differs from the PTE's");
-    if (!has(w->second.flags, PageFlags::R) || !has(w->second.priv_flags, PrivilegedPageFlags::USER)) {
-      describe("cached but the PTE forbids user reads");
+    // An entry may come from a read or (PageFaultAccess::Execute) a fetch of an execute-only page.
+    if (!(has(w->second.flags, PageFlags::R) || has(w->second.flags, PageFlags::X)) ||
+        !has(w->second.priv_flags, PrivilegedPageFlags::USER)) {
+      describe("cached but the PTE forbids user reads and fetches");
     }
+    if (e.executable && !has(w->second.flags, PageFlags::X)) describe("cached executable but the PTE has no X");
     if (e.writable && !has(w->second.flags, PageFlags::W)) describe("cached writable but the PTE is read-only");
     if (e.writable && !has(w->second.flags, PageFlags::DIRTY)) describe("cached writable but the PTE is clean");
   }
