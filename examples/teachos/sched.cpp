@@ -88,13 +88,14 @@ void run_slice(Hart& hart, thread* t) {
     current_thread() = nullptr;
     return;
   }
-  // The context switch: this CPU now translates through t's address space.
-  (void)t->p->vm->space()->activate();
   t->tf.clear_reservation();
   std::uint64_t budget = kSlice;
   if (deterministic()) budget = std::uniform_int_distribution<std::uint64_t>(kMinSlice, kMaxSlice)(g_sched.rng);
   Next next = Next::Resume;
   while (next == Next::Resume) {
+    // The context switch: this CPU now translates through t's address space (again after an
+    // execve replaced it; activating the active space is free).
+    (void)t->p->vm->space()->activate();
     const std::uint64_t before = hart.counters().instret;
     Trap trap = hart.run(t->tf, budget);
     const std::uint64_t ran = hart.counters().instret - before;

@@ -61,8 +61,12 @@ const char* sys_name(std::uint64_t nr) {
 
 // write(fd, buf, n): copy in page-sized pieces to the host's stdout/stderr. A fault after some
 // bytes went out returns the count so far, as Linux does.
+// Linux's access_ok(): the whole buffer must lie in user space before anything is copied.
+bool user_range_ok(std::uint64_t addr, std::uint64_t n) { return addr <= kUserTop && n <= kUserTop - addr; }
+
 std::int64_t sys_write(thread* t, std::uint64_t fd, std::uint64_t ubuf, std::uint64_t n) {
   if (fd != 1 && fd != 2) return -EBADF;
+  if (!user_range_ok(ubuf, n)) return -EFAULT;
   std::vector<std::byte> buf(kChunk);
   std::uint64_t done = 0;
   while (done < n) {
@@ -81,6 +85,7 @@ std::int64_t sys_write(thread* t, std::uint64_t fd, std::uint64_t ubuf, std::uin
 // read(0, buf, n): the scripted console (--input FILE) or teachos's own stdin.
 std::int64_t sys_read(thread* t, std::uint64_t fd, std::uint64_t ubuf, std::uint64_t n) {
   if (fd != 0) return -EBADF;
+  if (!user_range_ok(ubuf, n)) return -EFAULT;
   std::vector<std::byte> buf(std::min<std::uint64_t>(n, kChunk));
   if (buf.empty()) return 0;
   ssize_t r = ::read(g_input_fd, buf.data(), buf.size());
@@ -158,8 +163,23 @@ int copyin(thread* t, void* dst, std::uint64_t usrc, std::size_t n) {
   return c && *c == n ? 0 : -EFAULT;
 }
 
+// Makes every page of [udst, udst + n) writable before the first byte is stored, so a copy
+// that would fault halfway changes nothing (qemu-user checks the whole buffer up front too, and
+// a program must see the same memory after an EFAULT under both).
+bool fault_in_writable(thread* t, std::uint64_t udst, std::size_t n) {
+  for (std::uint64_t page = udst & ~(kPage - 1); page < udst + n; page += kPage) {
+    {
+      auto guard = vmspace::disable_preempt();
+      if (vmspace::mmu_translate(guard, page, vmspace::PageFaultAccess::Write)) continue;
+    }
+    if (t->p->vm->fault(page, Access::Write).kind != FaultOutcome::Kind::Resolved) return false;
+  }
+  return true;
+}
+
 int copyout(thread* t, std::uint64_t udst, const void* src, std::size_t n) {
   if (n == 0) return 0;
+  if (udst > kUserTop || n > kUserTop - udst || !fault_in_writable(t, udst, n)) return -EFAULT;
   auto w = t->p->vm->space()->writer(udst, n);
   if (!w) return -EFAULT;
   auto r = vmspace::VmReader<vmspace::Infallible>::from_kernel_space(static_cast<const std::byte*>(src), n);
