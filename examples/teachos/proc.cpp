@@ -87,6 +87,10 @@ void print_exit_stats(proc* p) {
 void proc_finish_locked(proc* p) VMS_REQUIRES(ptable_lock) {
   print_exit_stats(p);
   p->zombie = true;
+  // The exiting thread's hart still translates through p's space: leave it now, so the memory
+  // is freed here and not whenever this hart next runs something (a parent woken below may
+  // need those frames at once).
+  if (current_thread() != nullptr && current_thread()->p == p) (void)vmspace::VmSpace::deactivate_current();
   p->vm.reset();  // frees the address space once no CPU has it active any more
   proc* init = find_proc_locked(1);
   if (init == p || (init && init->zombie)) init = nullptr;

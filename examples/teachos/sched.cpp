@@ -122,7 +122,13 @@ void hart_main(unsigned id) {
     if (deterministic()) take_baton(id);
     bool stop = false;
     thread* t = pick(id, stop);
-    if (t) run_slice(hart, t);
+    if (t) {
+      run_slice(hart, t);
+    } else {
+      // Idle: drop the last space this CPU ran, so an exited process's memory is freed now
+      // rather than when this hart next has work.
+      (void)vmspace::VmSpace::deactivate_current();
+    }
     if (deterministic()) pass_baton(id);
     if (stop) break;
   }

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include <vmspace/frame_allocator.hpp>
+#include <vmspace/rcu.hpp>
 
 namespace teachos {
 
@@ -69,6 +70,17 @@ Region* Vm::find_locked(std::uint64_t va) {
 }
 
 FaultOutcome Vm::fault(std::uint64_t va, Access access) {
+  FaultOutcome out = fault_once(va, access);
+  for (int retry = 0; retry < 3 && out.kind == FaultOutcome::Kind::OutOfMemory; ++retry) {
+    // Frames unmapped a moment ago (a killed process, a copy-on-write break) are freed only
+    // after an RCU grace period. Wait for those frees before declaring memory exhausted.
+    vmspace::rcu_barrier();
+    out = fault_once(va, access);
+  }
+  return out;
+}
+
+FaultOutcome Vm::fault_once(std::uint64_t va, Access access) {
   using K = FaultOutcome::Kind;
   LockGuard<Mutex> g(lock_);
   const std::uint64_t page = page_down(va);

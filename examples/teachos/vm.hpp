@@ -67,6 +67,8 @@ class Vm {
 
   // The page-fault routine, for faults the hart reports (trap.cpp) and faults in system-call
   // copies (the library's injected handler): resolves the fault or says why it cannot.
+  // Precondition: not in atomic mode (it may wait for an RCU grace period when memory is
+  // short).
   FaultOutcome fault(std::uint64_t va, Access access);
 
   // exec: maps the image's segments (file pages now, bss lazily), sets brk after them and the
@@ -88,6 +90,7 @@ class Vm {
 
  private:
   explicit Vm(std::shared_ptr<vmspace::VmSpace> space) : space_(std::move(space)) {}
+  FaultOutcome fault_once(std::uint64_t va, Access access);
   Region* find_locked(std::uint64_t va) VMS_REQUIRES(lock_);
   void split_at_locked(std::uint64_t va) VMS_REQUIRES(lock_);
   // Removes regions and pages in [start, end).
