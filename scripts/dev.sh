@@ -10,6 +10,9 @@
 #   scripts/dev.sh bench [args]    release build (build-release/) and run vmspace-bench
 #   scripts/dev.sh fuzz [seconds]  clang libFuzzer build (build-fuzz/) and a bounded run
 #   scripts/dev.sh stress [args]   release build and run vmspace-stress
+#   scripts/dev.sh teachos [opts] PROGRAM [args]
+#                                  build teachos and its user programs (build/) and run PROGRAM
+#                                  under it, e.g. scripts/dev.sh teachos --harts 4 usertests
 #   scripts/dev.sh deps            only install the packages
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +22,8 @@ PACKAGES=(
   # Boost >= 1.78 for boost::atomic_ref wait/notify; Debian 12's default libboost-dev is 1.74.
   libboost1.81-dev libboost-atomic1.81-dev
   doctest-dev libspdlog-dev libfmt-dev libbenchmark-dev librapidcheck-dev
+  # teachos: the RISC-V cross compiler for its user programs, qemu-riscv64 for the oracle.
+  gcc-riscv64-linux-gnu qemu-user
 )
 
 log() { printf '== %s\n' "$*" >&2; }
@@ -170,6 +175,15 @@ case "$cmd" in
     build build-release
     ./build-release/examples/vmspace-stress "$@"
     ;;
+  teachos)
+    configure build
+    log "building teachos and its user programs"
+    ninja -C build build.ninja >/dev/null
+    mapfile -t teachos_targets < <(cd build && ninja -t targets all |
+      grep -oE '^examples/teachos/(teachos|user/[a-z0-9_]+)(:| )' | tr -d ': ' | sort -u)
+    ninja -C build "${teachos_targets[@]}" >/dev/null || ninja -C build "${teachos_targets[@]}"
+    exec ./build/examples/teachos/teachos "$@"
+    ;;
   fuzz)
     # Only the library and the fuzz target (no test suites): cheap enough for CI. The cheap
     # per-operation checks are compiled in too. New inputs go to build-fuzz/corpus;
@@ -192,7 +206,7 @@ case "$cmd" in
     exit "$fuzz_status"
     ;;
   *)
-    echo "usage: scripts/dev.sh demo|test|sanitize|mutation|bench|fuzz|stress|deps" >&2
+    echo "usage: scripts/dev.sh demo|test|sanitize|mutation|bench|fuzz|stress|teachos|deps" >&2
     exit 2
     ;;
 esac

@@ -55,6 +55,10 @@ const char* sys_name(std::uint64_t nr) {
     case kMmap: return "mmap";
     case kMprotect: return "mprotect";
     case kWait4: return "wait4";
+    case kTeachosFreemem: return "teachos_freemem";
+    case kTeachosVtop: return "teachos_vtop";
+    case kTeachosShootdowns: return "teachos_shootdowns";
+    case kTeachosNharts: return "teachos_nharts";
     default: return "?";
   }
 }
