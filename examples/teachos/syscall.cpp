@@ -11,6 +11,7 @@
 
 #include <vmspace/frame_allocator.hpp>
 #include <vmspace/mmu.hpp>
+#include <vmspace/rcu.hpp>
 #include <vmspace/tlb.hpp>
 
 #include "sched.hpp"
@@ -146,7 +147,12 @@ std::int64_t dispatch(thread* t, std::uint64_t nr, const std::uint64_t a[6]) {
                          static_cast<std::int64_t>(a[4]));
     case kMprotect: return p->vm->mprotect(a[0], a[1], static_cast<unsigned>(a[2]));
     case kWait4: return sys_wait4(t, static_cast<std::int64_t>(a[0]), a[1], a[2]);
-    case kTeachosFreemem: return static_cast<std::int64_t>(vmspace::global_frame_allocator().free_bytes());
+    case kTeachosFreemem:
+      // Frames already unmapped but still waiting for their RCU grace period count as free:
+      // wait for them, so that a program measuring memory sees its own actions and no earlier
+      // frees landing late.
+      vmspace::rcu_barrier();
+      return static_cast<std::int64_t>(vmspace::global_frame_allocator().free_bytes());
     case kTeachosVtop: return sys_vtop(a[0]);
     case kTeachosShootdowns: return static_cast<std::int64_t>(vmspace::tlb_dispatch_stats().cpu_flushes);
     case kTeachosNharts: return nharts();
