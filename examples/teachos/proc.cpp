@@ -1,11 +1,13 @@
 // Processes and threads (see proc.hpp).
 #include "proc.hpp"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
-#include <fstream>
-#include <iterator>
 
 #include "sched.hpp"
 #include "syscall.hpp"
@@ -141,16 +143,38 @@ std::string base_name(const std::string& path) {
   return slash == std::string::npos ? path : path.substr(slash + 1);
 }
 
+// Reads an executable from the host: a regular file no bigger than kMaxExecFile.
+int read_host_file(const std::string& path, std::vector<std::byte>& out) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return errno == ENOENT || errno == ENOTDIR ? -ENOENT : -EACCES;
+  struct stat st {};
+  int e = 0;
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    e = -EACCES;  // a directory or device is no executable (Linux: EACCES)
+  } else if (static_cast<std::uint64_t>(st.st_size) > kMaxExecFile) {
+    e = -ENOEXEC;
+  } else {
+    out.resize(static_cast<std::size_t>(st.st_size));
+    std::size_t done = 0;
+    while (done < out.size()) {
+      const ssize_t n = ::read(fd, out.data() + done, out.size() - done);
+      if (n <= 0) break;
+      done += static_cast<std::size_t>(n);
+    }
+    out.resize(done);
+  }
+  ::close(fd);
+  return e;
+}
+
 // Builds a new image for `p` from `path`; on success installs it and sets t's registers.
 // On failure nothing about p changes (exec's all-or-nothing rule).
 int exec_into(proc* p, thread* t, const std::string& name, const std::vector<std::string>& argv,
               const std::vector<std::string>& envp) {
   const std::string path = resolve_program(name);
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return -ENOENT;
-  std::vector<char> raw((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (raw.size() > kMaxExecFile) return -ENOEXEC;
-  std::span<const std::byte> file(reinterpret_cast<const std::byte*>(raw.data()), raw.size());
+  std::vector<std::byte> raw;
+  if (int e = read_host_file(path, raw); e != 0) return e;
+  std::span<const std::byte> file(raw);
   ElfResult elf = elf_parse(file);
   if (elf.error != 0) {
     if (trace().syscalls || p->live_threads == 0) std::fprintf(stderr, "teachos: exec %s: %s\n", path.c_str(), elf.why.c_str());
