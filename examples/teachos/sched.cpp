@@ -99,7 +99,8 @@ void run_slice(Hart& hart, thread* t) {
     const std::uint64_t before = hart.counters().instret;
     Trap trap = hart.run(t->tf, budget);
     const std::uint64_t ran = hart.counters().instret - before;
-    if (deterministic()) g_sched.vclock.fetch_add(ran, std::memory_order_relaxed);  // 1 ns per instruction
+    // 10 ns per instruction: the virtual clock runs at about the speed of the interpreter.
+    if (deterministic()) g_sched.vclock.fetch_add(10 * ran, std::memory_order_relaxed);
     budget -= std::min(budget, ran);
     next = trap_handle(t, trap);
     if (next == Next::Resume && (budget == 0 || t->p->killed)) next = Next::Requeue;
