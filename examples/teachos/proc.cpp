@@ -186,6 +186,13 @@ int exec_into(proc* p, thread* t, const std::string& name, const std::vector<std
   if (!vm) return -ENOMEM;
   if (int e = vm->load(elf.image, file, stack); e != 0) return e;
   vmspace::LockGuard<vmspace::Mutex> g(ptable_lock);
+  // The new image has one thread, the caller (Linux's de_thread): the others end at their
+  // next trap, or now if they sleep.
+  for (const auto& o : g_threads) {
+    if (o->p != p || o.get() == t) continue;
+    o->zapped = true;
+    if (o->state == ThreadState::Sleeping) make_runnable(o.get());
+  }
   p->vm = std::move(vm);
   p->name = base_name(path);
   t->tf = HartState{};

@@ -51,6 +51,7 @@ struct thread {
   std::uint64_t futex_addr = 0;  // WaitFor::Futex: the word, in p->vm
   std::uint64_t wake_at = 0;     // WaitFor::Timer: in now_ns() time
   std::uint64_t clear_child_tid = 0;  // CLONE_CHILD_CLEARTID / set_tid_address
+  std::atomic<bool> zapped{false};    // another thread exec'd: this one ends at its next trap
 };
 
 struct proc {
@@ -85,7 +86,8 @@ std::int64_t sys_nanosleep(thread* t, std::uint64_t req);
 // this returns: the hart must not touch it again.
 enum class ExitScope : std::uint8_t { Thread, Group };
 void thread_exit(thread* t, int code, ExitScope scope);
-// Called by the hart for a thread of a killed process: the thread ends without running again.
+// Called by the hart for a thread of a killed process (or a thread zapped by another thread's
+// execve): the thread ends without running again.
 void thread_exit_killed(thread* t);
 
 // Kills t's process with `signal` (a fatal fault): prints the reason to stderr, the process

@@ -39,6 +39,8 @@ struct Scheduler {
 };
 
 Scheduler g_sched;
+thread_local unsigned t_hart = 0;
+unsigned nharts_index() { return t_hart; }
 
 void take_baton(unsigned id) {
   std::unique_lock<std::mutex> l(g_sched.baton_lock);
@@ -83,7 +85,7 @@ thread* pick(unsigned id, bool& stop) VMS_NO_THREAD_SAFETY_ANALYSIS {
 // Runs `t` for one time slice on this hart, handling the traps inside it.
 void run_slice(Hart& hart, thread* t) {
   current_thread() = t;
-  if (t->p->killed) {
+  if (t->p->killed || t->zapped) {
     thread_exit_killed(t);
     current_thread() = nullptr;
     return;
@@ -95,7 +97,11 @@ void run_slice(Hart& hart, thread* t) {
   while (next == Next::Resume) {
     // The context switch: this CPU now translates through t's address space (again after an
     // execve replaced it; activating the active space is free).
+    const vmspace::Paddr before_root = vmspace::current_page_table_paddr();
     (void)t->p->vm->space()->activate();
+    if (trace().tlb && before_root != vmspace::current_page_table_paddr()) {
+      std::fprintf(stderr, "tlb: hart %u switches to pid %d: whole TLB flushed\n", nharts_index(), t->p->pid);
+    }
     const std::uint64_t before = hart.counters().instret;
     Trap trap = hart.run(t->tf, budget);
     const std::uint64_t ran = hart.counters().instret - before;
@@ -103,7 +109,7 @@ void run_slice(Hart& hart, thread* t) {
     if (deterministic()) g_sched.vclock.fetch_add(10 * ran, std::memory_order_relaxed);
     budget -= std::min(budget, ran);
     next = trap_handle(t, trap);
-    if (next == Next::Resume && (budget == 0 || t->p->killed)) next = Next::Requeue;
+    if (next == Next::Resume && (budget == 0 || t->p->killed || t->zapped)) next = Next::Requeue;
   }
   if (next == Next::Requeue) {
     vmspace::LockGuard<vmspace::Mutex> g(ptable_lock);
@@ -113,6 +119,7 @@ void run_slice(Hart& hart, thread* t) {
 }
 
 void hart_main(unsigned id) {
+  t_hart = id;
   auto binding = vmspace::CpuBinding::bind(vmspace::CpuId::from_raw_unchecked(id + 1));
   if (!binding) {
     std::fprintf(stderr, "teachos: hart %u cannot bind to CPU %u\n", id, id + 1);
