@@ -56,8 +56,10 @@ void print_stats(unsigned harts) {
   for (unsigned i = 0; i < harts; ++i) {
     const auto s = vmspace::tlb_stats(vmspace::CpuId::from_raw_unchecked(i + 1));
     const double total = static_cast<double>(s.hits + s.misses);
-    std::fprintf(stderr, "teachos: hart %u: TLB %llu hits, %llu misses (%.1f%% hit rate), %llu full flushes, %llu page flushes\n",
-                 i, static_cast<unsigned long long>(s.hits), static_cast<unsigned long long>(s.misses),
+    std::fprintf(stderr,
+                 "teachos: hart %u: %llu instructions; TLB %llu hits, %llu misses (%.1f%% hit rate), %llu full "
+                 "flushes, %llu page flushes\n",
+                 i, static_cast<unsigned long long>(hart_instret(i)), static_cast<unsigned long long>(s.hits), static_cast<unsigned long long>(s.misses),
                  total > 0 ? 100.0 * static_cast<double>(s.hits) / total : 0.0,
                  static_cast<unsigned long long>(s.full_flushes), static_cast<unsigned long long>(s.single_flushes));
   }

@@ -36,6 +36,7 @@ struct Scheduler {
   unsigned turn = 0;
   std::mt19937_64 rng;
   std::atomic<std::uint64_t> vclock{0};
+  std::vector<std::uint64_t> instret;  // per hart, written by each hart as it stops
 };
 
 Scheduler g_sched;
@@ -126,13 +127,14 @@ void hart_main(unsigned id) {
     std::abort();
   }
   Hart hart([] { return now_ns() / 100; });  // rdtime ticks at 10 MHz, as on QEMU's virt board
+  const vmspace::Paddr kernel_root = vmspace::current_page_table_paddr();  // nothing active yet
   for (;;) {
     if (deterministic()) take_baton(id);
     bool stop = false;
     thread* t = pick(id, stop);
     if (t) {
       run_slice(hart, t);
-    } else {
+    } else if (vmspace::current_page_table_paddr() != kernel_root) {
       // Idle: drop the last space this CPU ran, so an exited process's memory is freed now
       // rather than when this hart next has work.
       (void)vmspace::VmSpace::deactivate_current();
@@ -142,6 +144,7 @@ void hart_main(unsigned id) {
   }
   // Leave nothing active on this CPU, so the last address spaces can be freed.
   (void)vmspace::VmSpace::deactivate_current();
+  g_sched.instret[id] = hart.counters().instret;
 }
 
 }  // namespace
@@ -172,7 +175,10 @@ void sched_configure(const SchedOptions& opts) {
   if (opts.seed) g_sched.rng.seed(*opts.seed);
 }
 
+std::uint64_t hart_instret(unsigned hart) { return hart < g_sched.instret.size() ? g_sched.instret[hart] : 0; }
+
 void sched_run() {
+  g_sched.instret.assign(g_sched.opts.harts, 0);
   std::vector<std::thread> harts;
   for (unsigned i = 0; i < g_sched.opts.harts; ++i) harts.emplace_back(hart_main, i);
   for (auto& h : harts) h.join();

@@ -45,6 +45,9 @@ void sched_configure(const SchedOptions& opts);
 // deactivated its CPU.
 void sched_run();
 
+// Instructions hart `hart` retired (valid after sched_run returned).
+std::uint64_t hart_instret(unsigned hart);
+
 // Puts `t` at the back of the run queue.
 void make_runnable(thread* t) VMS_REQUIRES(ptable_lock);
 // Marks t Sleeping for `why`; the hart drops it after this system call.
