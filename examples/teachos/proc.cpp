@@ -129,7 +129,7 @@ std::int64_t futex_wake_locked(const Vm* vm, std::uint64_t addr, std::uint32_t n
   for (const auto& w : g_threads) {
     if (woken >= n) break;
     if (w->state != ThreadState::Sleeping || w->wait_for != WaitFor::Futex) continue;
-    if (w->futex_addr != addr || w->p->vm.get() != vm) continue;
+    if (w->futex_addr != addr || w->vm.get() != vm) continue;
     w->tf.x[kA0] = 0;  // the sleeper's futex(WAIT) returns 0
     w->tf.pc += 4;
     make_runnable(w.get());
@@ -193,7 +193,8 @@ int exec_into(proc* p, thread* t, const std::string& name, const std::vector<std
     o->zapped = true;
     if (o->state == ThreadState::Sleeping) make_runnable(o.get());
   }
-  p->vm = std::move(vm);
+  p->vm = vm;
+  t->vm = std::move(vm);
   p->name = base_name(path);
   t->tf = HartState{};
   t->tf.pc = elf.image.entry;
@@ -254,7 +255,7 @@ void thread_exit(thread* t, int code, ExitScope scope) {
   } else if (p->live_threads == 1 && !p->killed) {
     p->exit_status = (code & 0xff) << 8;
   }
-  if (t->clear_child_tid != 0) futex_wake_locked(p->vm.get(), t->clear_child_tid, 1);
+  if (t->clear_child_tid != 0) futex_wake_locked(t->vm.get(), t->clear_child_tid, 1);
   remove_thread_locked(t);
 }
 
@@ -273,7 +274,7 @@ std::int64_t sys_clone(thread* t, std::uint64_t flags, std::uint64_t newsp, std:
       vmspace::LockGuard<vmspace::Mutex> g(ptable_lock);
       if (slots_used_locked() >= kNproc) return -EAGAIN;  // before the costly copy
     }
-    child_vm = p->vm->fork();
+    child_vm = t->vm->fork();
     if (!child_vm) return -ENOMEM;
   }
   auto nt = std::make_unique<thread>();
@@ -287,6 +288,7 @@ std::int64_t sys_clone(thread* t, std::uint64_t flags, std::uint64_t newsp, std:
   if (slots_used_locked() >= kNproc) return -EAGAIN;
   const int id = g_next_pid++;
   nt->tid = id;
+  nt->vm = (flags & kCloneVm) ? t->vm : child_vm;
   if (flags & kCloneVm) {
     nt->p = p;
     ++p->live_threads;
@@ -352,7 +354,7 @@ std::int64_t sys_futex(thread* t, std::uint64_t addr, int op, std::uint32_t val)
   op &= ~kFutexPrivate;
   if (addr % 4 != 0) return -EINVAL;
   vmspace::LockGuard<vmspace::Mutex> g(ptable_lock);
-  if (op == kFutexWake) return futex_wake_locked(t->p->vm.get(), addr, val);
+  if (op == kFutexWake) return futex_wake_locked(t->vm.get(), addr, val);
   if (op != kFutexWait) return -ENOSYS;
   // Compare and sleep under the lock every waker takes: a WAKE after our read cannot be lost.
   std::uint32_t cur = 0;

@@ -45,6 +45,10 @@ enum class WaitFor : std::uint8_t {
 struct thread {
   int tid = 0;
   proc* p = nullptr;
+  // The address space this thread runs in: p->vm, except that a thread zapped by another
+  // thread's execve keeps the old one until it ends. The thread's own hart reads it without a
+  // lock, which is why it is a per-thread copy and not p->vm itself.
+  std::shared_ptr<Vm> vm;
   HartState tf;  // the trapframe: user registers while not running
   ThreadState state = ThreadState::Runnable;
   WaitFor wait_for = WaitFor::Child;
@@ -58,7 +62,7 @@ struct proc {
   int pid = 0;
   proc* parent = nullptr;  // nullptr: the kernel reaps it (init, or an orphan after init died)
   std::string name;
-  std::shared_ptr<Vm> vm;
+  std::shared_ptr<Vm> vm;  // guarded by ptable_lock; threads use their own copy (thread::vm)
   int live_threads = 0;
   std::atomic<bool> killed{false};  // exit_group or a fatal signal: every thread stops at its next trap
   int exit_status = 0;    // the wait status (Linux encoding) once killed/exiting

@@ -99,7 +99,7 @@ void run_slice(Hart& hart, thread* t) {
     // The context switch: this CPU now translates through t's address space (again after an
     // execve replaced it; activating the active space is free).
     const vmspace::Paddr before_root = vmspace::current_page_table_paddr();
-    (void)t->p->vm->space()->activate();
+    (void)t->vm->space()->activate();
     if (trace().tlb && before_root != vmspace::current_page_table_paddr()) {
       std::fprintf(stderr, "tlb: hart %u switches to pid %d: whole TLB flushed\n", nharts_index(), t->p->pid);
     }

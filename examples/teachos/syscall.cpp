@@ -135,17 +135,17 @@ std::int64_t dispatch(thread* t, std::uint64_t nr, const std::uint64_t a[6]) {
       return p->parent ? p->parent->pid : 0;
     }
     case kGettid: return t->tid;
-    case kBrk: return p->vm->brk(a[0]);
-    case kMunmap: return p->vm->munmap(a[0], a[1]);
+    case kBrk: return t->vm->brk(a[0]);
+    case kMunmap: return t->vm->munmap(a[0], a[1]);
     case kClone: return sys_clone(t, a[0], a[1], a[2], a[3], a[4]);
     case kExecve: {
       std::int64_t r = sys_execve(t, a[0], a[1], a[2]);
       return r == 0 ? kExecDone : r;
     }
     case kMmap:
-      return p->vm->mmap(a[0], a[1], static_cast<unsigned>(a[2]), static_cast<unsigned>(a[3]),
+      return t->vm->mmap(a[0], a[1], static_cast<unsigned>(a[2]), static_cast<unsigned>(a[3]),
                          static_cast<std::int64_t>(a[4]));
-    case kMprotect: return p->vm->mprotect(a[0], a[1], static_cast<unsigned>(a[2]));
+    case kMprotect: return t->vm->mprotect(a[0], a[1], static_cast<unsigned>(a[2]));
     case kWait4: return sys_wait4(t, static_cast<std::int64_t>(a[0]), a[1], a[2]);
     case kTeachosFreemem:
       // Frames already unmapped but still waiting for their RCU grace period count as free:
@@ -166,7 +166,7 @@ void syscall_set_input(int fd) { g_input_fd = fd; }
 
 int copyin(thread* t, void* dst, std::uint64_t usrc, std::size_t n) {
   if (n == 0) return 0;
-  auto r = t->p->vm->space()->reader(usrc, n);
+  auto r = t->vm->space()->reader(usrc, n);
   if (!r) return -EFAULT;  // kernel addresses and wrapping ranges never reach memory
   auto w = vmspace::VmWriter<vmspace::Infallible>::from_kernel_space(static_cast<std::byte*>(dst), n);
   auto c = r->read_fallible(w);
@@ -182,7 +182,7 @@ bool fault_in_writable(thread* t, std::uint64_t udst, std::size_t n) {
       auto guard = vmspace::disable_preempt();
       if (vmspace::mmu_translate(guard, page, vmspace::PageFaultAccess::Write)) continue;
     }
-    if (t->p->vm->fault(page, Access::Write).kind != FaultOutcome::Kind::Resolved) return false;
+    if (t->vm->fault(page, Access::Write).kind != FaultOutcome::Kind::Resolved) return false;
   }
   return true;
 }
@@ -190,7 +190,7 @@ bool fault_in_writable(thread* t, std::uint64_t udst, std::size_t n) {
 int copyout(thread* t, std::uint64_t udst, const void* src, std::size_t n) {
   if (n == 0) return 0;
   if (udst > kUserTop || n > kUserTop - udst || !fault_in_writable(t, udst, n)) return -EFAULT;
-  auto w = t->p->vm->space()->writer(udst, n);
+  auto w = t->vm->space()->writer(udst, n);
   if (!w) return -EFAULT;
   auto r = vmspace::VmReader<vmspace::Infallible>::from_kernel_space(static_cast<const std::byte*>(src), n);
   auto c = r.read_fallible(*w);

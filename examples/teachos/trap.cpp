@@ -41,10 +41,10 @@ Next memory_fault(thread* t, const Trap& trap) {
   const bool access_fault = trap.cause >= TrapCause::InstructionAccessFault;
   if (access_fault) {
     // The MMU refused outright: a kernel address (or nothing active). No mapping can fix it.
-    t->p->vm->stats().fatal.fetch_add(1, std::memory_order_relaxed);
+    t->vm->stats().fatal.fetch_add(1, std::memory_order_relaxed);
     return kill(t, kSigSegv, what + ": kernel address");
   }
-  FaultOutcome out = t->p->vm->fault(trap.tval, access);
+  FaultOutcome out = t->vm->fault(trap.tval, access);
   if (trace().faults) {
     std::fprintf(stderr, "fault: pid %d %s -> %s\n", t->p->pid, what.c_str(),
                  out.kind == FaultOutcome::Kind::Resolved ? "resolved" : out.why);
@@ -53,7 +53,7 @@ Next memory_fault(thread* t, const Trap& trap) {
     case FaultOutcome::Kind::Resolved: return Next::Resume;
     case FaultOutcome::Kind::OutOfMemory: return kill(t, kSigKill, what + ": " + out.why);
     case FaultOutcome::Kind::Fatal:
-      t->p->vm->stats().fatal.fetch_add(1, std::memory_order_relaxed);
+      t->vm->stats().fatal.fetch_add(1, std::memory_order_relaxed);
       return kill(t, kSigSegv, what + ": " + out.why);
   }
   return Next::Gone;
@@ -64,11 +64,11 @@ Next memory_fault(thread* t, const Trap& trap) {
 void trap_init() {
   vmspace::inject_user_page_fault_handler([](const vmspace::PageFaultInfo& info) -> vmspace::Result<void> {
     thread* t = current_thread();
-    if (t == nullptr || t->p->vm == nullptr || t->p->vm->space() != info.space) {
+    if (t == nullptr || t->vm == nullptr || t->vm->space() != info.space) {
       return vmspace::err(vmspace::Error::PageFault);
     }
     const Access access = info.access == vmspace::PageFaultAccess::Write ? Access::Write : Access::Read;
-    FaultOutcome out = t->p->vm->fault(info.address, access);
+    FaultOutcome out = t->vm->fault(info.address, access);
     if (trace().faults) {
       std::fprintf(stderr, "fault: pid %d syscall %s at %s -> %s\n", t->p->pid, access_name(access),
                    hex(info.address).c_str(), out.kind == FaultOutcome::Kind::Resolved ? "resolved" : out.why);
