@@ -4,6 +4,7 @@
 #   run_teachos.sh MODE TEACHOS [TEACHOS OPTIONS...] PROG [ARGS...]
 #     MODE=oracle:EXPECTED  stdout must equal EXPECTED byte for byte and teachos exit 0
 #     MODE=exit0            teachos must exit 0 (init exited 0 and every frame came back)
+#     MODE=status:N         teachos must exit with status N (e.g. 127: init could not start)
 #     MODE=replay           two runs with --deterministic 42 --trace sched,syscalls must print
 #                           identical stdout and identical traces
 # Exit status: 0 pass, 1 fail.
@@ -46,6 +47,16 @@ esac
 "$teachos" "$@" >"$out" 2>"$err"
 status=$?
 cat "$err" >&2
+case $mode in
+  status:*)
+    if [ $status -ne "${mode#status:}" ]; then
+      echo "FAIL: teachos exited $status, expected ${mode#status:}"
+      exit 1
+    fi
+    echo "PASS"
+    exit 0
+    ;;
+esac
 if [ $status -ne 0 ]; then
   echo "FAIL: teachos exited $status"
   cat "$out"
