@@ -32,7 +32,7 @@ struct Scheduler {
   // Deterministic mode: the baton and the seeded slice generator (used only by the baton
   // holder, so it needs no lock of its own).
   std::mutex baton_lock;
-  std::condition_variable baton_cv;
+  std::vector<std::condition_variable> baton_cv;  // one per hart: passing wakes only the next
   unsigned turn = 0;
   std::mt19937_64 rng;
   std::atomic<std::uint64_t> vclock{0};
@@ -45,15 +45,16 @@ unsigned nharts_index() { return t_hart; }
 
 void take_baton(unsigned id) {
   std::unique_lock<std::mutex> l(g_sched.baton_lock);
-  g_sched.baton_cv.wait(l, [&] { return g_sched.turn == id; });
+  g_sched.baton_cv[id].wait(l, [&] { return g_sched.turn == id; });
 }
 
 void pass_baton(unsigned id) {
+  const unsigned next = (id + 1) % g_sched.opts.harts;
   {
     std::lock_guard<std::mutex> l(g_sched.baton_lock);
-    g_sched.turn = (id + 1) % g_sched.opts.harts;
+    g_sched.turn = next;
   }
-  g_sched.baton_cv.notify_all();
+  g_sched.baton_cv[next].notify_one();
 }
 
 // Picks the next thread for hart `id`, or nullptr when there is none right now. Sets `stop`
@@ -172,6 +173,7 @@ unsigned nharts() { return g_sched.opts.harts; }
 
 void sched_configure(const SchedOptions& opts) {
   g_sched.opts = opts;
+  g_sched.baton_cv = std::vector<std::condition_variable>(opts.harts);
   if (opts.seed) g_sched.rng.seed(*opts.seed);
 }
 
