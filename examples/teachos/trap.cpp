@@ -21,7 +21,7 @@ thread_local bool t_out_of_memory = false;
 
 std::string hex(std::uint64_t v) {
   char buf[24];
-  std::snprintf(buf, sizeof buf, "%#" PRIx64, v);
+  std::snprintf(buf, sizeof buf, "0x%" PRIx64, v);  // "0x0", not "0" as %#x would print
   return buf;
 }
 
