@@ -350,9 +350,17 @@ std::int64_t sys_wait4(thread* t, std::int64_t pid, std::uint64_t ustatus, std::
   return kBlocked;
 }
 
-std::int64_t sys_futex(thread* t, std::uint64_t addr, int op, std::uint32_t val) {
+std::int64_t sys_futex(thread* t, std::uint64_t addr, int op, std::uint32_t val, std::uint64_t utimeout) {
   op &= ~kFutexPrivate;
   if (addr % 4 != 0) return -EINVAL;
+  std::uint64_t timeout_ns = 0;  // 0: wait until woken
+  if (op == kFutexWait && utimeout != 0) {
+    std::int64_t ts[2];
+    if (copyin(t, ts, utimeout, sizeof ts) != 0) return -EFAULT;
+    if (ts[0] < 0 || ts[1] < 0 || ts[1] >= 1'000'000'000) return -EINVAL;
+    timeout_ns = static_cast<std::uint64_t>(ts[0]) * 1'000'000'000ULL + static_cast<std::uint64_t>(ts[1]);
+    if (timeout_ns == 0) timeout_ns = 1;
+  }
   vmspace::LockGuard<vmspace::Mutex> g(ptable_lock);
   if (op == kFutexWake) return futex_wake_locked(t->vm.get(), addr, val);
   if (op != kFutexWait) return -ENOSYS;
@@ -361,6 +369,7 @@ std::int64_t sys_futex(thread* t, std::uint64_t addr, int op, std::uint32_t val)
   if (copyin(t, &cur, addr, 4) != 0) return -EFAULT;
   if (cur != val) return -EAGAIN;
   t->futex_addr = addr;
+  t->wake_at = timeout_ns != 0 ? now_ns() + timeout_ns : 0;
   sleep_on(t, WaitFor::Futex);
   return kBlocked;
 }
@@ -377,20 +386,27 @@ std::int64_t sys_nanosleep(thread* t, std::uint64_t ureq) {
   return kBlocked;
 }
 
+// A sleeper with a deadline: nanosleep, or a futex WAIT with a timeout.
+bool has_deadline(const thread& t) {
+  return t.state == ThreadState::Sleeping &&
+         (t.wait_for == WaitFor::Timer || (t.wait_for == WaitFor::Futex && t.wake_at != 0));
+}
+
 void wake_timers_locked(std::uint64_t now) {
+  constexpr std::int64_t kEtimedout = 110;
   for (const auto& t : g_threads) {
-    if (t->state == ThreadState::Sleeping && t->wait_for == WaitFor::Timer && t->wake_at <= now) {
-      t->tf.x[kA0] = 0;
-      t->tf.pc += 4;
-      make_runnable(t.get());
-    }
+    if (!has_deadline(*t) || t->wake_at > now) continue;
+    // nanosleep returns 0; a futex wait that nobody woke returns -ETIMEDOUT.
+    t->tf.x[kA0] = t->wait_for == WaitFor::Timer ? 0 : static_cast<std::uint64_t>(-kEtimedout);
+    t->tf.pc += 4;
+    make_runnable(t.get());
   }
 }
 
 std::uint64_t earliest_timer_locked() {
   std::uint64_t best = UINT64_MAX;
   for (const auto& t : g_threads) {
-    if (t->state == ThreadState::Sleeping && t->wait_for == WaitFor::Timer) best = std::min(best, t->wake_at);
+    if (has_deadline(*t)) best = std::min(best, t->wake_at);
   }
   return best;
 }

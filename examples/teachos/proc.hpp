@@ -38,7 +38,7 @@ enum class ThreadState : std::uint8_t { Runnable, Running, Sleeping };
 // What a sleeping thread waits for, and how it continues (see sched.hpp, "Blocking").
 enum class WaitFor : std::uint8_t {
   Child,  // wait4: woken when a child exits, then the ecall runs again
-  Futex,  // futex WAIT: finished by the waker (a0 = 0) or by kill
+  Futex,  // futex WAIT: finished by the waker (a0 = 0), by its timeout (-ETIMEDOUT) or by kill
   Timer,  // nanosleep: finished by the scheduler once wake_at has passed
 };
 
@@ -53,7 +53,7 @@ struct thread {
   ThreadState state = ThreadState::Runnable;
   WaitFor wait_for = WaitFor::Child;
   std::uint64_t futex_addr = 0;  // WaitFor::Futex: the word, in p->vm
-  std::uint64_t wake_at = 0;     // WaitFor::Timer: in now_ns() time
+  std::uint64_t wake_at = 0;     // Timer, or Futex with a timeout (else 0): in now_ns() time
   std::uint64_t clear_child_tid = 0;  // CLONE_CHILD_CLEARTID / set_tid_address
   std::atomic<bool> zapped{false};    // another thread exec'd: this one ends at its next trap
 };
@@ -83,7 +83,7 @@ std::int64_t sys_clone(thread* t, std::uint64_t flags, std::uint64_t newsp, std:
                        std::uint64_t tls, std::uint64_t ctid);
 std::int64_t sys_execve(thread* t, std::uint64_t path, std::uint64_t argv, std::uint64_t envp);
 std::int64_t sys_wait4(thread* t, std::int64_t pid, std::uint64_t status, std::uint64_t options);
-std::int64_t sys_futex(thread* t, std::uint64_t addr, int op, std::uint32_t val);
+std::int64_t sys_futex(thread* t, std::uint64_t addr, int op, std::uint32_t val, std::uint64_t timeout);
 std::int64_t sys_nanosleep(thread* t, std::uint64_t req);
 
 // Ends the calling thread (exit) or its whole process (exit_group). The thread is gone when
@@ -98,8 +98,8 @@ void thread_exit_killed(thread* t);
 // ends with WIFSIGNALED(status) and WTERMSIG = signal.
 void proc_kill(thread* t, int signal, const std::string& why);
 
-// The scheduler's view of sleepers: wake every nanosleep that is due (finishing its call),
-// and the earliest pending wake-up time (UINT64_MAX if none).
+// The scheduler's view of sleepers: wake every deadline that is due (nanosleep, futex
+// timeouts; finishing their calls), and the earliest pending deadline (UINT64_MAX if none).
 void wake_timers_locked(std::uint64_t now) VMS_REQUIRES(ptable_lock);
 std::uint64_t earliest_timer_locked() VMS_REQUIRES(ptable_lock);
 

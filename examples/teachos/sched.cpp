@@ -71,8 +71,11 @@ thread* pick(unsigned id, bool& stop) VMS_NO_THREAD_SAFETY_ANALYSIS {
     }
     if (!g_sched.runq.empty()) break;
     if (deterministic()) {
-      // Nobody to run: let virtual time pass so that sleepers come due, and hand on the baton.
-      g_sched.vclock.fetch_add(kIdleTickNs, std::memory_order_relaxed);
+      // Nobody to run, and (one hart at a time) nobody running: every thread sleeps. Let
+      // virtual time jump to the next deadline, or at least one tick, and hand on the baton.
+      const std::uint64_t now = g_sched.vclock.load(std::memory_order_relaxed);
+      const std::uint64_t next = earliest_timer_locked();
+      g_sched.vclock.store(next != UINT64_MAX && next > now ? next : now + kIdleTickNs, std::memory_order_relaxed);
       return nullptr;
     }
     g_sched.wakeup.wait_for(l, std::chrono::milliseconds(1));

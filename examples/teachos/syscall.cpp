@@ -125,7 +125,7 @@ std::int64_t dispatch(thread* t, std::uint64_t nr, const std::uint64_t a[6]) {
     case kExit: thread_exit(t, static_cast<int>(a[0]), ExitScope::Thread); return kExited;
     case kExitGroup: thread_exit(t, static_cast<int>(a[0]), ExitScope::Group); return kExited;
     case kSetTidAddress: t->clear_child_tid = a[0]; return t->tid;
-    case kFutex: return sys_futex(t, a[0], static_cast<int>(a[1]), static_cast<std::uint32_t>(a[2]));
+    case kFutex: return sys_futex(t, a[0], static_cast<int>(a[1]), static_cast<std::uint32_t>(a[2]), a[3]);
     case kNanosleep: return sys_nanosleep(t, a[0]);
     case kClockGettime: return sys_clock_gettime(t, a[0], a[1]);
     case kSchedYield: return kYield;
