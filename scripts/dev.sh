@@ -13,6 +13,9 @@
 #   scripts/dev.sh stress [args]   release build and run vmspace-stress
 #   scripts/dev.sh docs            the API reference (Doxygen) into build/docs/api/html; fails on
 #                                  any Doxygen warning, e.g. an undocumented public symbol
+#   scripts/dev.sh teachos [opts] PROGRAM [args]
+#                                  build teachos and its user programs (build/) and run PROGRAM
+#                                  under it, e.g. scripts/dev.sh teachos --harts 4 usertests
 #   scripts/dev.sh deps            only install the packages
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +27,8 @@ PACKAGES=(
   doctest-dev libspdlog-dev libfmt-dev libbenchmark-dev librapidcheck-dev
   # The API reference (scripts/dev.sh docs): Doxygen, and Graphviz for its class graphs.
   doxygen graphviz
+  # teachos: the RISC-V cross compiler for its user programs, qemu-riscv64 for the oracle.
+  gcc-riscv64-linux-gnu qemu-user
 )
 
 log() { printf '== %s\n' "$*" >&2; }
@@ -185,6 +190,15 @@ case "$cmd" in
     log "building the API reference (build/docs/api/html)"
     ninja -C build docs
     ;;
+  teachos)
+    configure build
+    log "building teachos and its user programs"
+    ninja -C build build.ninja >/dev/null
+    mapfile -t teachos_targets < <(cd build && ninja -t targets all |
+      grep -oE '^examples/teachos/(teachos|user/[a-z0-9_]+)(:| )' | tr -d ': ' | sort -u)
+    ninja -C build "${teachos_targets[@]}" >/dev/null || ninja -C build "${teachos_targets[@]}"
+    exec ./build/examples/teachos/teachos "$@"
+    ;;
   fuzz)
     # Only the library and the fuzz target (no test suites): cheap enough for CI. The cheap
     # per-operation checks are compiled in too. New inputs go to build-fuzz/corpus;
@@ -207,7 +221,7 @@ case "$cmd" in
     exit "$fuzz_status"
     ;;
   *)
-    echo "usage: scripts/dev.sh demo|test|sanitize|mutation|bench|fuzz|stress|docs|deps" >&2
+    echo "usage: scripts/dev.sh demo|test|sanitize|mutation|bench|growth|fuzz|stress|docs|teachos|deps" >&2
     exit 2
     ;;
 esac

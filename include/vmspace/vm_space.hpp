@@ -201,6 +201,53 @@ class VmSpace::CursorMut : public VmSpace::Cursor {
   // The cursor's flusher; its targets are the space's CPUs, read at dispatch.
   TlbFlusher& flusher() noexcept { return flusher_; }
 
+  // ---- Kernel extensions (implemented in src/vm/vm_space_ops.cpp) ----
+  // Operations a process kernel needs on whole ranges (mprotect, fork, page replacement), each
+  // with its TLB flush issued and dispatched, so the caller cannot forget it.
+
+  // Applies `op` to every mapping in [virt_addr(), virt_addr() + len) (huge pages sticking out
+  // of either end are split), then flushes the changed range on every CPU the space is active
+  // on; when it returns, no CPU can use the old permissions. Moves to the window's end and
+  // returns the number of leaf entries visited. `op` must be a pure function of its inputs (it
+  // runs once per distinct property, not once per page) and cannot touch privileged bits.
+  // Errors: InvalidArgs if len is unaligned or goes past the range end, or if op's result
+  // cannot be encoded; NoMemory while splitting. On error the entries before the failing one
+  // are changed, and their flush is dispatched all the same.
+  Result<std::size_t> protect(std::size_t len, const std::function<void(PageFlags&, CachePolicy&)>& op);
+
+  // How fork_into maps a parent page into the child.
+  enum class ForkMapping : std::uint8_t {
+    CopyOnWrite,  // both map the frame without W (parent PTEs are write-protected): a write
+                  // faults, and the kernel copies the frame or, as its last sharer, reuses it
+    Shared,       // both map the frame with the parent's permissions (MAP_SHARED memory)
+  };
+  // Maps every page in [virt_addr(), virt_addr() + len) of this cursor's space into `child` at
+  // the same address, sharing the frames (one more reference each; nothing is copied), and, for
+  // CopyOnWrite, write-protects the parent's writable pages with one TLB flush at the end.
+  // The child gets the parent's flags without W (CopyOnWrite) and without ACCESSED/DIRTY. Huge
+  // mappings are split into 4 KiB pages in the parent first; I/O memory is mapped as I/O memory.
+  // Both cursors move to the window's end. Returns the number of pages shared.
+  // Preconditions: `child` is a cursor of another space whose range covers the window; the
+  // caller orders the two cursors (e.g. the child is new, so no other thread waits on it).
+  // Errors: InvalidArgs (len unaligned or out of either range); AlreadyMapped if the child has
+  // a mapping there; NoMemory. On error the pages before the failing one are shared (drop the
+  // child) and the parent stays correct: a write-protected page nobody shares faults once and
+  // is reused. The parent's flush is dispatched in every case.
+  Result<std::size_t> fork_into(CursorMut& child, std::size_t len, ForkMapping mapping);
+
+  // For page replacement: the next mapping in [virt_addr(), virt_addr() + len), its range and
+  // whether the MMU set ACCESSED and DIRTY on it since they were last cleared; clears both bits
+  // and flushes that page from every CPU (so the next access or write sets them again), then
+  // moves past it. nullopt when nothing is mapped there (the cursor sits at the window end).
+  // Errors: InvalidArgs if len is unaligned or goes past the range end.
+  struct AccessedDirty {
+    VaRange range;
+    bool accessed;
+    bool dirty;
+  };
+  Result<std::optional<AccessedDirty>> take_accessed_dirty_next(std::size_t len);
+  // ---- end of kernel extensions ----
+
  private:
   friend class VmSpace;
   CursorMut(Cursor&& cursor, const VmSpace& space) noexcept
