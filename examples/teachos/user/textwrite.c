@@ -12,7 +12,13 @@ static void write_code(void* arg) {
   printf("textwrite: FAIL: the store into the text segment did not fault\n");
 }
 
-int main(void) {
+// `textwrite direct`: the process itself dies (usertests expects SIGSEGV from this run).
+int main(int argc, char** argv) {
+  if (argc > 1 && strcmp(argv[1], "direct") == 0) {
+    printf("textwrite: storing into the text segment of this very process\n");
+    write_code(NULL);
+    return 1;
+  }
   volatile unsigned int* code = (volatile unsigned int*)(uintptr_t)&victim;
   if (*code == 0) fail("the first instruction of victim() reads as 0");
   printf("textwrite: reading own code works\n");
