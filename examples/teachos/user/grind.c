@@ -102,7 +102,7 @@ static void one_call(void) {
   switch (rand_range(22)) {
     case 0: r = write(1, (void*)(0x0000800000000000UL + rand_range(1UL << 30)), wild_length()); break;
     case 1: r = write((int)(3 + rand_range(1000)), (void*)any_pointer(), wild_length()); break;
-    case 2: r = write(2, (void*)wild_pointer(), rand_range(4) == 0 ? wild_length() : 0); break;
+    case 2: r = write(2, (void*)bad_pointer(), wild_length()); break; // nothing reaches stderr
     case 3: r = read(0, (void*)wild_pointer(), rand_range(2) ? wild_length() : 0); break;
     case 4: r = read((int)rand64(), (void*)wild_pointer(), wild_length()); break;
     case 5: r = clock_gettime((int)rand_range(12) - 2, (struct timespec*)wild_pointer()); break;
