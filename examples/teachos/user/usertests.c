@@ -14,7 +14,8 @@ struct Test {
 };
 
 static struct Test tests[] = {
-    {"hello", NULL, 0},       {"compute", NULL, 0},       {"segv", NULL, 0},
+    {"hello", NULL, 0},       {"ulibtest", NULL, 0},      {"compute", NULL, 0},
+    {"segv", NULL, 0},
     {"segv", "direct", SIGSEGV}, {"textwrite", NULL, 0},  {"textwrite", "direct", SIGSEGV},
     {"stacktest", NULL, 0},   {"zero", NULL, 0},          {"mmaptest", NULL, 0},
     {"badptr", NULL, 0},      {"exectest", NULL, 0},      {"forktest", NULL, 0},
