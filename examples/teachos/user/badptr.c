@@ -12,8 +12,8 @@ static void expect_efault(const char* what, long r) {
 
 int main(void) {
   // A layout of four pages: [0] read-write, [1] read-only, [2] unmapped, [3] PROT_NONE.
-  char* base = mmap(NULL, 4 * PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                    -1, 0);
+  char* base =
+      mmap(NULL, 4 * PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (mmap_failed(base)) fail("mmap failed");
   char* rw = base;
   char* ro = base + PAGE_SIZE;
@@ -24,9 +24,9 @@ int main(void) {
   if (munmap(unmapped, PAGE_SIZE) != 0) fail("munmap failed");
   if (mprotect(none, PAGE_SIZE, PROT_NONE) != 0) fail("mprotect PROT_NONE failed");
 
-  char* kernel = (char*)0x0000800000000000UL; // first address above the user half
-  char* high = (char*)0xffffffc000000000UL;   // where a kernel would live
-  char* wrap = (char*)0xfffffffffffff000UL;   // base + length wraps around zero
+  char* kernel = (char*)0x0000800000000000UL;  // first address above the user half
+  char* high = (char*)0xffffffc000000000UL;    // where a kernel would live
+  char* wrap = (char*)0xfffffffffffff000UL;    // base + length wraps around zero
 
   // write() reads the user buffer.
   expect_efault("write from NULL", write(1, NULL, 8));

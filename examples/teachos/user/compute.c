@@ -35,7 +35,7 @@ static unsigned long matmul(int n) {
       for (int k = 0; k < n; ++k) s += a[i * n + k] * b[k * n + j];
       c[i * n + j] = s;
     }
-  unsigned long h = 1469598103934665603UL; // FNV-1a over the result
+  unsigned long h = 1469598103934665603UL;  // FNV-1a over the result
   for (int i = 0; i < n * n; ++i) h = (h ^ c[i]) * 1099511628211UL;
   free(a);
   free(b);

@@ -12,7 +12,7 @@
 
 #define COW_PAGES 8
 static char data[COW_PAGES * PAGE_SIZE] __attribute__((aligned(4096)));
-static volatile long* sync_area; // MAP_SHARED: counters the processes meet at
+static volatile long* sync_area;  // MAP_SHARED: counters the processes meet at
 
 static void meet(int slot, long parties) {
   atomic_add(&sync_area[slot], 1);
@@ -37,16 +37,16 @@ static void test_big_fork(void) {
   char* big = sbrk((long)size);
   if (big == (void*)-1) fail("sbrk of %lu bytes failed", size);
   for (unsigned long i = 0; i < pages; ++i) big[i * PAGE_SIZE] = (char)(i * 7);
-  reset_sync(); // touches the shared page before the measurement starts
+  reset_sync();  // touches the shared page before the measurement starts
   long free1 = teachos_freemem();
   pid_t pid = fork();
   if (pid < 0) fail("fork with two thirds of memory in use failed: %d", pid);
   if (pid == 0) {
     for (unsigned long i = 0; i < pages; i += 61)
       if (big[i * PAGE_SIZE] != (char)(i * 7)) exit(1);
-    meet(0, 2); // the parent measures now: nothing copied yet
+    meet(0, 2);  // the parent measures now: nothing copied yet
     meet(1, 2);
-    for (unsigned long i = 0; i < 16; ++i) big[i * PAGE_SIZE] = 'c'; // 16 private copies
+    for (unsigned long i = 0; i < 16; ++i) big[i * PAGE_SIZE] = 'c';  // 16 private copies
     meet(2, 2);
     meet(3, 2);
     exit(0);
@@ -98,7 +98,7 @@ static void test_three_writers(void) {
       if (!all('P')) exit(1);
       meet(0, 3);
       fill(mine);
-      meet(1, 3); // everyone has written
+      meet(1, 3);  // everyone has written
       exit(all(mine) ? 0 : 2);
     }
   }
@@ -141,8 +141,7 @@ static void test_kernel_writes_cow(void) {
     exit(0);
   }
   reap(pid, "cowtest: kernel writes into a COW page");
-  if (kernel_target.ts.tv_sec != -1 || kernel_target.ts.tv_nsec != -1 ||
-      kernel_target.status != -1)
+  if (kernel_target.ts.tv_sec != -1 || kernel_target.ts.tv_nsec != -1 || kernel_target.status != -1)
     fail("the child's system calls wrote into the parent's page");
   printf("cowtest: clock_gettime and wait4 into a COW page copy it first\n");
 }
@@ -189,9 +188,9 @@ static void test_vtop(void) {
   pid_t pid = fork();
   if (pid < 0) fail("fork failed");
   if (pid == 0) {
-    sync_area[10] = teachos_vtop(&data[3 * PAGE_SIZE]); // before writing: shared
+    sync_area[10] = teachos_vtop(&data[3 * PAGE_SIZE]);  // before writing: shared
     data[3 * PAGE_SIZE] = 'w';
-    sync_area[11] = teachos_vtop(&data[3 * PAGE_SIZE]); // after: its own copy
+    sync_area[11] = teachos_vtop(&data[3 * PAGE_SIZE]);  // after: its own copy
     exit(0);
   }
   reap(pid, "cowtest: vtop child");

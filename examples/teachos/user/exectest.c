@@ -50,8 +50,8 @@ static int child_mode(int argc, char** argv, char** envp) {
     if (found != 1) fail("child: environment string '%s' arrived %d times", buf, found);
   }
   if (image_marker != 1234) fail("child: the new image's data is not fresh");
-  printf("exectest: child got %d arguments (%ld bytes) and %d environment strings intact\n",
-         argc, bytes, nenv);
+  printf("exectest: child got %d arguments (%ld bytes) and %d environment strings intact\n", argc,
+         bytes, nenv);
   return 0;
 }
 
@@ -104,8 +104,9 @@ int main(int argc, char** argv, char** envp) {
   int status = 0;
   if (waitpid(pid, &status, 0) != pid) fail("wait4 failed");
   if (WIFEXITED(status) && WEXITSTATUS(status) == 77) {
-    fprintf(2, "exectest: execve answered ENOEXEC: this host cannot exec RISC-V programs "
-               "(no binfmt_misc for qemu-riscv64); skipped\n");
+    fprintf(2,
+            "exectest: execve answered ENOEXEC: this host cannot exec RISC-V programs "
+            "(no binfmt_misc for qemu-riscv64); skipped\n");
     return 77;
   }
   expect_exit0("exectest: exec'd child", status);

@@ -3,7 +3,7 @@
 #include "ulib.h"
 
 #define NCHILD 40
-#define NPROC 64 // teachos's process table size
+#define NPROC 64  // teachos's process table size
 
 static void test_many_children(void) {
   pid_t pids[NCHILD];
@@ -13,7 +13,7 @@ static void test_many_children(void) {
     if (pids[i] < 0) fail("fork %d failed: %d", i, pids[i]);
     if (pids[i] == 0) {
       if (getppid() != me) exit(100);
-      exit(i + 1); // each child leaves its own code
+      exit(i + 1);  // each child leaves its own code
     }
   }
   // Reap in whatever order they finish; every pid must come back once with its own code.
@@ -34,8 +34,8 @@ static void test_many_children(void) {
 
 static void test_wait_specific(void) {
   // wait4 for one given pid, and WNOHANG while the child still runs.
-  volatile int* go = mmap(NULL, PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-                          -1, 0);
+  volatile int* go =
+      mmap(NULL, PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (mmap_failed(go)) fail("mmap failed");
   pid_t a = fork();
   if (a == 0) {
@@ -77,10 +77,10 @@ static void test_chain(void) {
 
 // teachos-only: fork until the process table is full, then reap everything.
 static void test_fill_table(void) {
-  volatile int* go = mmap(NULL, PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-                          -1, 0);
+  volatile int* go =
+      mmap(NULL, PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (mmap_failed(go)) fail("mmap failed");
-  *go = 0; // fault the shared page in now, so it is not counted as a leak below
+  *go = 0;  // fault the shared page in now, so it is not counted as a leak below
   long free_before = teachos_freemem();
   int n = 0;
   pid_t r;
@@ -115,8 +115,7 @@ static void test_fill_table(void) {
     free_after = teachos_freemem();
   }
   if (free_after + slack < free_before)
-    fail("%ld bytes of memory not returned after reaping %d children", free_before - free_after,
-         n);
+    fail("%ld bytes of memory not returned after reaping %d children", free_before - free_after, n);
   fprintf(2, "forktest: table full after %d children\n", n);
   printf("forktest: process table full: fork gave EAGAIN; all reaped, memory returned\n");
   munmap((void*)go, PAGE_SIZE);

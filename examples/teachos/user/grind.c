@@ -10,7 +10,7 @@
 #define WORKERS 4
 #define ARENA_PAGES 64
 
-static char* arena;        // our own scratch mappings live here (MAP_FIXED targets)
+static char* arena;  // our own scratch mappings live here (MAP_FIXED targets)
 static char* readonly_page;
 static char* initial_brk;
 
@@ -18,10 +18,10 @@ static char* initial_brk;
 static uintptr_t bad_pointer(void) {
   switch (rand_range(5)) {
     case 0: return 0;
-    case 1: return rand_range(PAGE_SIZE);                              // the null page
-    case 2: return 0x0000800000000000UL + rand_range(1UL << 40);       // kernel half
-    case 3: return 0xffffffc000000000UL + rand_range(1UL << 30);       // high kernel
-    default: return ~0UL - rand_range(PAGE_SIZE);                      // wraps
+    case 1: return rand_range(PAGE_SIZE);                         // the null page
+    case 2: return 0x0000800000000000UL + rand_range(1UL << 40);  // kernel half
+    case 3: return 0xffffffc000000000UL + rand_range(1UL << 30);  // high kernel
+    default: return ~0UL - rand_range(PAGE_SIZE);                 // wraps
   }
 }
 
@@ -30,13 +30,13 @@ static uintptr_t bad_pointer(void) {
 static uintptr_t wild_pointer(void) {
   switch (rand_range(10)) {
     case 0: return 0;
-    case 1: return rand_range(PAGE_SIZE);                              // the null page
-    case 2: return 0x0000800000000000UL + rand_range(1UL << 40);       // kernel half
-    case 3: return 0xffffffc000000000UL + rand_range(1UL << 30);       // high kernel
-    case 4: return ~0UL - rand_range(PAGE_SIZE);                       // wraps
-    case 5: return (uintptr_t)readonly_page + rand_range(PAGE_SIZE);   // read-only
-    case 6: return rand64();                                           // anything at all
-    case 7: return (uintptr_t)readonly_page - 8;                       // straddles into ro
+    case 1: return rand_range(PAGE_SIZE);                             // the null page
+    case 2: return 0x0000800000000000UL + rand_range(1UL << 40);      // kernel half
+    case 3: return 0xffffffc000000000UL + rand_range(1UL << 30);      // high kernel
+    case 4: return ~0UL - rand_range(PAGE_SIZE);                      // wraps
+    case 5: return (uintptr_t)readonly_page + rand_range(PAGE_SIZE);  // read-only
+    case 6: return rand64();                                          // anything at all
+    case 7: return (uintptr_t)readonly_page - 8;                      // straddles into ro
     default: return (uintptr_t)arena + rand_range(ARENA_PAGES * PAGE_SIZE);
   }
 }
@@ -64,7 +64,7 @@ static unsigned long wild_length(void) {
 
 static uintptr_t arena_address(void) {
   uintptr_t a = (uintptr_t)arena + rand_range(ARENA_PAGES) * PAGE_SIZE;
-  if (rand_range(8) == 0) a += rand_range(PAGE_SIZE); // unaligned: EINVAL
+  if (rand_range(8) == 0) a += rand_range(PAGE_SIZE);  // unaligned: EINVAL
   return a;
 }
 
@@ -74,19 +74,20 @@ static unsigned long arena_length(uintptr_t at) {
   return rand_range(room + 1);
 }
 
-static int teachos; // on teachos (not under qemu-riscv64)
+static int teachos;  // on teachos (not under qemu-riscv64)
 
 // A child that does whatever it likes, including faulting and exiting with a random code.
 static void wild_child(void) {
   for (int i = 0; i < 50; ++i) {
     switch (rand_range(6)) {
-      case 0: *(volatile char*)wild_pointer() = 1; break; // may fault: that ends the child
+      case 0: *(volatile char*)wild_pointer() = 1; break;  // may fault: that ends the child
       case 1: exit((int)rand_range(256));
       case 2: write(1, (void*)0x0000800000000000UL, 10); break;
       case 3:
         // Unmapping its own code or stack hangs or crashes qemu-riscv64 (7.2) itself, so
         // only teachos gets this one.
-        if (teachos) munmap((void*)(rand_range(1UL << 38) & ~(PAGE_SIZE - 1)), rand_range(1UL << 32));
+        if (teachos)
+          munmap((void*)(rand_range(1UL << 38) & ~(PAGE_SIZE - 1)), rand_range(1UL << 32));
         break;
       case 4: brk((void*)rand64()); break;
       default: sched_yield(); break;
@@ -100,9 +101,11 @@ static long calls, errors;
 static void one_call(void) {
   long r = 0;
   switch (rand_range(22)) {
-    case 0: r = write(1, (void*)(0x0000800000000000UL + rand_range(1UL << 30)), wild_length()); break;
+    case 0:
+      r = write(1, (void*)(0x0000800000000000UL + rand_range(1UL << 30)), wild_length());
+      break;
     case 1: r = write((int)(3 + rand_range(1000)), (void*)any_pointer(), wild_length()); break;
-    case 2: r = write(2, (void*)bad_pointer(), wild_length()); break; // nothing reaches stderr
+    case 2: r = write(2, (void*)bad_pointer(), wild_length()); break;  // nothing reaches stderr
     case 3: r = read(0, (void*)wild_pointer(), rand_range(2) ? wild_length() : 0); break;
     case 4: r = read((int)rand64(), (void*)wild_pointer(), wild_length()); break;
     case 5: r = clock_gettime((int)rand_range(12) - 2, (struct timespec*)wild_pointer()); break;
@@ -111,7 +114,7 @@ static void one_call(void) {
       // from a wild child interrupts nanosleep: only teachos gets this one.
       if (!teachos) break;
       struct timespec ts = {0, (long)rand_range(2000)};
-      if (rand_range(4) == 0) ts.tv_nsec = (long)rand64(); // EINVAL
+      if (rand_range(4) == 0) ts.tv_nsec = (long)rand64();  // EINVAL
       // Only ever our own request or an invalid pointer: memory that happens to hold a
       // large number would put the worker to sleep for good.
       r = nanosleep(rand_range(4) ? &ts : (struct timespec*)bad_pointer(), NULL);
@@ -121,9 +124,9 @@ static void one_call(void) {
       int flags = (int)rand_range(64);
       if (rand_range(3)) flags = (flags & ~MAP_FIXED) | MAP_ANONYMOUS;
       uintptr_t at = rand_range(2) ? arena_address() : wild_pointer() & ~(PAGE_SIZE - 1);
-      if ((flags & MAP_FIXED) && (at < (uintptr_t)arena || at >= (uintptr_t)arena +
-                                  ARENA_PAGES * PAGE_SIZE))
-        flags &= ~MAP_FIXED; // a fixed mapping only ever lands in the arena
+      if ((flags & MAP_FIXED) &&
+          (at < (uintptr_t)arena || at >= (uintptr_t)arena + ARENA_PAGES * PAGE_SIZE))
+        flags &= ~MAP_FIXED;  // a fixed mapping only ever lands in the arena
       unsigned long len = (flags & MAP_FIXED) ? arena_length(at) : wild_length();
       // qemu-riscv64 walks every page of a mapping: a 2^46-byte one takes it hours.
       if (!teachos && len > (1UL << 32)) len = rand_range(1UL << 32);
@@ -150,7 +153,8 @@ static void one_call(void) {
     case 11: r = mprotect((void*)bad_pointer(), wild_length(), (int)rand64()); break;
     case 12: {
       // Below the start or in the kernel half: refused (brk returns the current break).
-      uintptr_t v = rand_range(2) ? rand_range((uintptr_t)initial_brk) : 0x800000000000UL + rand_range(1UL << 40);
+      uintptr_t v = rand_range(2) ? rand_range((uintptr_t)initial_brk)
+                                  : 0x800000000000UL + rand_range(1UL << 40);
       r = brk((void*)v);
       break;
     }
@@ -164,9 +168,15 @@ static void one_call(void) {
       r = futex(addr, op, word + 1, NULL);
       break;
     }
-    case 14: r = wait4((pid_t)rand64(), (int*)wild_pointer(), WNOHANG | (int)rand_range(8), 0); break;
-    case 15: r = execve((char*)wild_pointer(), (char**)wild_pointer(), (char**)wild_pointer()); break;
-    case 16: r = syscall6(600 + (long)rand_range(400), (long)rand64(), (long)rand64(), 0, 0, 0, 0); break;
+    case 14:
+      r = wait4((pid_t)rand64(), (int*)wild_pointer(), WNOHANG | (int)rand_range(8), 0);
+      break;
+    case 15:
+      r = execve((char*)wild_pointer(), (char**)wild_pointer(), (char**)wild_pointer());
+      break;
+    case 16:
+      r = syscall6(600 + (long)rand_range(400), (long)rand64(), (long)rand64(), 0, 0, 0, 0);
+      break;
     case 17: r = teachos_vtop((void*)rand64()); break;
     case 18: r = getpid() + getppid() + gettid(); break;
     case 19: r = sched_yield(); break;

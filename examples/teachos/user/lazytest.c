@@ -32,17 +32,18 @@ static void test_sparse_touch(int teachos) {
     // Leaf page tables: one per 2 MiB of the range (every one holds touched pages), plus a
     // few upper-level tables.
     long tables = (long)(GIB / (2UL << 20)) + 4;
-    fprintf(2, "lazytest: sbrk took %ld frames; touching %lu pages took %ld frames\n",
-            sbrk_cost, touched, touch_cost);
+    fprintf(2, "lazytest: sbrk took %ld frames; touching %lu pages took %ld frames\n", sbrk_cost,
+            touched, touch_cost);
     if (sbrk_cost > 2) fail("sbrk of 1 GiB took %ld frames before any touch", sbrk_cost);
     if (touch_cost < (long)touched || touch_cost > (long)touched + tables)
       fail("touching %lu pages took %ld frames (expected %lu plus at most %ld page tables)",
            touched, touch_cost, touched, tables);
-    printf("lazytest: 1 GiB break, every %dth page touched: frames used = pages touched "
-           "(+ page tables)\n", STRIDE);
+    printf(
+        "lazytest: 1 GiB break, every %dth page touched: frames used = pages touched "
+        "(+ page tables)\n",
+        STRIDE);
   } else {
-    printf("lazytest: 1 GiB break, every %dth page touched (frame counts need teachos)\n",
-           STRIDE);
+    printf("lazytest: 1 GiB break, every %dth page touched (frame counts need teachos)\n", STRIDE);
   }
   if (sbrk(-(long)GIB) == (void*)-1) fail("shrinking the break by 1 GiB failed");
   if (teachos) {
@@ -107,7 +108,7 @@ static void test_until_failure(void) {
   }
   if (mmap_errno(p) != ENOMEM) fail("mmap failed with %ld, expected ENOMEM", mmap_errno(p));
   if (n == 0) fail("not even one 1 GiB mapping");
-  ((char*)maps[n / 2])[12345] = 1; // one page of one of them is really used
+  ((char*)maps[n / 2])[12345] = 1;  // one page of one of them is really used
   for (int i = 0; i < n; ++i)
     if (munmap(maps[i], GIB) != 0) fail("munmap %d failed", i);
   for (int i = 0; i < n; ++i) {
@@ -132,8 +133,8 @@ static void exhaust(void* arg) {
 
 static void test_out_of_frames(void) {
   long before = teachos_freemem();
-  expect_killed("lazytest: touching more pages than there are frames",
-                run_in_child(exhaust, NULL), SIGKILL);
+  expect_killed("lazytest: touching more pages than there are frames", run_in_child(exhaust, NULL),
+                SIGKILL);
   long after = teachos_freemem();
   for (int i = 0; i < 100 && after < before; ++i) {
     msleep(20);

@@ -14,8 +14,8 @@
 #define LARGE_CLASS 0xff
 
 struct Header {
-  size_t size;  // usable bytes: the class size, or the mapping's size minus the header
-  size_t klass; // size class index, or LARGE_CLASS for a block with its own mapping
+  size_t size;   // usable bytes: the class size, or the mapping's size minus the header
+  size_t klass;  // size class index, or LARGE_CLASS for a block with its own mapping
 };
 
 struct FreeBlock {
@@ -34,7 +34,7 @@ static int class_of(size_t n) {
 void* malloc(size_t n) {
   if (n == 0) n = 1;
   if (n > ((size_t)1 << MAX_SHIFT)) {
-    if (n > ((size_t)1 << 46)) return NULL; // would overflow the rounding below
+    if (n > ((size_t)1 << 46)) return NULL;  // would overflow the rounding below
     size_t total = (n + sizeof(struct Header) + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1);
     void* p = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (mmap_failed(p)) return NULL;

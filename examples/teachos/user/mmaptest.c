@@ -36,7 +36,7 @@ static void test_errors(void) {
   if (!mmap_failed(p) || mmap_errno(p) != EINVAL) fail("mmap of length 0 did not give EINVAL");
   p = mmap((void*)0x12345, PAGE_SIZE, RW, ANON_PRIVATE | MAP_FIXED, -1, 0);
   if (!mmap_failed(p) || mmap_errno(p) != EINVAL) fail("unaligned MAP_FIXED did not give EINVAL");
-  p = mmap(NULL, PAGE_SIZE, RW, MAP_ANONYMOUS, -1, 0); // neither shared nor private
+  p = mmap(NULL, PAGE_SIZE, RW, MAP_ANONYMOUS, -1, 0);  // neither shared nor private
   if (!mmap_failed(p) || mmap_errno(p) != EINVAL) fail("mmap without SHARED/PRIVATE not EINVAL");
   if (munmap((void*)0x12345, PAGE_SIZE) != -EINVAL) fail("unaligned munmap did not give EINVAL");
   if (mprotect((void*)0x12345, PAGE_SIZE, PROT_READ) != -EINVAL)
@@ -81,8 +81,7 @@ static void test_munmap_middle(void) {
     if (p[i] != (char)(7 + (char)(i / 512))) fail("munmap middle: tail changed");
   printf("mmaptest: munmap of the middle keeps head and tail\n");
   hole_base = p;
-  expect_killed("mmaptest: read from the unmapped middle", run_in_child(touch_hole, NULL),
-                SIGSEGV);
+  expect_killed("mmaptest: read from the unmapped middle", run_in_child(touch_hole, NULL), SIGSEGV);
   // munmap of a range that is already partly unmapped is fine.
   if (munmap(p, n) != 0) fail("munmap over a hole failed");
 }
@@ -101,7 +100,7 @@ static void test_mprotect(void) {
   memset(p, 'm', n);
   if (mprotect(p + PAGE_SIZE, PAGE_SIZE, PROT_READ) != 0) fail("mprotect read-only failed");
   if (p[PAGE_SIZE] != 'm') fail("mprotect: read-only page lost its data");
-  p[0] = 'w'; // the neighbours stay writable
+  p[0] = 'w';  // the neighbours stay writable
   p[2 * PAGE_SIZE] = 'w';
   ro_page = p + PAGE_SIZE;
   expect_killed("mmaptest: write after mprotect(PROT_READ)", run_in_child(write_ro, NULL), SIGSEGV);

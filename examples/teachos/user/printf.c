@@ -6,8 +6,8 @@
 
 struct Out {
   char* buf;
-  size_t size; // capacity including the final NUL
-  size_t len;  // characters produced so far (may exceed size: snprintf's return value)
+  size_t size;  // capacity including the final NUL
+  size_t len;   // characters produced so far (may exceed size: snprintf's return value)
 };
 
 static void put(struct Out* o, char c) {
@@ -20,8 +20,8 @@ static void pad(struct Out* o, char c, int n) {
 }
 
 // Emits `digits` (already converted, most significant first) with sign and padding.
-static void emit_number(struct Out* o, const char* digits, int ndigits, int negative,
-                        int width, int zero, int left, const char* prefix) {
+static void emit_number(struct Out* o, const char* digits, int ndigits, int negative, int width,
+                        int zero, int left, const char* prefix) {
   int plen = prefix ? (int)strlen(prefix) : 0;
   int total = ndigits + (negative ? 1 : 0) + plen;
   if (!left && !zero) pad(o, ' ', width - total);
@@ -54,9 +54,12 @@ int vsnprintf(char* buf, size_t size, const char* fmt, va_list ap) {
     ++f;
     int left = 0, zero = 0, width = 0, lng = 0;
     for (;; ++f) {
-      if (*f == '-') left = 1;
-      else if (*f == '0') zero = 1;
-      else break;
+      if (*f == '-')
+        left = 1;
+      else if (*f == '0')
+        zero = 1;
+      else
+        break;
     }
     if (*f == '*') {
       width = va_arg(ap, int);
@@ -66,7 +69,7 @@ int vsnprintf(char* buf, size_t size, const char* fmt, va_list ap) {
       while (*f >= '0' && *f <= '9') width = width * 10 + (*f++ - '0');
     }
     if (left) zero = 0;
-    while (*f == 'l' || *f == 'z') lng = 1, ++f; // long, long long and size_t are all 64-bit
+    while (*f == 'l' || *f == 'z') lng = 1, ++f;  // long, long long and size_t are all 64-bit
     char digits[24];
     int n;
     switch (*f) {
@@ -107,13 +110,11 @@ int vsnprintf(char* buf, size_t size, const char* fmt, va_list ap) {
         if (left) pad(&o, ' ', width - 1);
         break;
       }
-      case '%':
-        put(&o, '%');
-        break;
+      case '%': put(&o, '%'); break;
       case '\0':
-        --f; // a lone '%' at the end: stop at the NUL
+        --f;  // a lone '%' at the end: stop at the NUL
         break;
-      default: // unknown conversion: print it as it was written
+      default:  // unknown conversion: print it as it was written
         put(&o, '%');
         put(&o, *f);
         break;

@@ -94,8 +94,10 @@ char* strcat(char* dst, const char* src) {
 long atol(const char* s) {
   long sign = 1, v = 0;
   while (*s == ' ') ++s;
-  if (*s == '-') sign = -1, ++s;
-  else if (*s == '+') ++s;
+  if (*s == '-')
+    sign = -1, ++s;
+  else if (*s == '+')
+    ++s;
   while (*s >= '0' && *s <= '9') v = v * 10 + (*s++ - '0');
   return sign * v;
 }

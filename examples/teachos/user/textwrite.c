@@ -7,8 +7,8 @@ static int victim(int x) { return x * 3 + 1; }
 static void write_code(void* arg) {
   (void)arg;
   volatile unsigned int* code = (volatile unsigned int*)(uintptr_t)&victim;
-  unsigned int insn = *code; // reading our own code is fine
-  *code = insn;              // writing it is not
+  unsigned int insn = *code;  // reading our own code is fine
+  *code = insn;               // writing it is not
   printf("textwrite: FAIL: the store into the text segment did not fault\n");
 }
 

@@ -9,11 +9,11 @@
 #define THREAD_STACK (256 * 1024UL)
 
 struct Thread {
-  int tid;        // set by the kernel at clone (CLONE_PARENT_SETTID), cleared at exit
-  long result;    // fn's return value
+  int tid;      // set by the kernel at clone (CLONE_PARENT_SETTID), cleared at exit
+  long result;  // fn's return value
   ThreadFn fn;
   void* arg;
-  char* stack;    // the mmap'd stack (THREAD_STACK bytes)
+  char* stack;  // the mmap'd stack (THREAD_STACK bytes)
 };
 
 long ulib_clone_thread(unsigned long flags, void* stack_top, int* parent_tid, void* tls,
@@ -28,8 +28,8 @@ static long thread_trampoline(void* p) {
 
 Thread* thread_create(ThreadFn fn, void* arg, long* err) {
   // The Thread record lives at the top of its own stack mapping: one mmap per thread.
-  char* stack = mmap(NULL, THREAD_STACK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                     -1, 0);
+  char* stack =
+      mmap(NULL, THREAD_STACK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (mmap_failed(stack)) {
     if (err) *err = mmap_errno(stack);
     return NULL;

@@ -23,10 +23,10 @@ static long adder(void* arg) {
   for (int i = 0; i < ITERS; ++i) {
     atomic_add(&atomic_counter, 1);
     mutex_lock(&lock);
-    locked_counter += 2; // a plain read-modify-write: only the mutex keeps it exact
+    locked_counter += 2;  // a plain read-modify-write: only the mutex keeps it exact
     mutex_unlock(&lock);
   }
-  if (gettid() == getpid()) return -1; // only the main thread's tid equals the pid
+  if (gettid() == getpid()) return -1;  // only the main thread's tid equals the pid
   return id * 10;
 }
 
@@ -116,7 +116,7 @@ static long reader(void* arg) {
 static long unmapper(void* arg) {
   (void)arg;
   while (atomic_load(&readers_running) < nthreads - 1) sched_yield();
-  msleep(20); // let the readers fill their TLBs
+  msleep(20);  // let the readers fill their TLBs
   if (munmap(region, REGION_PAGES * PAGE_SIZE) != 0) {
     printf("threadtest: FAIL: munmap failed\n");
     exit(1);
@@ -126,8 +126,8 @@ static long unmapper(void* arg) {
 
 static void munmap_under_readers(void* arg) {
   (void)arg;
-  region = mmap(NULL, REGION_PAGES * PAGE_SIZE, PROT_READ | PROT_WRITE,
-                MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  region = mmap(NULL, REGION_PAGES * PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                -1, 0);
   if (mmap_failed(region)) exit(2);
   memset(region, 1, REGION_PAGES * PAGE_SIZE);
   for (long i = 0; i < nthreads - 1; ++i)
@@ -143,15 +143,15 @@ static void munmap_under_readers(void* arg) {
 
 int main(void) {
   nthreads = teachos_nharts();
-  if (nthreads == -ENOSYS) nthreads = 4; // not on teachos
+  if (nthreads == -ENOSYS) nthreads = 4;  // not on teachos
   if (nthreads < 2) nthreads = 2;
   if (nthreads > MAX_THREADS) nthreads = MAX_THREADS;
   test_counters();
   test_futex();
   test_malloc();
   long shootdowns_before = teachos_shootdowns();
-  expect_killed("threadtest: readers of an unmapped region", run_in_child(munmap_under_readers, NULL),
-                SIGSEGV);
+  expect_killed("threadtest: readers of an unmapped region",
+                run_in_child(munmap_under_readers, NULL), SIGSEGV);
   if (on_teachos()) {
     long shootdowns = teachos_shootdowns() - shootdowns_before;
     fprintf(2, "threadtest: %ld TLB shootdowns during the munmap test\n", shootdowns);

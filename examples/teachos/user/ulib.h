@@ -113,8 +113,8 @@ struct timespec {
 long syscall6(long n, long a0, long a1, long a2, long a3, long a4, long a5);
 ssize_t read(int fd, void* buf, size_t n);
 ssize_t write(int fd, const void* buf, size_t n);
-__attribute__((noreturn)) void exit(int code);        // exit_group: the whole process
-__attribute__((noreturn)) void thread_exit(int code); // exit: only the calling thread
+__attribute__((noreturn)) void exit(int code);         // exit_group: the whole process
+__attribute__((noreturn)) void thread_exit(int code);  // exit: only the calling thread
 long set_tid_address(int* tidptr);
 long futex(int* uaddr, int op, int val, const struct timespec* timeout);
 long nanosleep(const struct timespec* req, struct timespec* rem);
@@ -123,7 +123,7 @@ long sched_yield(void);
 pid_t getpid(void);
 pid_t getppid(void);
 pid_t gettid(void);
-long brk(void* addr); // returns the new break (Linux semantics: the old one on failure)
+long brk(void* addr);  // returns the new break (Linux semantics: the old one on failure)
 long munmap(void* addr, size_t len);
 long clone(unsigned long flags, void* newsp, int* parent_tid, void* tls, int* child_tid);
 long execve(const char* path, char* const argv[], char* const envp[]);
@@ -172,7 +172,7 @@ int vsnprintf(char* buf, size_t size, const char* fmt, va_list ap);
 int puts(const char* s);
 // Prints "prog: FAIL: <message>" on stdout and exits 1.
 __attribute__((noreturn)) void fail(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
-extern const char* ulib_progname; // set by _start from argv[0]
+extern const char* ulib_progname;  // set by _start from argv[0]
 // Prints how a wait status ended: "exited 3" or "killed by signal 11 (SIGSEGV)".
 void describe_status(char* buf, size_t size, int status);
 
@@ -185,7 +185,7 @@ void* realloc(void* p, size_t n);
 // ---- rand.c: xorshift64*, deterministic for a given seed ----
 void srand64(uint64_t seed);
 uint64_t rand64(void);
-uint64_t rand_range(uint64_t n); // uniform-ish in [0, n)
+uint64_t rand_range(uint64_t n);  // uniform-ish in [0, n)
 
 // ---- thread.c ----
 typedef struct Thread Thread;
@@ -197,9 +197,10 @@ Thread* thread_create(ThreadFn fn, void* arg, long* err);
 // fn's result.
 long thread_join(Thread* t);
 typedef struct {
-  int state; // 0 unlocked, 1 locked, 2 locked with waiters
+  int state;  // 0 unlocked, 1 locked, 2 locked with waiters
 } Mutex;
-#define MUTEX_INIT {0}
+#define MUTEX_INIT \
+  { 0 }
 void mutex_lock(Mutex* m);
 void mutex_unlock(Mutex* m);
 

@@ -28,7 +28,7 @@ static void test_printf(void) {
   expect_str("width and flags", b, "[   42][42   ][-0042][   ab][ab   ][  x][y  ]");
   snprintf(b, sizeof b, "[%*d][%-*d]", 4, 1, 3, 2);
   expect_str("star width", b, "[   1][2  ]");
-  const char* volatile null_string = NULL; // volatile: gcc would warn about a literal NULL
+  const char* volatile null_string = NULL;  // volatile: gcc would warn about a literal NULL
   snprintf(b, sizeof b, "%s|%s|%c|%%", "text", null_string, 'z');
   expect_str("s c %", b, "text|(null)|z|%");
   int n = snprintf(b, 6, "%s", "truncated");
@@ -79,7 +79,8 @@ static void test_strings(void) {
     for (int i = 0; i < 64; ++i)
       if (b[i] != ((i >= off && i < off + 33) ? 0x7e : 1)) fail("memset at offset %d", off);
   }
-  if (memcmp("abc", "abd", 2) != 0 || memcmp("abc", "abd", 3) >= 0 || memcmp("\xff", "\x01", 1) <= 0)
+  if (memcmp("abc", "abd", 2) != 0 || memcmp("abc", "abd", 3) >= 0 ||
+      memcmp("\xff", "\x01", 1) <= 0)
     fail("memcmp (bytes compare as unsigned)");
   checks += 10;
   printf("ulibtest: string functions ok\n");

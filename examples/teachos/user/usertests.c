@@ -9,17 +9,27 @@
 
 struct Test {
   const char* name;
-  const char* arg;   // one optional argument (NULL: none)
-  int signal;        // 0: must exit 0; otherwise the signal that must kill it
+  const char* arg;  // one optional argument (NULL: none)
+  int signal;       // 0: must exit 0; otherwise the signal that must kill it
 };
 
 static struct Test tests[] = {
-    {"hello", NULL, 0},       {"ulibtest", NULL, 0},      {"compute", NULL, 0},
+    {"hello", NULL, 0},
+    {"ulibtest", NULL, 0},
+    {"compute", NULL, 0},
     {"segv", NULL, 0},
-    {"segv", "direct", SIGSEGV}, {"textwrite", NULL, 0},  {"textwrite", "direct", SIGSEGV},
-    {"stacktest", NULL, 0},   {"zero", NULL, 0},          {"mmaptest", NULL, 0},
-    {"badptr", NULL, 0},      {"exectest", NULL, 0},      {"forktest", NULL, 0},
-    {"cowtest", NULL, 0},     {"lazytest", NULL, 0},      {"threadtest", NULL, 0},
+    {"segv", "direct", SIGSEGV},
+    {"textwrite", NULL, 0},
+    {"textwrite", "direct", SIGSEGV},
+    {"stacktest", NULL, 0},
+    {"zero", NULL, 0},
+    {"mmaptest", NULL, 0},
+    {"badptr", NULL, 0},
+    {"exectest", NULL, 0},
+    {"forktest", NULL, 0},
+    {"cowtest", NULL, 0},
+    {"lazytest", NULL, 0},
+    {"threadtest", NULL, 0},
     {"grind", "5", 0},
 };
 #define NTESTS ((int)(sizeof tests / sizeof tests[0]))
