@@ -45,25 +45,26 @@ flags=F
 case "$interp" in *-binfmt-P) flags=PF ;; esac
 
 run_plain() { "$QEMU" "./$prog" "$@" >"$out" 2>"$err" </dev/null; }
+# In a fresh user+mount namespace: mount a private binfmt_misc, register qemu, run "$@".
+binfmt_sh='mount -t binfmt_misc none /proc/sys/fs/binfmt_misc 2>/dev/null || exit 125
+  printf ":teachos-rv64:M::%s:%s:%s:%s" "$1" "$2" "$3" "$4" \
+    > /proc/sys/fs/binfmt_misc/register 2>/dev/null || exit 125
+  shift 4
+  exec "$@"'
 run_binfmt() {
-  unshare --user --map-root-user --mount sh -c '
-    mount -t binfmt_misc none /proc/sys/fs/binfmt_misc 2>/dev/null || exit 125
-    printf ":teachos-rv64:M::%s:%s:%s:%s" "$1" "$2" "$3" "$4" \
-      > /proc/sys/fs/binfmt_misc/register 2>/dev/null || exit 125
-    shift 4
-    exec "$@"' sh "$magic" "$mask" "$interp" "$flags" "$QEMU" "./$prog" "$@" \
-    >"$out" 2>"$err" </dev/null
+  unshare --user --map-root-user --mount sh -c "$binfmt_sh" sh "$magic" "$mask" "$interp" \
+    "$flags" "$QEMU" "./$prog" "$@" >"$out" 2>"$err" </dev/null
 }
 
-if command -v unshare >/dev/null 2>&1; then
+# Probe once whether this host allows the private registration (unshare may be missing or
+# user namespaces disabled); the program's own exit status is never mistaken for the probe's.
+if command -v unshare >/dev/null 2>&1 &&
+   unshare --user --map-root-user --mount sh -c "$binfmt_sh" sh "$magic" "$mask" "$interp" \
+     "$flags" true >/dev/null 2>&1; then
   run_binfmt "$@"
   status=$?
-  if [ $status -eq 125 ]; then
-    echo "note: no private binfmt_misc here; programs cannot execve other RISC-V programs"
-    run_plain "$@"
-    status=$?
-  fi
 else
+  echo "note: no private binfmt_misc here; programs cannot execve other RISC-V programs"
   run_plain "$@"
   status=$?
 fi
