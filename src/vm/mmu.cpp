@@ -47,6 +47,10 @@ struct Translation {
 // Walks the table rooted at `root` for `va` like an MMU: the leaf must be present with R, USER
 // and (for writes) W. Sets ACCESSED (and DIRTY for writes) with a CAS so a concurrent cursor
 // write is never overwritten; retries the walk if the entry changed underneath.
+// Its own loop, not detail::descend (internal/pt_walk.hpp), which the checks share: this is
+// the miss path of every user access, it CASes the leaf it finds and restarts from the root
+// when it loses; descend() could serve (the CAS going to the entry it returns), but that has
+// not been measured on this path, and the walk must not get slower.
 Translation walk_and_fill(detail::PerCpu& cpu, Paddr root, Vaddr va, bool write) noexcept {
   const std::uint64_t snapshot = cpu.tlb.begin_fill();
 restart:
