@@ -1,5 +1,5 @@
 // IoMem: a claimed range of device (I/O) physical memory that can be mapped into user space
-// untracked (OSTD `io/io_mem`, API subset used by VmSpace::map_iomem).
+// untracked (OSTD `ostd/src/io/io_mem/mod.rs`, `IoMem`: the subset VmSpace::map_iomem uses).
 //
 // Emulated RAM is [0, max_paddr()); device memory lives above it. An IoMem handle is shared
 // (copies refer to the same claim); the claim ends when the last handle is dropped, after which

@@ -1,5 +1,9 @@
+// The non-template invariant checks of check/invariants.hpp (frame slots, the refcount law,
+// TLB coherence, the user table's borrowed kernel half), their report formatting, and the
+// handle-ledger queries of check/ledger.hpp.
 #include <vmspace/check/invariants.hpp>
 #include <vmspace/check/ledger.hpp>
+#include <vmspace/internal/pt_walk.hpp>
 
 #include <sstream>
 
@@ -129,23 +133,18 @@ void check_tlb_coherence(CheckReport& report) {
   for (std::uint32_t c = 0; c < m.config.num_cpus; ++c) {
     const Paddr root = m.cpus[c].current_root.load(std::memory_order_acquire);
     m.cpus[c].tlb.for_each_entry([&](Vaddr va, Paddr pa) {
-      Paddr node = root;
-      for (PagingLevel level = K::kNrLevels; level >= 1; --level) {
-        const std::uint64_t raw = vmspace::detail::NodeView<UserPtConfig>{node}.load_acquire(pte_index<K>(va, level));
-        if (!Pte::is_present(raw, level)) break;
-        if (Pte::is_leaf(raw, level)) {
-          const PteScalar s = Pte::decode(raw, level);
-          const Paddr expected = s.paddr + (va & (page_size<K>(level) - 1));
-          if (expected == pa && (has(s.prop.flags, PageFlags::R) || has(s.prop.flags, PageFlags::X))) return;
-          report.add("tlb_coherence", "cpu" + std::to_string(c) + " caches " + detail_check::hex(va) + " -> " +
-                                          detail_check::hex(pa) + " but the table maps it to " +
-                                          detail_check::hex(expected));
-          return;
-        }
-        node = Pte::paddr(raw, level);
+      const vmspace::detail::PteAt e = vmspace::detail::descend<UserPtConfig>(root, va);
+      if (!Pte::is_present(e.raw, e.level) || !Pte::is_leaf(e.raw, e.level)) {
+        report.add("tlb_coherence", "cpu" + std::to_string(c) + " caches " + detail_check::hex(va) + " -> " +
+                                        detail_check::hex(pa) + " but the table does not map it");
+        return;
       }
+      const PteScalar s = Pte::decode(e.raw, e.level);
+      const Paddr expected = s.paddr + (va & (page_size<K>(e.level) - 1));
+      if (expected == pa && (has(s.prop.flags, PageFlags::R) || has(s.prop.flags, PageFlags::X))) return;
       report.add("tlb_coherence", "cpu" + std::to_string(c) + " caches " + detail_check::hex(va) + " -> " +
-                                      detail_check::hex(pa) + " but the table does not map it");
+                                      detail_check::hex(pa) + " but the table maps it to " +
+                                      detail_check::hex(expected));
     });
   }
 }

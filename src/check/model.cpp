@@ -1,3 +1,5 @@
+// The abstract page-table model and its cursor (check/model.hpp): the mapping set's
+// operations as the specifications define them, and the library's argument checks.
 #include <vmspace/check/model.hpp>
 
 #include <algorithm>

@@ -58,6 +58,10 @@ std::uint64_t tlb_need(PageFaultAccess access) noexcept {
 // R (reads), R and W (writes) or X (instruction fetch). Sets ACCESSED (and DIRTY for writes)
 // with a CAS so a concurrent cursor write is never overwritten; retries the walk if the entry
 // changed underneath.
+// Its own loop, not detail::descend (internal/pt_walk.hpp), which the checks share: this is
+// the miss path of every user access, it CASes the leaf it finds and restarts from the root
+// when it loses; descend() could serve (the CAS going to the entry it returns), but that has
+// not been measured on this path, and the walk must not get slower.
 Translation walk_and_fill(detail::PerCpu& cpu, Paddr root, Vaddr va, PageFaultAccess access) noexcept {
   const bool write = access == PageFaultAccess::Write;
   const std::uint64_t snapshot = cpu.tlb.begin_fill();

@@ -1,3 +1,6 @@
+// TLB coherence (tlb.hpp): TlbFlushOp, the TlbFlusher's issue and dispatch (the "IPI" that
+// invalidates every target CPU's software TLB, then hands the kept frames to RCU), the per-CPU
+// TLBs' fills, invalidations and checking mode (tlb_impl.hpp), and their statistics.
 #include <vmspace/log.hpp>
 #include <vmspace/meta.hpp>
 #include <vmspace/mutation.hpp>

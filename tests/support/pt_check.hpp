@@ -25,6 +25,7 @@
 
 #include <boost/atomic/atomic_ref.hpp>
 
+#include <vmspace/internal/pt_walk.hpp>
 #include <vmspace/page_table.hpp>
 #include <vmspace/user_pt_config.hpp>
 
@@ -49,6 +50,7 @@ struct PtCensus {
 
 namespace pt_check_detail {
 
+// The census as a visitor of detail::walk_table (vmspace/internal/pt_walk.hpp).
 template <PageTableConfig C>
 class Walker {
  public:
@@ -57,8 +59,60 @@ class Walker {
 
   PtCensus run(Paddr root) {
     seen_.insert(root);
-    visit(root, K::kNrLevels, /*is_root=*/true);
+    detail::walk_table<C>(root, *this);
     return std::move(census_);
+  }
+
+  bool enter(Paddr pa, PagingLevel level) {
+    ++census_.nodes;
+    MetaSlot* slot = meta_slot(pa);
+    if (slot->vtable != meta_vtable<PageTablePageMeta<C>>()) {
+      fail("node 0x", pa, ": frame is not a page-table node");
+      return false;
+    }
+    const auto& meta = detail::NodeView<C>{pa}.meta();
+    if (meta.level != level) fail("node 0x", pa, ": level ", int(meta.level), " reached at ", int(level));
+    if (meta.stray) fail("node 0x", pa, ": reachable but stray");
+    const std::uint32_t lock =
+        boost::atomic_ref<std::uint32_t>(const_cast<std::uint32_t&>(meta.lock)).load(boost::memory_order_acquire);
+    if (lock != 0) fail("node 0x", pa, ": still locked (word 0x", lock, ")");
+    const std::uint64_t rc = slot->ref_count_ref().load(boost::memory_order_relaxed);
+    if (rc != 1) fail("node 0x", pa, ": reference count ", std::dec, rc, " (expected 1)");
+    return true;
+  }
+
+  void absent(const detail::PteAt& e) {
+    if (e.raw != 0) fail("node 0x", e.node, "[", std::dec, e.index, "]: non-zero absent entry 0x", std::hex, e.raw);
+  }
+
+  void leaf(const detail::PteAt& e) {
+    const PteScalar s = check_reencodes(e);
+    const PagingLevel level = e.level;
+    if (!F::is_leaf(e.raw, level)) {
+      fail("node 0x", e.node, "[", std::dec, e.index, "]: page-table entry at level 1");
+      return;
+    }
+    ++census_.leaves[level];
+    if (level > C::kHighestTranslationLevel) fail("leaf at level ", int(level), " above the highest translation level");
+    if (!C::kTopLevelCanUnmap && level == K::kNrLevels) fail("leaf at the top level of a kernel-style table");
+    if (!is_aligned(s.paddr, page_size<K>(level))) fail("leaf 0x", s.paddr, " misaligned for level ", int(level));
+    if constexpr (std::is_same_v<C, UserPtConfig>) check_user_leaf(s, level);
+  }
+
+  bool child(const detail::PteAt& e) {
+    const Paddr child = check_reencodes(e).paddr;
+    if (!seen_.insert(child).second) {
+      fail("node 0x", child, " referenced twice (or the root is referenced)");
+      return false;
+    }
+    return true;
+  }
+
+  void leave(Paddr pa, PagingLevel, std::size_t present) {
+    const auto& meta = detail::NodeView<C>{pa}.meta();
+    if (present != meta.nr_children) {
+      fail("node 0x", pa, ": nr_children ", std::dec, meta.nr_children, " but ", present, " present entries");
+    }
   }
 
  private:
@@ -70,57 +124,12 @@ class Walker {
     census_.violations.push_back(os.str());
   }
 
-  void visit(Paddr pa, PagingLevel level, bool is_root) {
-    ++census_.nodes;
-    const detail::NodeView<C> node{pa};
-    MetaSlot* slot = meta_slot(pa);
-    if (slot->vtable != meta_vtable<PageTablePageMeta<C>>()) {
-      fail("node 0x", pa, ": frame is not a page-table node");
-      return;
+  PteScalar check_reencodes(const detail::PteAt& e) {
+    const PteScalar s = F::decode(e.raw, e.level);
+    if (F::encode(s, e.level) != e.raw) {
+      fail("node 0x", e.node, "[", std::dec, e.index, "]: 0x", std::hex, e.raw, " does not re-encode");
     }
-    const auto& meta = node.meta();
-    if (meta.level != level) fail("node 0x", pa, ": level ", int(meta.level), " reached at ", int(level));
-    if (meta.stray) fail("node 0x", pa, ": reachable but stray");
-    const std::uint32_t lock =
-        boost::atomic_ref<std::uint32_t>(const_cast<std::uint32_t&>(meta.lock)).load(boost::memory_order_acquire);
-    if (lock != 0) fail("node 0x", pa, ": still locked (word 0x", lock, ")");
-    const std::uint64_t rc = slot->ref_count_ref().load(boost::memory_order_relaxed);
-    if (rc != 1) fail("node 0x", pa, ": reference count ", std::dec, rc, " (expected 1)");
-
-    const std::size_t first = is_root ? C::kTopLevelIndexStart : 0;
-    const std::size_t last = is_root ? C::kTopLevelIndexEnd : kNrEntries<K>;
-    std::size_t present = 0;
-    for (std::size_t i = first; i < last; ++i) {
-      const std::uint64_t raw = node.load_acquire(i);
-      if (!F::is_present(raw, level)) {
-        if (raw != 0) fail("node 0x", pa, "[", std::dec, i, "]: non-zero absent entry 0x", std::hex, raw);
-        continue;
-      }
-      ++present;
-      const PteScalar s = F::decode(raw, level);
-      if (F::encode(s, level) != raw) fail("node 0x", pa, "[", std::dec, i, "]: 0x", std::hex, raw, " does not re-encode");
-      if (F::is_leaf(raw, level)) {
-        ++census_.leaves[level];
-        if (level > C::kHighestTranslationLevel) fail("leaf at level ", int(level), " above the highest translation level");
-        if (!C::kTopLevelCanUnmap && level == K::kNrLevels) fail("leaf at the top level of a kernel-style table");
-        if (!is_aligned(s.paddr, page_size<K>(level))) fail("leaf 0x", s.paddr, " misaligned for level ", int(level));
-        if constexpr (std::is_same_v<C, UserPtConfig>) check_user_leaf(s, level);
-        continue;
-      }
-      if (level == 1) {
-        fail("node 0x", pa, "[", std::dec, i, "]: page-table entry at level 1");
-        continue;
-      }
-      const Paddr child = s.paddr;
-      if (!seen_.insert(child).second) {
-        fail("node 0x", child, " referenced twice (or the root is referenced)");
-        continue;
-      }
-      visit(child, static_cast<PagingLevel>(level - 1), false);
-    }
-    if (present != meta.nr_children) {
-      fail("node 0x", pa, ": nr_children ", std::dec, meta.nr_children, " but ", present, " present entries");
-    }
+    return s;
   }
 
   void check_user_leaf(const PteScalar& s, PagingLevel level) {

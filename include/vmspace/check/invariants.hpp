@@ -1,4 +1,6 @@
-// Invariant checks from reference/verified-specs.md §D.1, for tests, fuzzers, stress runs and a
+// Invariant checks: the well-formedness invariants the formal specifications state for
+// OSTD's page tables, frame metadata and TLBs (vostd's page-table tree and reference-count
+// invariants, its TLB model), as executable checks for tests, fuzzers, stress runs and a
 // teaching OS's own test suite. Every check appends violations to a CheckReport; an empty
 // report means the invariants hold.
 //
@@ -11,16 +13,16 @@
 //                         no stray or locked node reachable), nr_children = number of present
 //                         entries (root: in its own slice), leaves aligned to their size, at a
 //                         level <= kHighestTranslationLevel, inside physical memory when tracked,
-//                         tracked frames in use and never UNIQUE, page-table or free
-//                         (items 1-6, 10, 15, 16); PA overlaps as warnings (item 7).
+//                         tracked frames in use and never UNIQUE, page-table or free;
+//                         PA overlaps as warnings.
 //   check_user_table      the above, plus: root entries 256..512 are exactly the kernel
 //                         table's (the borrowed half).
-//   check_frame_slots     every MetaSlot is in a legal refcount state (item 11, 17).
+//   check_frame_slots     every MetaSlot is in a legal refcount state.
 //   check_refcount_law    count = live handles + owning PTEs + segment shares for every frame in
-//                         use (items 12-14; exact with the handle ledger, see ledger.hpp;
+//                         use (exact with the handle ledger, see ledger.hpp;
 //                         otherwise the one-sided count >= owning PTEs).
 //   check_tlb_coherence   every CPU's cached translations agree with its active page table
-//                         (item 19: TLB ⊆ PT after every dispatch).
+//                         (TLB ⊆ PT after every dispatch).
 #pragma once
 
 #include <algorithm>
@@ -32,6 +34,7 @@
 
 #include <vmspace/check/interpret.hpp>
 #include <vmspace/check/ledger.hpp>
+#include <vmspace/internal/pt_walk.hpp>
 #include <vmspace/kernel_page_table.hpp>
 #include <vmspace/page_table.hpp>
 #include <vmspace/user_pt_config.hpp>
@@ -94,18 +97,19 @@ struct TableWalker {
   std::unordered_set<Paddr> seen;
   std::vector<std::pair<Paddr, Paddr>> pa_ranges;  // for overlap warnings
 
-  void node(Paddr pa, PagingLevel level, Vaddr base, std::size_t first, std::size_t last) {
+  // The node checks; false (its entries are not walked) for a node reached twice or one
+  // without this config's metadata.
+  bool enter(Paddr pa, PagingLevel level) {
     if (!seen.insert(pa).second) {
       report.add("tree_shape", "node " + hex(pa) + " is reachable more than once");
-      return;
+      return false;
     }
     MetaSlot* slot = meta_slot(pa);
     if (slot->vtable != meta_vtable<PageTablePageMeta<C>>()) {
       report.add("node_metadata", "node " + hex(pa) + " does not carry this config's page-table metadata");
-      return;
+      return false;
     }
-    const vmspace::detail::NodeView<C> view{pa};
-    const auto& meta = view.meta();
+    const auto& meta = vmspace::detail::NodeView<C>{pa}.meta();
     if (meta.level != level) {
       report.add("node_level", "node " + hex(pa) + " has level " + std::to_string(meta.level) +
                                    " at tree level " + std::to_string(level));
@@ -120,24 +124,24 @@ struct TableWalker {
       report.add("node_refcount", "node " + hex(pa) + " has reference count " + std::to_string(rc) +
                                       " (exactly one owner expected)");
     }
-    std::size_t present = 0;
-    for (std::size_t i = first; i < last; ++i) {
-      const std::uint64_t raw = view.load_acquire(i);
-      if (!Pte::is_present(raw, level)) continue;
-      ++present;
-      const Vaddr va = sign_extend<K>(base + i * page_size<K>(level));
-      if (vmspace::detail::is_pt_entry<C>(raw, level)) {
-        const Paddr child = Pte::paddr(raw, level);
-        if (refs) ++(*refs)[child];
-        node(child, static_cast<PagingLevel>(level - 1), va, 0, kNrEntries<K>);
-        continue;
-      }
-      if (level == 1 && !Pte::is_leaf(raw, level)) {
-        report.add("leaf_kind", "level-1 entry at " + hex(va) + " is not a leaf");
-        continue;
-      }
-      leaf(Pte::decode(raw, level), level, va);
+    return true;
+  }
+
+  bool child(const vmspace::detail::PteAt& e) {
+    if (refs) ++(*refs)[Pte::paddr(e.raw, e.level)];
+    return true;
+  }
+
+  void leaf(const vmspace::detail::PteAt& e) {
+    if (e.level == 1 && !Pte::is_leaf(e.raw, e.level)) {
+      report.add("leaf_kind", "level-1 entry at " + hex(e.va) + " is not a leaf");
+      return;
     }
+    leaf(Pte::decode(e.raw, e.level), e.level, e.va);
+  }
+
+  void leave(Paddr pa, PagingLevel, std::size_t present) {
+    const auto& meta = vmspace::detail::NodeView<C>{pa}.meta();
     if (present != meta.nr_children) {
       report.add("nr_children", "node " + hex(pa) + " counts " + std::to_string(meta.nr_children) +
                                     " children but has " + std::to_string(present) + " present entries");
@@ -188,7 +192,7 @@ void check_page_table(const PageTable<C>& pt, CheckReport& report, RawRefs* refs
   using Pte = typename C::Pte;
   using K = ConstsOf<C>;
   detail_check::TableWalker<C> w{report, refs, options, {}, {}};
-  w.node(pt.root_paddr(), K::kNrLevels, 0, C::kTopLevelIndexStart, C::kTopLevelIndexEnd);
+  vmspace::detail::walk_table<C>(pt.root_paddr(), w);
   // Root entries outside the config's slice must be absent (unless borrowed: check_user_table).
   if constexpr (!std::is_same_v<C, UserPtConfig>) {
     const vmspace::detail::NodeView<C> root{pt.root_paddr()};
