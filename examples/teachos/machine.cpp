@@ -85,10 +85,11 @@ std::uint64_t mulhu(std::uint64_t a, std::uint64_t b) noexcept {
 // ---- the A extension on host memory ----
 //
 // Why host atomics on the host pointer, and not the library's user-memory atomics
-// (VmReader/VmWriter's atomic_load / atomic_compare_exchange, io.hpp)? Those are u32-only and
-// each call builds an endpoint, enters its own read section and translates again: correct,
-// but several times the cost of the instruction it would emulate, and they lack the 64-bit
-// and read-modify-write forms. The hart already holds a read section and a translation made by
+// (VmReader::atomic_load / VmWriter::atomic_compare_exchange, io.hpp)? Those are u32-only,
+// each call enters its own read section and translates again (correct, but several times the
+// cost of the instruction it emulates), they lack the 64-bit and read-modify-write forms, and
+// on a miss they call the injected page-fault handler themselves, while a hart must hand the
+// fault to its kernel as a trap. The hart already holds a read section and a translation made by
 // mmu_translate for Write (so the PTE is writable and DIRTY), which keeps the frame alive;
 // a __atomic builtin on that pointer is then exactly an AMO on the emulated physical memory,
 // atomic against every other hart, because all harts share the one host mapping of physical
