@@ -36,6 +36,7 @@ constexpr std::uint64_t sext32(std::uint64_t v) noexcept {
   return static_cast<std::uint64_t>(static_cast<std::int64_t>(static_cast<std::int32_t>(v)));
 }
 constexpr std::int64_t as_signed(std::uint64_t v) noexcept { return static_cast<std::int64_t>(v); }
+constexpr std::uint32_t lo32(std::uint64_t v) noexcept { return static_cast<std::uint32_t>(v); }
 
 // ---- the M extension's corner cases: RISC-V never traps on division ----
 // x / 0 = all ones and x % 0 = x (so that x == (x / y) * y + x % y still holds); the one
@@ -84,10 +85,11 @@ std::uint64_t mulhu(std::uint64_t a, std::uint64_t b) noexcept {
 // ---- the A extension on host memory ----
 //
 // Why host atomics on the host pointer, and not the library's user-memory atomics
-// (VmReader/VmWriter's atomic_load / atomic_compare_exchange, io.hpp)? Those are u32-only and
-// each call builds an endpoint, enters its own read section and translates again: correct,
-// but several times the cost of the instruction it would emulate, and they lack the 64-bit
-// and read-modify-write forms. The hart already holds a read section and a translation made by
+// (VmReader::atomic_load / VmWriter::atomic_compare_exchange, io.hpp)? Those are u32-only,
+// each call enters its own read section and translates again (correct, but several times the
+// cost of the instruction it emulates), they lack the 64-bit and read-modify-write forms, and
+// on a miss they call the injected page-fault handler themselves, while a hart must hand the
+// fault to its kernel as a trap. The hart already holds a read section and a translation made by
 // mmu_translate for Write (so the PTE is writable and DIRTY), which keeps the frame alive;
 // a __atomic builtin on that pointer is then exactly an AMO on the emulated physical memory,
 // atomic against every other hart, because all harts share the one host mapping of physical
@@ -185,9 +187,13 @@ struct Hart::Exec {
   //    (this CPU is in the space's CPU set while the space is active here). The flush bumps
   //    the CPU's invalidation counter before it removes any TLB entry, and revalidate()
   //    compares the counter with the value seen when the cache was filled before EVERY
-  //    instruction (run() calls it ahead of step()); on a difference the whole cache goes. So after a shootdown returns, the next instruction
-  //    here translates again, the same promptness as the TLB itself. An instruction that read
-  //    the counter just before the bump is "in flight", as on hardware.
+  //    instruction (run() calls it ahead of step()); on a difference the whole cache goes.
+  //    So after a shootdown returns, the next instruction here translates again, the same
+  //    promptness as the TLB itself. An instruction that read the counter just before the
+  //    bump is "in flight", as on hardware. (Stores it made may still sit in the host's store
+  //    buffer and become visible a moment after the dispatch returned; a real shootdown's IPI
+  //    would wait for them. Frames stay safe: leaving the read section publishes them before
+  //    any grace period can end.)
   //  * the frame behind a stale pointer stays alive until a grace period after the flush, and
   //    a grace period cannot end while this read section lasts. The cache is dropped whenever
   //    a read section begins, so no pointer is ever used outside the section that made it.
@@ -247,12 +253,15 @@ struct Hart::Exec {
 
   // Loads: plain accesses on the host, but atomic (relaxed) ones, so that racing harts are a
   // defined data race with RISC-V's per-location coherence instead of C++ undefined behaviour.
+  // T's signedness says how the value is extended to 64 bits.
   template <class T>
-  bool load(std::uint64_t va, T& out) noexcept {
+  bool load(std::uint64_t va, std::uint64_t& out) noexcept {
+    using U = std::make_unsigned_t<T>;
     if ((va & (sizeof(T) - 1)) != 0) return fail(TrapCause::LoadMisaligned, va);
     std::byte* p = data_ptr(va, PageFaultAccess::Read);
     if (p == nullptr) return false;
-    out = __atomic_load_n(reinterpret_cast<T*>(p), __ATOMIC_RELAXED);
+    const U v = __atomic_load_n(reinterpret_cast<U*>(p), __ATOMIC_RELAXED);
+    out = static_cast<std::uint64_t>(static_cast<std::int64_t>(static_cast<T>(v)));
     return true;
   }
 
@@ -402,13 +411,14 @@ struct Hart::Exec {
       case Op::Bge: return branch(as_signed(a) >= as_signed(b));
       case Op::Bltu: return branch(a < b);
       case Op::Bgeu: return branch(a >= b);
-      case Op::Lb: { std::uint8_t v; if (!load(a + imm, v)) return false; r = static_cast<std::uint64_t>(static_cast<std::int8_t>(v)); break; }
-      case Op::Lh: { std::uint16_t v; if (!load(a + imm, v)) return false; r = static_cast<std::uint64_t>(static_cast<std::int16_t>(v)); break; }
-      case Op::Lw: { std::uint32_t v; if (!load(a + imm, v)) return false; r = sext32(v); break; }
-      case Op::Ld: { std::uint64_t v; if (!load(a + imm, v)) return false; r = v; break; }
-      case Op::Lbu: { std::uint8_t v; if (!load(a + imm, v)) return false; r = v; break; }
-      case Op::Lhu: { std::uint16_t v; if (!load(a + imm, v)) return false; r = v; break; }
-      case Op::Lwu: { std::uint32_t v; if (!load(a + imm, v)) return false; r = v; break; }
+      // Loads: the signed forms sign-extend the value, the U forms zero-extend it.
+      case Op::Lb: if (!load<std::int8_t>(a + imm, r)) return false; break;
+      case Op::Lh: if (!load<std::int16_t>(a + imm, r)) return false; break;
+      case Op::Lw: if (!load<std::int32_t>(a + imm, r)) return false; break;
+      case Op::Ld: if (!load<std::uint64_t>(a + imm, r)) return false; break;
+      case Op::Lbu: if (!load<std::uint8_t>(a + imm, r)) return false; break;
+      case Op::Lhu: if (!load<std::uint16_t>(a + imm, r)) return false; break;
+      case Op::Lwu: if (!load<std::uint32_t>(a + imm, r)) return false; break;
       case Op::Sb: return stored(store(a + imm, static_cast<std::uint8_t>(b)));
       case Op::Sh: return stored(store(a + imm, static_cast<std::uint16_t>(b)));
       case Op::Sw: return stored(store(a + imm, static_cast<std::uint32_t>(b)));
@@ -451,10 +461,10 @@ struct Hart::Exec {
       case Op::Rem: r = rem_signed<std::int64_t>(a, b); break;
       case Op::Remu: r = rem_unsigned(a, b); break;
       case Op::Mulw: r = sext32(a * b); break;
-      case Op::Divw: r = sext32(div_signed<std::int32_t>(static_cast<std::uint32_t>(a), static_cast<std::uint32_t>(b))); break;
-      case Op::Divuw: r = sext32(div_unsigned(static_cast<std::uint32_t>(a), static_cast<std::uint32_t>(b))); break;
-      case Op::Remw: r = sext32(rem_signed<std::int32_t>(static_cast<std::uint32_t>(a), static_cast<std::uint32_t>(b))); break;
-      case Op::Remuw: r = sext32(rem_unsigned(static_cast<std::uint32_t>(a), static_cast<std::uint32_t>(b))); break;
+      case Op::Divw: r = sext32(div_signed<std::int32_t>(lo32(a), lo32(b))); break;
+      case Op::Divuw: r = sext32(div_unsigned(lo32(a), lo32(b))); break;
+      case Op::Remw: r = sext32(rem_signed<std::int32_t>(lo32(a), lo32(b))); break;
+      case Op::Remuw: r = sext32(rem_unsigned(lo32(a), lo32(b))); break;
       case Op::AmoW:
       case Op::AmoD: {
         std::uint64_t old = 0;  // a separate variable: taking r's address would keep r in memory

@@ -94,13 +94,16 @@ constexpr std::uint32_t op_imm(std::uint32_t f3, unsigned rd, unsigned rs1, std:
   return i_type(imm, rs1, f3, rd, 0x13);
 }
 constexpr std::uint32_t addi(unsigned rd, unsigned rs1, std::int32_t imm) { return op_imm(0, rd, rs1, imm); }
-constexpr std::uint32_t slli(unsigned rd, unsigned rs1, unsigned sh) { return op_imm(1, rd, rs1, static_cast<std::int32_t>(sh)); }
-constexpr std::uint32_t srli(unsigned rd, unsigned rs1, unsigned sh) { return op_imm(5, rd, rs1, static_cast<std::int32_t>(sh)); }
-constexpr std::uint32_t srai(unsigned rd, unsigned rs1, unsigned sh) { return op_imm(5, rd, rs1, static_cast<std::int32_t>(0x400 | sh)); }
+constexpr std::int32_t shamt(unsigned sh, unsigned top = 0) { return static_cast<std::int32_t>(top | sh); }
+constexpr std::uint32_t slli(unsigned rd, unsigned rs1, unsigned sh) { return op_imm(1, rd, rs1, shamt(sh)); }
+constexpr std::uint32_t srli(unsigned rd, unsigned rs1, unsigned sh) { return op_imm(5, rd, rs1, shamt(sh)); }
+constexpr std::uint32_t srai(unsigned rd, unsigned rs1, unsigned sh) { return op_imm(5, rd, rs1, shamt(sh, 0x400)); }
 constexpr std::uint32_t addiw(unsigned rd, unsigned rs1, std::int32_t imm) { return i_type(imm, rs1, 0, rd, 0x1b); }
-constexpr std::uint32_t slliw(unsigned rd, unsigned rs1, unsigned sh) { return i_type(static_cast<std::int32_t>(sh), rs1, 1, rd, 0x1b); }
-constexpr std::uint32_t srliw(unsigned rd, unsigned rs1, unsigned sh) { return i_type(static_cast<std::int32_t>(sh), rs1, 5, rd, 0x1b); }
-constexpr std::uint32_t sraiw(unsigned rd, unsigned rs1, unsigned sh) { return i_type(static_cast<std::int32_t>(0x400 | sh), rs1, 5, rd, 0x1b); }
+constexpr std::uint32_t slliw(unsigned rd, unsigned rs1, unsigned sh) { return i_type(shamt(sh), rs1, 1, rd, 0x1b); }
+constexpr std::uint32_t srliw(unsigned rd, unsigned rs1, unsigned sh) { return i_type(shamt(sh), rs1, 5, rd, 0x1b); }
+constexpr std::uint32_t sraiw(unsigned rd, unsigned rs1, unsigned sh) {
+  return i_type(shamt(sh, 0x400), rs1, 5, rd, 0x1b);
+}
 constexpr std::uint32_t op(std::uint32_t f7, std::uint32_t f3, unsigned rd, unsigned rs1, unsigned rs2) {
   return r_type(f7, rs2, rs1, f3, rd, 0x33);
 }
