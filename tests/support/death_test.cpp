@@ -20,7 +20,7 @@ DeathResult run_in_child(const std::function<void()>& fn) {
     close(pipefd[0]);
     dup2(pipefd[1], STDERR_FILENO);
     dup2(pipefd[1], STDOUT_FILENO);
-    alarm(20);
+    alarm(60);
     fn();
     std::fflush(nullptr);
     _exit(0);

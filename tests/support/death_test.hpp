@@ -11,7 +11,7 @@
 namespace vmspace::test {
 
 // ThreadSanitizer does not support forking a multi-threaded process; death tests are skipped
-// there with `* doctest::skip(vmspace::test::kUnderTsan)` (they run in every other build).
+// there with `* skip_if(kUnderTsan, name, kNoForkUnderTsan)` (skip.hpp); they run in every other build.
 #if defined(__SANITIZE_THREAD__)
 inline constexpr bool kUnderTsan = true;
 #elif defined(__has_feature)
@@ -30,7 +30,7 @@ struct DeathResult {
   std::string output;       // everything the child wrote to stderr and stdout
 };
 
-// Forks; the child runs `fn` (with a 20 s alarm) and exits 0 if it returns. The parent waits.
+// Forks; the child runs `fn` (with a 60 s alarm against hangs) and exits 0 if it returns. The parent waits.
 DeathResult run_in_child(const std::function<void()>& fn);
 
 // True if `fn` aborts and its output contains `needle`.

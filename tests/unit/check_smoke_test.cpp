@@ -80,6 +80,7 @@ TEST_SUITE("unit") {
 }
 
 #include "death_test.hpp"
+#include "skip.hpp"
 
 namespace {
 #ifdef VMSPACE_CHECK_AFTER_OPS
@@ -92,7 +93,8 @@ constexpr bool kCheckAfterOps = false;
 TEST_SUITE("unit") {
   // Only meaningful in builds configured with -Dcheck_after_ops=true (the CI ledger build).
   TEST_CASE("check_after_ops_aborts_on_a_corrupted_child_count" *
-            doctest::skip(!kCheckAfterOps || vmspace::test::kUnderTsan)) {
+            vmspace::test::skip_if(!kCheckAfterOps || vmspace::test::kUnderTsan, "check_after_ops_aborts_on_a_corrupted_child_count",
+                                   vmspace::test::kUnderTsan ? vmspace::test::kNoForkUnderTsan : "needs a build configured with -Dcheck_after_ops=true")) {
     auto space = VmSpace::create().value();
     const auto prop = PageProperty::new_user(PageFlags::RW, CachePolicy::Writeback);
     {

@@ -20,6 +20,7 @@
 
 #include "death_test.hpp"
 #include "result_check.hpp"
+#include "skip.hpp"
 
 using namespace vmspace;
 using namespace std::chrono_literals;
@@ -49,7 +50,7 @@ CpuId cpu(std::uint32_t raw) { return CpuId::try_from(raw).value(); }
 
 // Polls `pred` until it holds or the timeout passes; returns whether it held.
 template <class Pred>
-bool wait_until(Pred pred, std::chrono::milliseconds timeout = 10s) {
+bool wait_until(Pred pred, std::chrono::milliseconds timeout = 20s) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (!pred()) {
     if (std::chrono::steady_clock::now() >= deadline) return pred();
@@ -155,7 +156,8 @@ TEST_SUITE("unit") {
   // Regression: from_raw_unchecked documented a debug-build bound check that it did not make,
   // so an out-of-range id went unnoticed until it indexed per-CPU state.
   TEST_CASE("cpu_id_from_raw_unchecked_asserts_the_bound_in_debug_builds" *
-            doctest::skip(vmspace::test::kUnderTsan || kNdebug)) {
+            vmspace::test::skip_if(vmspace::test::kUnderTsan || kNdebug, "cpu_id_from_raw_unchecked_asserts_the_bound_in_debug_builds",
+                                   vmspace::test::kUnderTsan ? vmspace::test::kNoForkUnderTsan : "release build: debug assertions are compiled out")) {
     boot_test_machine();
     CHECK(CpuId::from_raw_unchecked(kCpus - 1).as_u32() == kCpus - 1);
     CHECK(vmspace::test::dies_with([] { (void)CpuId::from_raw_unchecked(kCpus); },
@@ -380,7 +382,9 @@ TEST_SUITE("unit") {
     CHECK(outer.current_cpu() == cpu(2));
   }
 
-  TEST_CASE("releasing_a_binding_in_atomic_mode_aborts" * doctest::skip(vmspace::test::kUnderTsan)) {
+  TEST_CASE("releasing_a_binding_in_atomic_mode_aborts" *
+            vmspace::test::skip_if(vmspace::test::kUnderTsan, "releasing_a_binding_in_atomic_mode_aborts",
+                                   vmspace::test::kNoForkUnderTsan)) {
     boot_test_machine();
     CHECK(vmspace::test::dies_with(
         [] {
@@ -393,7 +397,8 @@ TEST_SUITE("unit") {
   }
 
   TEST_CASE("releasing_a_binding_on_another_thread_aborts" *
-            doctest::skip(vmspace::test::kUnderTsan)) {
+            vmspace::test::skip_if(vmspace::test::kUnderTsan, "releasing_a_binding_on_another_thread_aborts",
+                                   vmspace::test::kNoForkUnderTsan)) {
     boot_test_machine();
     CHECK(vmspace::test::dies_with(
         [] {

@@ -18,6 +18,7 @@
 
 #include "death_test.hpp"
 #include "frame_test_util.hpp"
+#include "skip.hpp"
 
 using namespace vmspace;
 using vmspace::test::FreeBytesUnchanged;
@@ -281,7 +282,9 @@ TEST_SUITE("unit") {
     // Frames allocated before the failures are freed through the decorator as usual.
   }
 
-  TEST_CASE("an_allocator_handing_out_a_used_frame_aborts" * doctest::skip(vmspace::test::kUnderTsan)) {
+  TEST_CASE("an_allocator_handing_out_a_used_frame_aborts" *
+            vmspace::test::skip_if(vmspace::test::kUnderTsan, "an_allocator_handing_out_a_used_frame_aborts",
+                                   vmspace::test::kNoForkUnderTsan)) {
     struct Liar final : GlobalFrameAllocator {
       Paddr in_use = 0;
       std::optional<Paddr> alloc(FrameLayout) noexcept override { return in_use; }
@@ -489,7 +492,9 @@ TEST_SUITE("unit") {
 
   // ---- misuse ----
 
-  TEST_CASE("double_free_of_a_cached_frame_aborts" * doctest::skip(vmspace::test::kUnderTsan)) {
+  TEST_CASE("double_free_of_a_cached_frame_aborts" *
+            vmspace::test::skip_if(vmspace::test::kUnderTsan, "double_free_of_a_cached_frame_aborts",
+                                   vmspace::test::kNoForkUnderTsan)) {
     CHECK(vmspace::test::dies_with(
         [] {
           auto pa = global_frame_allocator().alloc(FrameLayout{});
@@ -500,7 +505,9 @@ TEST_SUITE("unit") {
         "already free"));
   }
 
-  TEST_CASE("double_free_of_a_merged_frame_aborts" * doctest::skip(vmspace::test::kUnderTsan)) {
+  TEST_CASE("double_free_of_a_merged_frame_aborts" *
+            vmspace::test::skip_if(vmspace::test::kUnderTsan, "double_free_of_a_merged_frame_aborts",
+                                   vmspace::test::kNoForkUnderTsan)) {
     CHECK(vmspace::test::dies_with(
         [] {
           // The second frame of an 8 KiB-aligned pair is never the head of a merged block.
@@ -513,7 +520,9 @@ TEST_SUITE("unit") {
         "inside the free block"));
   }
 
-  TEST_CASE("freeing_a_range_inside_a_free_block_aborts" * doctest::skip(vmspace::test::kUnderTsan)) {
+  TEST_CASE("freeing_a_range_inside_a_free_block_aborts" *
+            vmspace::test::skip_if(vmspace::test::kUnderTsan, "freeing_a_range_inside_a_free_block_aborts",
+                                   vmspace::test::kNoForkUnderTsan)) {
     CHECK(vmspace::test::dies_with(
         [] {
           auto pa = global_frame_allocator().alloc(FrameLayout{8 * kPageSize, 8 * kPageSize});
@@ -525,7 +534,9 @@ TEST_SUITE("unit") {
         "inside the free block"));
   }
 
-  TEST_CASE("freeing_a_range_that_overlaps_free_memory_aborts" * doctest::skip(vmspace::test::kUnderTsan)) {
+  TEST_CASE("freeing_a_range_that_overlaps_free_memory_aborts" *
+            vmspace::test::skip_if(vmspace::test::kUnderTsan, "freeing_a_range_that_overlaps_free_memory_aborts",
+                                   vmspace::test::kNoForkUnderTsan)) {
     CHECK(vmspace::test::dies_with(
         [] {
           auto pa = global_frame_allocator().alloc(FrameLayout{2 * kPageSize, 2 * kPageSize});
@@ -536,7 +547,9 @@ TEST_SUITE("unit") {
         "already free"));
   }
 
-  TEST_CASE("freeing_a_frame_in_use_aborts" * doctest::skip(vmspace::test::kUnderTsan)) {
+  TEST_CASE("freeing_a_frame_in_use_aborts" *
+            vmspace::test::skip_if(vmspace::test::kUnderTsan, "freeing_a_frame_in_use_aborts",
+                                   vmspace::test::kNoForkUnderTsan)) {
     CHECK(vmspace::test::dies_with(
         [] {
           static auto frame = FrameAllocOptions().alloc_frame();
@@ -546,7 +559,9 @@ TEST_SUITE("unit") {
         "still in use"));
   }
 
-  TEST_CASE("dealloc_of_an_invalid_range_aborts" * doctest::skip(vmspace::test::kUnderTsan)) {
+  TEST_CASE("dealloc_of_an_invalid_range_aborts" *
+            vmspace::test::skip_if(vmspace::test::kUnderTsan, "dealloc_of_an_invalid_range_aborts",
+                                   vmspace::test::kNoForkUnderTsan)) {
     CHECK(vmspace::test::dies_with([] { global_frame_allocator().dealloc(kPageSize + 1, kPageSize); },
                                    "invalid range"));
     CHECK(vmspace::test::dies_with(

@@ -13,6 +13,7 @@
 #include "death_test.hpp"
 #include "frame_test_util.hpp"
 
+#include "skip.hpp"
 using namespace vmspace;
 using vmspace::test::FreeBytesUnchanged;
 using vmspace::test::MockFrameMeta;
@@ -440,7 +441,9 @@ TEST_SUITE("unit") {
     CHECK(typed->meta()->value == 6);
   }
 
-  TEST_CASE("linked_list_id_exhaustion_aborts" * doctest::skip(vmspace::test::kUnderTsan)) {
+  TEST_CASE("linked_list_id_exhaustion_aborts" *
+            vmspace::test::skip_if(vmspace::test::kUnderTsan, "linked_list_id_exhaustion_aborts",
+                                   vmspace::test::kNoForkUnderTsan)) {
     CHECK(vmspace::test::dies_with(
         [] {
           detail::g_next_frame_list_id.store(detail::kMaxFrameListId - 1);

@@ -25,6 +25,8 @@
 
 #include <vmspace/id_set.hpp>
 
+#include "skip.hpp"
+
 // Heap allocations made by the calling thread, so tests can prove that small sets never
 // allocate. Global operator new/delete are replaced for this executable only.
 // The malloc/free calls sit in out-of-line helpers: once gcc inlines the replaced operators
@@ -598,7 +600,9 @@ TEST_SUITE("unit") {
     CHECK(emptied == IdSet<TestId>(TestId(150)));
   }
 
-  TEST_CASE("id_set_does_not_allocate_up_to_128_ids" * doctest::skip(!kCountsAllocations)) {
+  TEST_CASE("id_set_does_not_allocate_up_to_128_ids" *
+            vmspace::test::skip_if(!kCountsAllocations, "id_set_does_not_allocate_up_to_128_ids",
+                                   "this build cannot replace operator new to count allocations (clang ThreadSanitizer)")) {
     using TestId = MockId<128>;
     std::size_t seen = 0;
     const std::size_t before = tl_allocation_count;
@@ -617,7 +621,9 @@ TEST_SUITE("unit") {
     CHECK(seen > 0);
   }
 
-  TEST_CASE("id_set_beyond_128_ids_allocates_on_first_add_only" * doctest::skip(!kCountsAllocations)) {
+  TEST_CASE("id_set_beyond_128_ids_allocates_on_first_add_only" *
+            vmspace::test::skip_if(!kCountsAllocations, "id_set_beyond_128_ids_allocates_on_first_add_only",
+                                   "this build cannot replace operator new to count allocations (clang ThreadSanitizer)")) {
     using TestId = MockId<129>;
     const std::size_t before = tl_allocation_count;
     IdSet<TestId> set;
@@ -885,7 +891,9 @@ TEST_SUITE("unit") {
     check(MockId<1000>(0));
   }
 
-  TEST_CASE("atomic_id_set_does_not_allocate_up_to_128_ids" * doctest::skip(!kCountsAllocations)) {
+  TEST_CASE("atomic_id_set_does_not_allocate_up_to_128_ids" *
+            vmspace::test::skip_if(!kCountsAllocations, "atomic_id_set_does_not_allocate_up_to_128_ids",
+                                   "this build cannot replace operator new to count allocations (clang ThreadSanitizer)")) {
     using TestId = MockId<128>;
     const std::size_t before = tl_allocation_count;
     bool seen = false;

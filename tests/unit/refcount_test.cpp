@@ -18,6 +18,7 @@
 
 #include "death_test.hpp"
 #include "frame_test_util.hpp"
+#include "skip.hpp"
 
 using namespace vmspace;
 using vmspace::test::FreeBytesUnchanged;
@@ -228,7 +229,9 @@ TEST_SUITE("unit") {
     CHECK(frame->reference_count() == 1);
   }
 
-  TEST_CASE("clone_at_max_aborts" * doctest::skip(vmspace::test::kUnderTsan)) {
+  TEST_CASE("clone_at_max_aborts" *
+            vmspace::test::skip_if(vmspace::test::kUnderTsan, "clone_at_max_aborts",
+                                   vmspace::test::kNoForkUnderTsan)) {
     CHECK(vmspace::test::dies_with(
         [] {
           auto frame = FrameAllocOptions().alloc_frame();
@@ -240,7 +243,9 @@ TEST_SUITE("unit") {
         "REF_COUNT_MAX"));
   }
 
-  TEST_CASE("from_in_use_at_max_aborts" * doctest::skip(vmspace::test::kUnderTsan)) {
+  TEST_CASE("from_in_use_at_max_aborts" *
+            vmspace::test::skip_if(vmspace::test::kUnderTsan, "from_in_use_at_max_aborts",
+                                   vmspace::test::kNoForkUnderTsan)) {
     CHECK(vmspace::test::dies_with(
         [] {
           auto frame = FrameAllocOptions().alloc_frame();
@@ -251,7 +256,9 @@ TEST_SUITE("unit") {
         "REF_COUNT_MAX"));
   }
 
-  TEST_CASE("segment_clone_at_max_aborts" * doctest::skip(vmspace::test::kUnderTsan)) {
+  TEST_CASE("segment_clone_at_max_aborts" *
+            vmspace::test::skip_if(vmspace::test::kUnderTsan, "segment_clone_at_max_aborts",
+                                   vmspace::test::kNoForkUnderTsan)) {
     CHECK(vmspace::test::dies_with(
         [] {
           auto seg = FrameAllocOptions().alloc_segment(3);
@@ -354,7 +361,9 @@ TEST_SUITE("unit") {
     // (frame_allocator_test's exhaustion test checks that no allocation ever contains it.)
   }
 
-  TEST_CASE("dealloc_of_frame_zero_aborts" * doctest::skip(vmspace::test::kUnderTsan)) {
+  TEST_CASE("dealloc_of_frame_zero_aborts" *
+            vmspace::test::skip_if(vmspace::test::kUnderTsan, "dealloc_of_frame_zero_aborts",
+                                   vmspace::test::kNoForkUnderTsan)) {
     CHECK(vmspace::test::dies_with([] { global_frame_allocator().dealloc(0, kPageSize); },
                                    "invalid range"));
   }

@@ -24,6 +24,7 @@
 #include "result_check.hpp"
 #include "vm_test_util.hpp"
 
+#include "skip.hpp"
 using namespace vmspace;
 using namespace vmspace::test;
 
@@ -441,7 +442,9 @@ TEST_SUITE("unit") {
     CHECK(tlb_stale_hits() == off);
   }
 
-  TEST_CASE("checking_mode_abort_kills_the_process_on_a_stale_frame_hit" * doctest::skip(kUnderTsan)) {
+  TEST_CASE("checking_mode_abort_kills_the_process_on_a_stale_frame_hit" *
+            vmspace::test::skip_if(kUnderTsan, "checking_mode_abort_kills_the_process_on_a_stale_frame_hit",
+                                   vmspace::test::kNoForkUnderTsan)) {
     CHECK(dies_with(
         [] {
           set_tlb_check_mode(TlbCheckMode::Abort);
