@@ -1,4 +1,4 @@
-// Regression tests for reference/verified-specs.md §D.3 items 37-71 that apply to us and that
+// Regression tests for the boundary cases 37-71 of docs/spec_cases.md that apply to us and that
 // tests/unit does not already cover, and for the known upstream bugs, each named after its
 // case (suite `model`). Expected results come from the specs, adapted where our documented
 // semantics differ from OSTD's (errors instead of panics; map refuses any overlap but replaces
@@ -932,8 +932,8 @@ TEST_SUITE("model") {
   }
 
   TEST_CASE("regression_ace_bug1_no_block_past_the_region_end") {
-    // ACE bug 1 (verified-specs §C.6): the fit check used the end of confidential memory, not
-    // the region end, so a 2 MiB token could start at a 16 KiB region and run past it.
+    // ACE bug 1 (docs/spec_cases.md case 57): the fit check used the end of confidential memory,
+    // not the region end, so a 2 MiB token could start at a 16 KiB region and run past it.
     boot_for_models();
     auto area = global_frame_allocator().alloc(FrameLayout{2 * kSz2M, 2 * kSz2M});
     REQUIRE(area.has_value());
@@ -952,8 +952,8 @@ TEST_SUITE("model") {
   }
 
   TEST_CASE("regression_ace_bug2_tail_past_a_2m_block_is_usable") {
-    // ACE bug 2 (§C.6): the size-decrease loop stopped one size too early and wasted the tail
-    // of a region S .. S + 2 MiB + 16 KiB (also + 4 KiB and + 20 KiB, §D.3 item 58).
+    // ACE bug 2 (docs/spec_cases.md case 58): the size-decrease loop stopped one size too early
+    // and wasted the tail of a region S .. S + 2 MiB + 16 KiB (also + 4 KiB and + 20 KiB).
     boot_for_models();
     auto area = global_frame_allocator().alloc(FrameLayout{4 * kSz2M, 4 * kSz2M});
     REQUIRE(area.has_value());

@@ -161,7 +161,7 @@ struct VmModel {
   static check::ModelConfig config() { return check::model_config<UserPtConfig>(); }
 
   // Handles (and segment shares) and mapping PTEs per symbolic frame: the exact reference
-  // count of each (vostd's accounting law, verified-specs §D.1 item 12).
+  // count of each (vostd's accounting law, docs/spec_cases.md invariant 12).
   std::map<Paddr, std::pair<std::uint64_t, std::uint64_t>> counts() const {
     std::map<Paddr, std::pair<std::uint64_t, std::uint64_t>> out;
     for (const Handle& h : handles) {

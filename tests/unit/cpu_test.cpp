@@ -1,6 +1,6 @@
-// Emulated CPUs: CpuId, num_cpus, current_cpu and CpuBinding (BRIEF §2.7; reference/ostd-mm.md
-// §2.19). This executable boots its own machine with 3 CPUs, so that nothing here passes by
-// accident of the 4-CPU default.
+// Emulated CPUs: CpuId, num_cpus, current_cpu and CpuBinding (cpu.hpp; OSTD `ostd/src/cpu/id.rs`,
+// `CpuId` and `PinCurrentCpu::current_cpu`). This executable boots its own machine with 3 CPUs, so
+// that nothing here passes by accident of the 4-CPU default.
 #include <doctest/doctest.h>
 
 #include <algorithm>

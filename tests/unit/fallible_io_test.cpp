@@ -1,7 +1,8 @@
 // Fallible readers and writers on real user memory of an active space: OSTD's fallible io
-// scenarios (reference/ostd-mm.md §4.2), the success conditions of verified-specs §D.3 #37,
-// boundary tables in the style of SerenityOS's TestEFault, the page-fault handler protocol,
-// rollback of typed accesses, atomics, and the ACCESSED/DIRTY bits the software MMU sets.
+// scenarios (`ostd/src/mm/test.rs`, module io), the success conditions of docs/spec_cases.md
+// case 37, boundary tables in the style of SerenityOS's TestEFault, the page-fault handler
+// protocol, rollback of typed accesses, atomics, and the ACCESSED/DIRTY bits the software MMU
+// sets.
 //
 // Every copy test runs twice (Zircon's pre_map_copy_in / fault_copy_in): PreMapped maps the
 // whole layout up front; DemandFaulted maps nothing and lets the demand pager map each page on
@@ -250,7 +251,7 @@ TEST_SUITE("unit") {
         {kMaxUserspaceVaddr, 1},                 // the reserved top page
         {UINT64_MAX - 10, 20},                   // wraps
         {UINT64_MAX, 1},                         // wraps to 0
-        {0x1000, std::size_t{0x7fff'ffff'e001}}, // one byte over (§D.3 #37)
+        {0x1000, std::size_t{0x7fff'ffff'e001}}, // one byte over (spec case 37)
         {kKernelBaseVaddr, 8},                   // kernel half
     }};
     const auto calls = mem.handler_calls();
@@ -275,7 +276,7 @@ TEST_SUITE("unit") {
     CHECK(s.reader(kMaxUserspaceVaddr - 1, 1).has_value());
   }
 
-  // ---- verified-specs §D.3 #37 and our documented decisions ----
+  // ---- docs/spec_cases.md case 37 and our documented decisions ----
 
   TEST_CASE("reader_writer_success_conditions") {
     auto space = new_space();
@@ -869,7 +870,7 @@ TEST_SUITE("unit") {
   }
 
   TEST_CASE_TEMPLATE("overlapping_readers_and_writers_are_allowed", B, PreMapped, DemandFaulted) {
-    // verified-specs §D.3 #48: vostd's registry refuses touching or overlapping writers and a
+    // docs/spec_cases.md case 48: vostd's registry refuses touching or overlapping writers and a
     // reader inside a writer's range. Like OSTD's code, VmSpace keeps no registry: such views
     // coexist, and writes through one are visible through the others.
     UserMemory<B> mem;

@@ -1,6 +1,6 @@
 // The built-in buddy frame allocator and the GlobalFrameAllocator hook: split and merge,
 // exact non-power-of-two sizes, alignment, exhaustion, the ACE region-tiling regressions
-// (verified-specs §C.6 and §D.3 items 57-59, 63-64), double and overlapping frees.
+// (docs/spec_cases.md cases 57-59 and 63-64), double and overlapping frees.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -149,7 +149,7 @@ TEST_SUITE("unit") {
   }
 
   TEST_CASE("one_frame_from_a_fresh_2m_block_splits_into_one_block_per_order") {
-    // verified-specs §D.3 item 63, with our power-of-two orders instead of ACE's 4K/16K/2M.
+    // docs/spec_cases.md case 63, with our power-of-two orders instead of ACE's 4K/16K/2M.
     FreeBytesUnchanged no_leak;
     OwnedArea area(4 * k2M, 4 * k2M);
     const Paddr s = area.base();
@@ -333,7 +333,7 @@ TEST_SUITE("unit") {
     CHECK(same_blocks(drained_stats(), before));
   }
 
-  // ---- tiling regions (ACE regressions, verified-specs §C.6, §D.3 57-59) ----
+  // ---- tiling regions (ACE regressions, docs/spec_cases.md cases 57-59) ----
 
   TEST_CASE("region_ending_16k_past_a_2m_boundary_is_fully_usable") {
     // ACE bug 2: the size-decrease loop stopped one size too early and wasted the 16 KiB tail.
@@ -379,7 +379,7 @@ TEST_SUITE("unit") {
   }
 
   TEST_CASE("greedy_tiling_of_an_unaligned_start") {
-    // verified-specs §D.3 item 59, adapted: [S + 4K, S + 4M) with S 4 MiB-aligned tiles as one
+    // docs/spec_cases.md case 59, adapted: [S + 4K, S + 4M) with S 4 MiB-aligned tiles as one
     // block of each order 0..8 up to S + 2M, then one 2 MiB block.
     FreeBytesUnchanged no_leak;
     OwnedArea area(4 * k2M, 4 * k2M);

@@ -1,4 +1,5 @@
-// LinkedList<M> and Link<M> (OSTD `frame/linked_list.rs`; scenarios of ostd-mm.md §4.4).
+// LinkedList<M> and Link<M> (OSTD `ostd/src/mm/frame/linked_list.rs`; scenarios of its
+// `ostd/src/mm/frame/test.rs`).
 #include <doctest/doctest.h>
 
 #include <cstdint>
@@ -12,8 +13,8 @@
 
 #include "death_test.hpp"
 #include "frame_test_util.hpp"
-
 #include "skip.hpp"
+
 using namespace vmspace;
 using vmspace::test::FreeBytesUnchanged;
 using vmspace::test::MockFrameMeta;

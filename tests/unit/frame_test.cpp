@@ -1,5 +1,5 @@
-// Frames, segments and unique frames: the scenarios of OSTD `frame/test.rs`,
-// `frame/allocator.rs` and OSDK's `frame-allocator/src/test.rs` (ostd-mm.md §4.4), plus
+// Frames, segments and unique frames: the scenarios of OSTD `ostd/src/mm/frame/test.rs`,
+// `ostd/src/mm/frame/allocator.rs` and OSDK's `osdk/deps/frame-allocator/src/test.rs`, plus
 // UniqueFrame and on_drop behaviour.
 #include <doctest/doctest.h>
 

@@ -1,5 +1,5 @@
-// Page-table edge cases from the verified specifications (reference/verified-specs.md §D.3
-// items 38-47 and 50-56, with the §D.1 structural checks run after the interesting steps),
+// Page-table edge cases from the verified specifications (docs/spec_cases.md, cases 38-47 and
+// 50-56, with the structural invariants 1-4 run after the interesting steps),
 // OSTD issue #3731, cursor navigation edge cases, sub-tree detachment, and reference counting
 // with the user configuration.
 //
@@ -85,7 +85,7 @@ void check_huge_intact(const PageTable<C>& pt, Vaddr v, Paddr p, PageProperty pr
 }  // namespace
 
 TEST_SUITE("unit") {
-  // ---- §D.3 item 38: cursor ranges ----
+  // ---- case 38: cursor ranges ----
 
   TEST_CASE("cursor_rejects_empty_reversed_and_end_zero_ranges") {
     auto pt = PageTable<UserPtConfig>::empty();
@@ -157,7 +157,7 @@ TEST_SUITE("unit") {
     CHECK(error_of(pt->cursor(guard, {end, end + k4K})) == PageTableError::InvalidVaddrRange);
   }
 
-  // ---- item 39 and jump edge cases ----
+  // ---- case 39 and jump edge cases ----
 
   TEST_CASE_TEMPLATE("jump_accepts_exactly_the_locked_range", P, VMS_ALL_PTE_FORMATS) {
     using C = HugeTestPtConfig<P>;
@@ -212,7 +212,7 @@ TEST_SUITE("unit") {
     CHECK_FALSE(q->item.has_value());
   }
 
-  // ---- item 40 and 50: lengths ----
+  // ---- case 40 and 50: lengths ----
 
   TEST_CASE_TEMPLATE("lengths_are_checked_before_anything_changes", P, VMS_ALL_PTE_FORMATS) {
     using C = HugeTestPtConfig<P>;
@@ -273,7 +273,7 @@ TEST_SUITE("unit") {
     CHECK(*q->item == RawItem{k4K * 50, 1, rw_wb()});
   }
 
-  // ---- item 41: map arguments ----
+  // ---- case 41: map arguments ----
 
   TEST_CASE_TEMPLATE("map_refuses_items_that_do_not_fit_and_changes_nothing", P, VMS_ALL_PTE_FORMATS) {
     using C = HugeTestPtConfig<P>;
@@ -360,7 +360,7 @@ TEST_SUITE("unit") {
     }
   }
 
-  // ---- items 42-46: huge pages ----
+  // ---- cases 42-46: huge pages ----
 
   TEST_CASE_TEMPLATE("map_4k_inside_a_2m_mapping_is_already_mapped", P, VMS_ALL_PTE_FORMATS) {
     using C = HugeTestPtConfig<P>;
@@ -580,7 +580,7 @@ TEST_SUITE("unit") {
     VMS_CHECK_PT_INVARIANTS(pt);
   }
 
-  // ---- item 51: no aliasing above the address width ----
+  // ---- case 51: no aliasing above the address width ----
 
   TEST_CASE("addresses_beyond_the_user_half_are_never_aliased") {
     auto pt = new_user_pt();
@@ -616,7 +616,7 @@ TEST_SUITE("unit") {
     CHECK_FALSE(pt->page_walk(0 - (Vaddr{1} << (width - 1))).has_value());
   }
 
-  // ---- item 52: whole huge pages, stray sub-trees ----
+  // ---- case 52: whole huge pages, stray sub-trees ----
 
   TEST_CASE_TEMPLATE("unmapping_a_huge_page_from_its_start_removes_it_whole", P, VMS_ALL_PTE_FORMATS) {
     using C = HugeTestPtConfig<P>;
@@ -698,7 +698,7 @@ TEST_SUITE("unit") {
     CHECK(global_frame_allocator().free_bytes() == start);
   }
 
-  // ---- item 53 ----
+  // ---- case 53 ----
 
   TEST_CASE_TEMPLATE("page_walk_of_unaligned_addresses_adds_the_offset", P, VMS_ALL_PTE_FORMATS) {
     using C = HugeTestPtConfig<P>;
@@ -714,7 +714,7 @@ TEST_SUITE("unit") {
     CHECK_FALSE(pt->page_walk(k4K - 1).has_value());
   }
 
-  // ---- item 54 ----
+  // ---- case 54 ----
 
   TEST_CASE("map_refuses_segments_of_unmappable_sizes_and_keeps_them") {
     auto pt = new_user_pt();
@@ -748,7 +748,7 @@ TEST_SUITE("unit") {
     CHECK(census(pt).total_leaves() == 0);
   }
 
-  // ---- item 55: property round trips ----
+  // ---- case 55: property round trips ----
 
   TEST_CASE_TEMPLATE("every_encodable_property_round_trips_at_every_level", P, VMS_ALL_PTE_FORMATS) {
     using C = HugeTestPtConfig<P>;
@@ -798,7 +798,7 @@ TEST_SUITE("unit") {
     CHECK(pt->page_walk(2 * k4K)->second == r_kernel);
   }
 
-  // ---- item 56: failures in the middle of a split ----
+  // ---- case 56: failures in the middle of a split ----
 
   TEST_CASE_TEMPLATE("failed_split_allocation_leaves_the_huge_mapping_intact", P, VMS_ALL_PTE_FORMATS) {
     using C = HugeTestPtConfig<P>;

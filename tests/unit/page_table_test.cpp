@@ -1,5 +1,5 @@
-// OSTD's 33 page-table scenarios (ostd/src/mm/page_table/test.rs; reference/ostd-mm.md §4.1),
-// ported to vmspace. Scenarios on OSTD's raw-item TestPtConfig run for every PTE format.
+// OSTD's 33 page-table scenarios (ostd/src/mm/page_table/test.rs), ported to vmspace. Scenarios on
+// OSTD's raw-item TestPtConfig run for every PTE format.
 //
 // Where OSTD expects a panic (`should_panic`) we return errors: each such port asserts the
 // exact PageTableError and that nothing changed. OSTD's boot page table has no counterpart

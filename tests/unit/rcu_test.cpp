@@ -1,6 +1,6 @@
 // The hand-written RCU (epoch-based reclamation): atomic-mode guards as read sections,
 // deferred destruction with RcuDrop / rcu_retire, rcu_synchronize, rcu_barrier and the
-// background reclaimer (BRIEF §2.7–§2.8; reference/ostd-mm.md §2.22).
+// background reclaimer (rcu.hpp; OSTD `ostd/src/sync/rcu/`, `RcuDrop` and `RcuMonitor`).
 //
 // Timing: tests that show something does NOT happen while a reader is inside its section
 // watch for a bounded window (kWindow) in which the background reclaimer tries to advance

@@ -1,5 +1,5 @@
-// The MetaSlot reference-count state machine (meta.hpp; verified-specs §D.3 items 67-68 and
-// §D.1 items 11-12): error cases of from_in_use / from_unused, saturation at REF_COUNT_MAX,
+// The MetaSlot reference-count state machine (meta.hpp; docs/spec_cases.md cases 67-68 and
+// invariants 11-12): error cases of from_in_use / from_unused, saturation at REF_COUNT_MAX,
 // the counting law for frames and segments, the reserved frame 0, and legal slot states.
 #include <doctest/doctest.h>
 
@@ -45,7 +45,7 @@ Paddr take_unused_frame() {
   return *pa;
 }
 
-// Checks the state of one slot against verified-specs §D.1 item 11. Returns an empty string
+// Checks the state of one slot against docs/spec_cases.md invariant 11. Returns an empty string
 // when legal, else what is wrong.
 std::string slot_state_problem(Paddr pa) {
   MetaSlot* s = meta_slot(pa);
@@ -368,7 +368,7 @@ TEST_SUITE("unit") {
                                    "invalid range"));
   }
 
-  // ---- slot states (verified-specs §D.1 item 11) ----
+  // ---- slot states (docs/spec_cases.md invariant 11) ----
 
   TEST_CASE("every_slot_is_in_a_legal_state") {
     FreeBytesUnchanged no_leak;

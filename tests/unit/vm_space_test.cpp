@@ -1,5 +1,5 @@
-// VmSpace: OSTD's vmspace scenarios (reference/ostd-mm.md §4.3), 2 MiB user mappings and their
-// splits, I/O memory, argument errors (returned where OSTD panics), activation, and what
+// VmSpace: OSTD's vmspace scenarios (`ostd/src/mm/test.rs`, module vmspace), 2 MiB user mappings
+// and their splits, I/O memory, argument errors (returned where OSTD panics), activation, and what
 // dropping a space releases.
 #include <doctest/doctest.h>
 
@@ -840,7 +840,7 @@ TEST_SUITE("unit") {
     CHECK(last_page_table_error() == PageTableError::InvalidVaddr);
     CHECK(error_of(c->jump(0)) == Error::AccessDenied);
     CHECK(c->virt_addr() == 0x1000);
-    // Zero lengths change nothing (verified-specs §D.3 #50).
+    // Zero lengths change nothing (docs/spec_cases.md case 50).
     auto none = c->find_next(0);
     REQUIRE(none.has_value());
     CHECK_FALSE(none->has_value());
@@ -872,7 +872,7 @@ TEST_SUITE("unit") {
     CHECK(read_u64(*space, 0).value() == 42);
   }
 
-  // ---- shared frames (verified-specs §D.3 #49) ----
+  // ---- shared frames (docs/spec_cases.md case 49) ----
 
   TEST_CASE("one_frame_at_two_addresses_counts_both_ptes") {
     auto space = new_space();
@@ -907,7 +907,7 @@ TEST_SUITE("unit") {
   }
 
   TEST_CASE("a_view_ending_where_a_mapping_starts_leaves_it_alone") {
-    // verified-specs §D.3 #71: a reader/writer over [v, v + l) must neither touch nor lose the
+    // docs/spec_cases.md case 71: a reader/writer over [v, v + l) must neither touch nor lose the
     // mapping that starts at v + l.
     auto space = new_space();
     ActiveOn active(space, cpu(0));
