@@ -1,5 +1,7 @@
 #include "skip.hpp"
 
+#include "death_test.hpp"
+
 #include <cstdio>
 #include <mutex>
 #include <set>
@@ -19,6 +21,11 @@ doctest::skip skip_if(bool missing, const char* test_case, const std::string& re
     }
   }
   return doctest::skip(missing);
+}
+
+doctest::skip skip_death_test(const char* test_case) {
+  const std::string& reason = death_tests_unavailable();
+  return skip_if(!reason.empty(), test_case, reason);
 }
 
 }  // namespace vmspace::test

@@ -22,8 +22,8 @@ namespace vmspace::test {
 // the doctest decorator: `TEST_CASE("name" * skip_if(cond, "name", "what is missing"))`.
 doctest::skip skip_if(bool missing, const char* test_case, const std::string& reason);
 
-// The reason death tests give under ThreadSanitizer (death_test.hpp, kUnderTsan).
-inline constexpr const char* kNoForkUnderTsan =
-    "death tests fork, which ThreadSanitizer does not support in a threaded process";
+// skip_if for a death test (death_test.hpp): skipped, with the reason, where
+// death_tests_unavailable() says death tests cannot run.
+doctest::skip skip_death_test(const char* test_case);
 
 }  // namespace vmspace::test

@@ -70,7 +70,7 @@ TEST_SUITE("unit") {
     CHECK(boot(over).error() == Error::InvalidArgs);
     CHECK_FALSE(is_booted());
     // The logged reason names the same bound the header documents.
-    if (!vmspace::test::kUnderTsan) {
+    if (vmspace::test::death_tests_unavailable().empty()) {
       const auto child = vmspace::test::run_in_child([&] { (void)boot(over); });
       CHECK_FALSE(child.died);
       CHECK(child.output.find("must be a multiple of 4 KiB in [4 MiB, 64 GiB]") != std::string::npos);

@@ -10,6 +10,7 @@
 #include <limits>
 #include <memory>
 #include <optional>
+#include <string>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -156,8 +157,10 @@ TEST_SUITE("unit") {
   // Regression: from_raw_unchecked documented a debug-build bound check that it did not make,
   // so an out-of-range id went unnoticed until it indexed per-CPU state.
   TEST_CASE("cpu_id_from_raw_unchecked_asserts_the_bound_in_debug_builds" *
-            vmspace::test::skip_if(vmspace::test::kUnderTsan || kNdebug, "cpu_id_from_raw_unchecked_asserts_the_bound_in_debug_builds",
-                                   vmspace::test::kUnderTsan ? vmspace::test::kNoForkUnderTsan : "release build: debug assertions are compiled out")) {
+            vmspace::test::skip_if(kNdebug || !vmspace::test::death_tests_unavailable().empty(),
+                                   "cpu_id_from_raw_unchecked_asserts_the_bound_in_debug_builds",
+                                   kNdebug ? std::string("release build: debug assertions are compiled out")
+                                           : vmspace::test::death_tests_unavailable())) {
     boot_test_machine();
     CHECK(CpuId::from_raw_unchecked(kCpus - 1).as_u32() == kCpus - 1);
     CHECK(vmspace::test::dies_with([] { (void)CpuId::from_raw_unchecked(kCpus); },
@@ -383,8 +386,7 @@ TEST_SUITE("unit") {
   }
 
   TEST_CASE("releasing_a_binding_in_atomic_mode_aborts" *
-            vmspace::test::skip_if(vmspace::test::kUnderTsan, "releasing_a_binding_in_atomic_mode_aborts",
-                                   vmspace::test::kNoForkUnderTsan)) {
+            vmspace::test::skip_death_test("releasing_a_binding_in_atomic_mode_aborts")) {
     boot_test_machine();
     CHECK(vmspace::test::dies_with(
         [] {
@@ -397,8 +399,7 @@ TEST_SUITE("unit") {
   }
 
   TEST_CASE("releasing_a_binding_on_another_thread_aborts" *
-            vmspace::test::skip_if(vmspace::test::kUnderTsan, "releasing_a_binding_on_another_thread_aborts",
-                                   vmspace::test::kNoForkUnderTsan)) {
+            vmspace::test::skip_death_test("releasing_a_binding_on_another_thread_aborts")) {
     boot_test_machine();
     CHECK(vmspace::test::dies_with(
         [] {

@@ -283,8 +283,7 @@ TEST_SUITE("unit") {
   }
 
   TEST_CASE("an_allocator_handing_out_a_used_frame_aborts" *
-            vmspace::test::skip_if(vmspace::test::kUnderTsan, "an_allocator_handing_out_a_used_frame_aborts",
-                                   vmspace::test::kNoForkUnderTsan)) {
+            vmspace::test::skip_death_test("an_allocator_handing_out_a_used_frame_aborts")) {
     struct Liar final : GlobalFrameAllocator {
       Paddr in_use = 0;
       std::optional<Paddr> alloc(FrameLayout) noexcept override { return in_use; }
@@ -493,8 +492,7 @@ TEST_SUITE("unit") {
   // ---- misuse ----
 
   TEST_CASE("double_free_of_a_cached_frame_aborts" *
-            vmspace::test::skip_if(vmspace::test::kUnderTsan, "double_free_of_a_cached_frame_aborts",
-                                   vmspace::test::kNoForkUnderTsan)) {
+            vmspace::test::skip_death_test("double_free_of_a_cached_frame_aborts")) {
     CHECK(vmspace::test::dies_with(
         [] {
           auto pa = global_frame_allocator().alloc(FrameLayout{});
@@ -506,8 +504,7 @@ TEST_SUITE("unit") {
   }
 
   TEST_CASE("double_free_of_a_merged_frame_aborts" *
-            vmspace::test::skip_if(vmspace::test::kUnderTsan, "double_free_of_a_merged_frame_aborts",
-                                   vmspace::test::kNoForkUnderTsan)) {
+            vmspace::test::skip_death_test("double_free_of_a_merged_frame_aborts")) {
     CHECK(vmspace::test::dies_with(
         [] {
           // The second frame of an 8 KiB-aligned pair is never the head of a merged block.
@@ -521,8 +518,7 @@ TEST_SUITE("unit") {
   }
 
   TEST_CASE("freeing_a_range_inside_a_free_block_aborts" *
-            vmspace::test::skip_if(vmspace::test::kUnderTsan, "freeing_a_range_inside_a_free_block_aborts",
-                                   vmspace::test::kNoForkUnderTsan)) {
+            vmspace::test::skip_death_test("freeing_a_range_inside_a_free_block_aborts")) {
     CHECK(vmspace::test::dies_with(
         [] {
           auto pa = global_frame_allocator().alloc(FrameLayout{8 * kPageSize, 8 * kPageSize});
@@ -535,8 +531,7 @@ TEST_SUITE("unit") {
   }
 
   TEST_CASE("freeing_a_range_that_overlaps_free_memory_aborts" *
-            vmspace::test::skip_if(vmspace::test::kUnderTsan, "freeing_a_range_that_overlaps_free_memory_aborts",
-                                   vmspace::test::kNoForkUnderTsan)) {
+            vmspace::test::skip_death_test("freeing_a_range_that_overlaps_free_memory_aborts")) {
     CHECK(vmspace::test::dies_with(
         [] {
           auto pa = global_frame_allocator().alloc(FrameLayout{2 * kPageSize, 2 * kPageSize});
@@ -548,8 +543,7 @@ TEST_SUITE("unit") {
   }
 
   TEST_CASE("freeing_a_frame_in_use_aborts" *
-            vmspace::test::skip_if(vmspace::test::kUnderTsan, "freeing_a_frame_in_use_aborts",
-                                   vmspace::test::kNoForkUnderTsan)) {
+            vmspace::test::skip_death_test("freeing_a_frame_in_use_aborts")) {
     CHECK(vmspace::test::dies_with(
         [] {
           static auto frame = FrameAllocOptions().alloc_frame();
@@ -560,8 +554,7 @@ TEST_SUITE("unit") {
   }
 
   TEST_CASE("dealloc_of_an_invalid_range_aborts" *
-            vmspace::test::skip_if(vmspace::test::kUnderTsan, "dealloc_of_an_invalid_range_aborts",
-                                   vmspace::test::kNoForkUnderTsan)) {
+            vmspace::test::skip_death_test("dealloc_of_an_invalid_range_aborts")) {
     CHECK(vmspace::test::dies_with([] { global_frame_allocator().dealloc(kPageSize + 1, kPageSize); },
                                    "invalid range"));
     CHECK(vmspace::test::dies_with(

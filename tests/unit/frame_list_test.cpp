@@ -443,8 +443,7 @@ TEST_SUITE("unit") {
   }
 
   TEST_CASE("linked_list_id_exhaustion_aborts" *
-            vmspace::test::skip_if(vmspace::test::kUnderTsan, "linked_list_id_exhaustion_aborts",
-                                   vmspace::test::kNoForkUnderTsan)) {
+            vmspace::test::skip_death_test("linked_list_id_exhaustion_aborts")) {
     CHECK(vmspace::test::dies_with(
         [] {
           detail::g_next_frame_list_id.store(detail::kMaxFrameListId - 1);

@@ -528,8 +528,7 @@ TEST_SUITE("unit") {
   }
 
   TEST_CASE("rcu_synchronize_in_atomic_mode_aborts" *
-            vmspace::test::skip_if(vmspace::test::kUnderTsan, "rcu_synchronize_in_atomic_mode_aborts",
-                                   vmspace::test::kNoForkUnderTsan)) {
+            vmspace::test::skip_death_test("rcu_synchronize_in_atomic_mode_aborts")) {
     CHECK(vmspace::test::dies_with(
         [] {
           auto guard = disable_preempt();
@@ -539,8 +538,7 @@ TEST_SUITE("unit") {
   }
 
   TEST_CASE("rcu_barrier_in_atomic_mode_aborts" *
-            vmspace::test::skip_if(vmspace::test::kUnderTsan, "rcu_barrier_in_atomic_mode_aborts",
-                                   vmspace::test::kNoForkUnderTsan)) {
+            vmspace::test::skip_death_test("rcu_barrier_in_atomic_mode_aborts")) {
     CHECK(vmspace::test::dies_with(
         [] {
           auto outer = disable_preempt();

@@ -230,8 +230,7 @@ TEST_SUITE("unit") {
   }
 
   TEST_CASE("clone_at_max_aborts" *
-            vmspace::test::skip_if(vmspace::test::kUnderTsan, "clone_at_max_aborts",
-                                   vmspace::test::kNoForkUnderTsan)) {
+            vmspace::test::skip_death_test("clone_at_max_aborts")) {
     CHECK(vmspace::test::dies_with(
         [] {
           auto frame = FrameAllocOptions().alloc_frame();
@@ -244,8 +243,7 @@ TEST_SUITE("unit") {
   }
 
   TEST_CASE("from_in_use_at_max_aborts" *
-            vmspace::test::skip_if(vmspace::test::kUnderTsan, "from_in_use_at_max_aborts",
-                                   vmspace::test::kNoForkUnderTsan)) {
+            vmspace::test::skip_death_test("from_in_use_at_max_aborts")) {
     CHECK(vmspace::test::dies_with(
         [] {
           auto frame = FrameAllocOptions().alloc_frame();
@@ -257,8 +255,7 @@ TEST_SUITE("unit") {
   }
 
   TEST_CASE("segment_clone_at_max_aborts" *
-            vmspace::test::skip_if(vmspace::test::kUnderTsan, "segment_clone_at_max_aborts",
-                                   vmspace::test::kNoForkUnderTsan)) {
+            vmspace::test::skip_death_test("segment_clone_at_max_aborts")) {
     CHECK(vmspace::test::dies_with(
         [] {
           auto seg = FrameAllocOptions().alloc_segment(3);
@@ -362,8 +359,7 @@ TEST_SUITE("unit") {
   }
 
   TEST_CASE("dealloc_of_frame_zero_aborts" *
-            vmspace::test::skip_if(vmspace::test::kUnderTsan, "dealloc_of_frame_zero_aborts",
-                                   vmspace::test::kNoForkUnderTsan)) {
+            vmspace::test::skip_death_test("dealloc_of_frame_zero_aborts")) {
     CHECK(vmspace::test::dies_with([] { global_frame_allocator().dealloc(0, kPageSize); },
                                    "invalid range"));
   }

@@ -444,8 +444,7 @@ TEST_SUITE("unit") {
   }
 
   TEST_CASE("checking_mode_abort_kills_the_process_on_a_stale_frame_hit" *
-            vmspace::test::skip_if(kUnderTsan, "checking_mode_abort_kills_the_process_on_a_stale_frame_hit",
-                                   vmspace::test::kNoForkUnderTsan)) {
+            vmspace::test::skip_death_test("checking_mode_abort_kills_the_process_on_a_stale_frame_hit")) {
     CHECK(dies_with(
         [] {
           set_tlb_check_mode(TlbCheckMode::Abort);

@@ -264,7 +264,8 @@ TEST_SUITE("unit") {
   // instruction is reported after the iteration that touched the word.)
 #if defined(__x86_64__)
   TEST_CASE("interrupted_rep_movsb_exposes_half_moved_words" *
-            skip_if(skip_breakpoint_tests(), "interrupted_rep_movsb_exposes_half_moved_words", breakpoint_skip_reason())) {
+            skip_if(skip_breakpoint_tests(), "interrupted_rep_movsb_exposes_half_moved_words",
+                    breakpoint_skip_reason())) {
     Buffers b;
     CHECK(torn_stores(b, rep_movsb, 0, 0, 4096, 0xcf0) > 0);
     CHECK(torn_load(b, rep_movsb, 0, 0, 4096, 0xcf0));
@@ -272,7 +273,8 @@ TEST_SUITE("unit") {
 #endif
 
   TEST_CASE("regression_interrupted_racy_copy_exposes_half_written_words" *
-            skip_if(skip_breakpoint_tests(), "regression_interrupted_racy_copy_exposes_half_written_words", breakpoint_skip_reason())) {
+            skip_if(skip_breakpoint_tests(), "regression_interrupted_racy_copy_exposes_half_written_words",
+                    breakpoint_skip_reason())) {
     Buffers b;
     for (const Shape& s : kShapes) {
       CAPTURE(s.src_off);
@@ -285,7 +287,8 @@ TEST_SUITE("unit") {
   }
 
   TEST_CASE("interrupted_racy_zero_never_exposes_half_zeroed_words" *
-            skip_if(skip_breakpoint_tests(), "interrupted_racy_zero_never_exposes_half_zeroed_words", breakpoint_skip_reason())) {
+            skip_if(skip_breakpoint_tests(), "interrupted_racy_zero_never_exposes_half_zeroed_words",
+                    breakpoint_skip_reason())) {
     Buffers b;
     for (const Shape& s : kShapes) {
       CAPTURE(s.dst_off);
