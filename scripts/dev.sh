@@ -139,7 +139,8 @@ case "$cmd" in
     case "$kind" in
       asan)
         # clang: it compiles the template-heavy tests under ASan about three times faster than
-        # gcc (gcc took 6 minutes for page_table_spec_test.cpp alone), which keeps CI in budget.
+        # gcc (gcc took 6 minutes for page_table_spec_test.cpp alone, before it was split by
+        # topic), which keeps CI in budget.
         CXX=clang++ configure build-asan -Db_sanitize=address,undefined -Db_lundef=false \
           -Dbenchmarks=disabled -Dexamples=disabled
         mapfile -t suites < <(available_suites build-asan | grep -E '^(unit|model)$')

@@ -1,6 +1,7 @@
 // Address types, address-space layout constants and overflow-safe address arithmetic.
 //
-// Layout constants are OSTD's x86-64 values (reference/ostd-mm.md §1): the emulated machine
+// Layout constants are OSTD's x86-64 values (`ostd/src/mm/mod.rs`, `ostd/src/mm/kspace/mod.rs`,
+// `ostd/src/arch/x86/mm/mod.rs`): the emulated machine
 // is a 4-level, 48-bit x86-64 by default. Other PTE formats carry their own PagingConsts
 // (pte.hpp); these constants describe the VmSpace layer, which always uses x86-64.
 #pragma once

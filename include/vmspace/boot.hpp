@@ -28,8 +28,8 @@ struct MetaSlot;
 
 // The shape of the emulated machine, fixed at boot: memory size, CPU count, frame allocator.
 struct BootConfig {
-  // Bytes of emulated physical memory: a multiple of 4 KiB, at least 4 MiB, at most 64 TiB
-  // (the kernel's linear-mapping window).
+  // Bytes of emulated physical memory: a multiple of 4 KiB in [kMinPhysMemBytes,
+  // kMaxPhysMemBytes], i.e. 4 MiB to 64 GiB.
   std::uint64_t phys_mem_bytes = std::uint64_t{1} << 30;
   // Number of emulated CPUs, 1..kMaxCpus.
   std::uint32_t num_cpus = 4;
@@ -40,6 +40,11 @@ struct BootConfig {
 
   // The largest CPU count a machine may have.
   static constexpr std::uint32_t kMaxCpus = 1024;
+  static constexpr std::uint64_t kMinPhysMemBytes = std::uint64_t{4} << 20;
+  // Boot initialises every frame's 64-byte metadata slot eagerly, which writes 1/64 of the
+  // physical size: the 64 GiB maximum costs 1 GiB of metadata writes (and that much resident
+  // host memory) at boot. The linear-mapping window (64 TiB) would allow far more.
+  static constexpr std::uint64_t kMaxPhysMemBytes = std::uint64_t{64} << 30;
 
   friend bool operator==(const BootConfig&, const BootConfig&) = default;
 };

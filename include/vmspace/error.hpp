@@ -7,7 +7,8 @@
 namespace vmspace {
 
 // Errors a caller can cause. The first seven are OSTD's `ostd::Error` set; the rest are
-// added because this library returns errors where OSTD panics (see BRIEF §2.6) and a caller
+// added because this library returns errors where OSTD panics (docs/design.md, "Errors versus
+// aborts") and a caller
 // must be able to tell "you asked for something impossible" from "try again later".
 //
 // Rule: every value here describes caller-controlled input or resource exhaustion, and the

@@ -1,6 +1,6 @@
 // Frame handles: Frame<M> (shared, reference-counted), FrameRef<M> (borrowed) and the
 // type-erased forms DynFrame = Frame<AnyFrameMeta> and UFrame = Frame<AnyUFrameMeta>
-// (OSTD `frame/mod.rs`, `frame_ref.rs`; reference/ostd-mm.md §2.11).
+// (OSTD `ostd/src/mm/frame/mod.rs` `Frame`, `ostd/src/mm/frame/frame_ref.rs` `FrameRef`).
 //
 // A Frame<M> is one pointer to the frame's MetaSlot and owns one reference. Copying adds a
 // reference, destruction removes one; the last one runs the metadata's on_drop with a reader

@@ -1,6 +1,7 @@
 // Frame allocation: FrameAllocOptions (the API kernels call), the GlobalFrameAllocator
 // interface (what a teaching OS or a test can replace), and the built-in buddy allocator
-// (OSTD `frame/allocator.rs` and OSDK's `frame-allocator`; reference/ostd-mm.md §2.13).
+// (OSTD `ostd/src/mm/frame/allocator.rs` `FrameAllocOptions`, `GlobalFrameAllocator`; OSDK's
+// `osdk/deps/frame-allocator`).
 #pragma once
 
 #include <array>

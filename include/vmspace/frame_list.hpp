@@ -1,5 +1,5 @@
-// LinkedList<M>: an intrusive list of frames that needs no heap (OSTD `frame/linked_list.rs`,
-// reference/ostd-mm.md §2.14).
+// LinkedList<M>: an intrusive list of frames that needs no heap (OSTD
+// `ostd/src/mm/frame/linked_list.rs`, `LinkedList` and `Link`).
 //
 // A frame can be put on a list when its metadata is Link<M>: the list links live inside the
 // frame's MetaSlot, next to the user's metadata M. The list owns its members exactly like a

@@ -1,5 +1,6 @@
 // Per-frame metadata: the 64-byte MetaSlot, the reference-count state machine, and the
-// FrameMeta concept for typed metadata (OSTD `frame/meta.rs`, reference/ostd-mm.md §2.12).
+// FrameMeta concept for typed metadata (OSTD `ostd/src/mm/frame/meta.rs`, `MetaSlot`,
+// `AnyFrameMeta`).
 //
 // Every 4 KiB frame of physical memory has one MetaSlot in a separate array. The slot holds
 // the frame's typed metadata value (at most 40 bytes), its reference count, a pointer to the
@@ -68,7 +69,9 @@ struct MetaVtable {
 };
 
 // The 64-byte slot. Layout is fixed and asserted; fields shared between threads are accessed
-// through boost::atomic_ref with the orders of reference/ostd-mm.md §3.12.
+// through boost::atomic_ref with the orders OSTD uses for them (`ostd/src/mm/frame/meta.rs`,
+// `MetaSlot`): claiming a slot acquires and publishing it releases; a clone adds relaxed; a
+// drop subtracts with release and fences with acquire when it reaches zero.
 struct alignas(kMetaSlotSize) MetaSlot {
   // offset 0x00: the metadata value, placement-constructed while the count is 0 (busy).
   alignas(kFrameMetadataMaxAlign) std::byte storage[kFrameMetadataMaxSize];

@@ -6,10 +6,11 @@
 // until the section ends. Guards nest; the section ends when the outermost guard dies. A guard
 // also pins the thread's CPU: the thread's CpuBinding may not end while a guard lives.
 //
-// Implementation: hand-written epoch-based reclamation over C++ atomics (BRIEF §2.8 explains
-// why not liburcu). Threads register lazily on their first read section and deregister when
-// they exit, so reclamation keeps making progress as threads come and go; a thread outside a
-// read section never delays a grace period.
+// Implementation: hand-written epoch-based reclamation over C++ atomics, not liburcu: liburcu 0.13
+// hides its memory ordering from ThreadSanitizer (a reader/reclaimer program drew false data-race
+// reports), and the stress runs must be TSan-clean. Threads register lazily on their first read
+// section and deregister when they exit, so reclamation keeps making progress as threads come and
+// go; a thread outside a read section never delays a grace period.
 //
 // Rules:
 // - A read section must be short-lived relative to the program (it may block, e.g. on a

@@ -36,10 +36,9 @@ std::int64_t* g_handle_ledger = nullptr;
 
 namespace {
 
-constexpr std::uint64_t kMinPhysMem = std::uint64_t{4} << 20;
-// The metadata array is initialised eagerly (every slot starts UNUSED), which touches 1/64 of
-// the physical size: 64 GiB of physical memory costs 1 GiB of metadata writes at boot.
-constexpr std::uint64_t kMaxPhysMem = std::uint64_t{64} << 30;
+constexpr std::uint64_t kMinPhysMem = BootConfig::kMinPhysMemBytes;
+// The bound's reason (eager metadata initialisation) is with BootConfig::kMaxPhysMemBytes.
+constexpr std::uint64_t kMaxPhysMem = BootConfig::kMaxPhysMemBytes;
 
 std::mutex g_boot_mutex;
 std::atomic<bool> g_booted{false};
@@ -93,8 +92,8 @@ void remap_physical_memory_private_in_child() {
 Result<void> validate(const BootConfig& c) {
   if (c.phys_mem_bytes < kMinPhysMem || c.phys_mem_bytes > kMaxPhysMem ||
       !is_aligned(c.phys_mem_bytes, kPageSize)) {
-    logger().error("boot: physical memory size {:#x} must be a multiple of 4 KiB in [4 MiB, 64 GiB]",
-                   c.phys_mem_bytes);
+    logger().error("boot: physical memory size {:#x} must be a multiple of 4 KiB in [{} MiB, {} GiB]",
+                   c.phys_mem_bytes, kMinPhysMem >> 20, kMaxPhysMem >> 30);
     return err(Error::InvalidArgs);
   }
   if (c.num_cpus == 0 || c.num_cpus > BootConfig::kMaxCpus) {

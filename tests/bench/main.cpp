@@ -1,6 +1,6 @@
 // vmspace-bench: Google Benchmark rows for vmspace's page-table layer and frame allocator,
 // the baselines they are judged against, and a ratio table with the targets of
-// reference/performance.md. Run it with `scripts/dev.sh bench [benchmark flags]` (release
+// docs/performance.md. Run it with `scripts/dev.sh bench [benchmark flags]` (release
 // build); `--benchmark_filter=REGEX` selects rows as usual.
 //
 // What each group measures. Single-thread rows time batches of operations (BatchTimer) and
@@ -47,7 +47,7 @@
 //     BM_Baseline_LinuxMmapPopulate: mmap(MAP_POPULATE) + munmap of one page.
 //     BM_Baseline_LinuxMprotect: mprotect of 1 page (VMA split/merge) or of 512 pages.
 //
-// Fairness (reference/performance.md): one binary, built -O2 in the release build, for every
+// Fairness (docs/performance.md): one binary, built -O2 in the release build, for every
 // row; threads pinned; every free frame of emulated physical memory and its metadata are
 // touched before the first benchmark (prepare_machine); only the batch itself is timed and
 // both sides of a comparison have the same untimed steps and batch sizes; the xv6 code is

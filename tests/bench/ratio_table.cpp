@@ -33,7 +33,7 @@ struct TargetRow {
   const char* baseline_label;  // how the baseline column names it
 };
 
-// The targets of reference/performance.md, each paired with its rows of this program.
+// The targets of docs/performance.md, each paired with its rows of this program.
 const TargetRow kRows[] = {
     {"map 4K, held cursor / xv6 map", Check::RatioAtMost, 1.5, "BM_CursorMap4K",
      "BM_Baseline_XvMap4K", "xv6 map"},
@@ -193,7 +193,7 @@ void print_ratio_table(const CollectingReporter& results, std::FILE* out) {
     return 1e9 / *ips;
   };
 
-  std::fprintf(out, "\nRatio table (vmspace rows against baselines and targets of reference/performance.md)\n");
+  std::fprintf(out, "\nRatio table (vmspace rows against baselines and targets of docs/performance.md)\n");
   // Other processes distort every number on a 2-vCPU machine: say how busy it was.
   if (std::FILE* f = std::fopen("/proc/loadavg", "r")) {
     double one = 0;

@@ -1,5 +1,5 @@
 // The ratio table printed after the Google Benchmark run: each vmspace row next to its
-// baseline from the same run and the target from reference/performance.md, PASS or MISS.
+// baseline from the same run and the target from docs/performance.md, PASS or MISS.
 #pragma once
 
 #include <benchmark/benchmark.h>

@@ -57,7 +57,8 @@ class ByteReader {
 constexpr std::int64_t k4K = static_cast<std::int64_t>(kSz4K);
 constexpr std::int64_t k2M = static_cast<std::int64_t>(kSz2M);
 
-// Offsets from the interesting points of a config's range (§D.4: 2 MiB boundaries near ends).
+// Offsets from the interesting points of a config's range (docs/spec_cases.md, "Random generation":
+// 2 MiB boundaries near ends).
 constexpr std::uint64_t kOffsets[] = {0,           kSz4K,           2 * kSz4K, kSz2M - kSz4K, kSz2M,
                                       kSz2M + kSz4K, 2 * kSz2M,     2 * kSz2M + 2 * kSz4K, kSz1G - kSz2M,
                                       3 * kSz4K};

@@ -1,5 +1,5 @@
-// RapidCheck generators of page-table operations (PtOp), biased to the edges listed in
-// reference/verified-specs.md §D.4: 2 MiB-aligned addresses near range ends, ranges that
+// RapidCheck generators of page-table operations (PtOp), biased to the edges that the boundary
+// cases of docs/spec_cases.md show to matter: 2 MiB-aligned addresses near range ends, ranges that
 // straddle huge pages, lengths 0 and "the rest of the range", physical pages shared between
 // mappings, unencodable properties, levels just above the highest translation level.
 #pragma once

@@ -177,10 +177,10 @@ TEST_SUITE("stress") {
       auto mine = space->cursor_mut(g, {kBase, kBase + kPageSize});
       REQUIRE(mine.has_value());
       // This thread holds a cursor in the space, so a request that would wait for another
-      // thread's cursor fails at once instead of blocking (a wait could deadlock).
-      const auto t0 = std::chrono::steady_clock::now();
+      // thread's cursor fails at once instead of blocking (a wait could deadlock). No clock
+      // check: had it waited, the holder (released only below) would never let it go, and the
+      // test would hang into meson's timeout rather than pass.
       auto c = space->cursor(g, {far + kPageSize, far + 2 * kPageSize});
-      CHECK(std::chrono::steady_clock::now() - t0 < 5s);
       REQUIRE_FALSE(c.has_value());
       CHECK(c.error() == Error::WouldBlock);
     }

@@ -11,7 +11,7 @@
 namespace vmspace::test {
 
 // ThreadSanitizer does not support forking a multi-threaded process; death tests are skipped
-// there with `* doctest::skip(vmspace::test::kUnderTsan)` (they run in every other build).
+// there, as where fork() fails, with `* skip_death_test(name)` (skip.hpp); they run everywhere else.
 #if defined(__SANITIZE_THREAD__)
 inline constexpr bool kUnderTsan = true;
 #elif defined(__has_feature)
@@ -30,7 +30,11 @@ struct DeathResult {
   std::string output;       // everything the child wrote to stderr and stdout
 };
 
-// Forks; the child runs `fn` (with a 20 s alarm) and exits 0 if it returns. The parent waits.
+// Empty when death tests can run in this process; otherwise why not: ThreadSanitizer (see
+// kUnderTsan), or fork() does not work here (probed once by forking a child that exits at once).
+const std::string& death_tests_unavailable();
+
+// Forks; the child runs `fn` (with a 60 s alarm against hangs) and exits 0 if it returns. The parent waits.
 DeathResult run_in_child(const std::function<void()>& fn);
 
 // True if `fn` aborts and its output contains `needle`.

@@ -1,8 +1,8 @@
-// Structural checks of a quiescent page table: the executable invariants of
-// reference/verified-specs.md §D.1 that apply to OSTD-style tables, and a census of its nodes
+// Structural checks of a quiescent page table: the invariants of docs/spec_cases.md that
+// apply to OSTD-style tables, and a census of its nodes
 // and leaves. "Quiescent" means no cursor is alive and no other thread touches the table.
 //
-// Checked (numbers are §D.1 items):
+// Checked (numbers are the invariants of docs/spec_cases.md):
 //   1  every node is reached exactly once; the root is never referenced by a PTE
 //   2  a page-table entry at level L points to a page-table node frame whose recorded level is
 //      L - 1; no leaf sits at the top level of a table whose top level cannot be unmapped

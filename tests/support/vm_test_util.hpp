@@ -261,8 +261,8 @@ class DemandPager {
   std::vector<Region> regions_;
 };
 
-// Checks verified-specs §D.1 #19 at a quiescent point: every valid TLB entry of `on` translates
-// to the page the active table maps there, with no more permission than the PTE grants.
+// Checks docs/spec_cases.md invariant 19 at a quiescent point: every valid TLB entry of `on`
+// translates to the page the active table maps there, with no more permission than the PTE grants.
 // Returns one line per violation (empty: consistent).
 inline std::vector<std::string> tlb_disagreements(CpuId on, const VmSpace& active) {
   std::vector<std::string> bad;

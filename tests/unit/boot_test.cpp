@@ -4,6 +4,7 @@
 #include <vmspace/frame_allocator.hpp>
 
 #include "death_test.hpp"
+#include "skip.hpp"
 
 using namespace vmspace;
 
@@ -29,7 +30,8 @@ TEST_SUITE("unit") {
   // Regression: physical memory is a MAP_SHARED memfd while frame metadata is private, so a
   // forked child (death tests fork) wrote into the parent's emulated RAM, and a child that
   // changed page tables corrupted the parent's machine. The child now remaps it private.
-  TEST_CASE("fork_child_does_not_share_physical_memory" * doctest::skip(vmspace::test::kUnderTsan)) {
+  TEST_CASE("fork_child_does_not_share_physical_memory" *
+            vmspace::test::skip_death_test("fork_child_does_not_share_physical_memory")) {
     auto frame = FrameAllocOptions().alloc_frame().value();
     REQUIRE(frame.write_val<std::uint64_t>(0, 0xaaaa).has_value());
     auto r = vmspace::test::run_in_child([&] {

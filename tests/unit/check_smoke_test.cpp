@@ -1,5 +1,7 @@
 #include <doctest/doctest.h>
 
+#include <string>
+
 #include <vmspace/check/invariants.hpp>
 #include <vmspace/check/model.hpp>
 #include <vmspace/frame_allocator.hpp>
@@ -80,6 +82,7 @@ TEST_SUITE("unit") {
 }
 
 #include "death_test.hpp"
+#include "skip.hpp"
 
 namespace {
 #ifdef VMSPACE_CHECK_AFTER_OPS
@@ -92,7 +95,10 @@ constexpr bool kCheckAfterOps = false;
 TEST_SUITE("unit") {
   // Only meaningful in builds configured with -Dcheck_after_ops=true (the CI ledger build).
   TEST_CASE("check_after_ops_aborts_on_a_corrupted_child_count" *
-            doctest::skip(!kCheckAfterOps || vmspace::test::kUnderTsan)) {
+            vmspace::test::skip_if(!kCheckAfterOps || !vmspace::test::death_tests_unavailable().empty(),
+                                   "check_after_ops_aborts_on_a_corrupted_child_count",
+                                   !kCheckAfterOps ? std::string("needs a build configured with -Dcheck_after_ops=true")
+                                                   : vmspace::test::death_tests_unavailable())) {
     auto space = VmSpace::create().value();
     const auto prop = PageProperty::new_user(PageFlags::RW, CachePolicy::Writeback);
     {

@@ -1,6 +1,6 @@
 // The built-in buddy frame allocator and the GlobalFrameAllocator hook: split and merge,
 // exact non-power-of-two sizes, alignment, exhaustion, the ACE region-tiling regressions
-// (verified-specs §C.6 and §D.3 items 57-59, 63-64), double and overlapping frees.
+// (docs/spec_cases.md cases 57-59 and 63-64), double and overlapping frees.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -18,6 +18,7 @@
 
 #include "death_test.hpp"
 #include "frame_test_util.hpp"
+#include "skip.hpp"
 
 using namespace vmspace;
 using vmspace::test::FreeBytesUnchanged;
@@ -148,7 +149,7 @@ TEST_SUITE("unit") {
   }
 
   TEST_CASE("one_frame_from_a_fresh_2m_block_splits_into_one_block_per_order") {
-    // verified-specs §D.3 item 63, with our power-of-two orders instead of ACE's 4K/16K/2M.
+    // docs/spec_cases.md case 63, with our power-of-two orders instead of ACE's 4K/16K/2M.
     FreeBytesUnchanged no_leak;
     OwnedArea area(4 * k2M, 4 * k2M);
     const Paddr s = area.base();
@@ -281,7 +282,8 @@ TEST_SUITE("unit") {
     // Frames allocated before the failures are freed through the decorator as usual.
   }
 
-  TEST_CASE("an_allocator_handing_out_a_used_frame_aborts" * doctest::skip(vmspace::test::kUnderTsan)) {
+  TEST_CASE("an_allocator_handing_out_a_used_frame_aborts" *
+            vmspace::test::skip_death_test("an_allocator_handing_out_a_used_frame_aborts")) {
     struct Liar final : GlobalFrameAllocator {
       Paddr in_use = 0;
       std::optional<Paddr> alloc(FrameLayout) noexcept override { return in_use; }
@@ -330,7 +332,7 @@ TEST_SUITE("unit") {
     CHECK(same_blocks(drained_stats(), before));
   }
 
-  // ---- tiling regions (ACE regressions, verified-specs §C.6, §D.3 57-59) ----
+  // ---- tiling regions (ACE regressions, docs/spec_cases.md cases 57-59) ----
 
   TEST_CASE("region_ending_16k_past_a_2m_boundary_is_fully_usable") {
     // ACE bug 2: the size-decrease loop stopped one size too early and wasted the 16 KiB tail.
@@ -376,7 +378,7 @@ TEST_SUITE("unit") {
   }
 
   TEST_CASE("greedy_tiling_of_an_unaligned_start") {
-    // verified-specs §D.3 item 59, adapted: [S + 4K, S + 4M) with S 4 MiB-aligned tiles as one
+    // docs/spec_cases.md case 59, adapted: [S + 4K, S + 4M) with S 4 MiB-aligned tiles as one
     // block of each order 0..8 up to S + 2M, then one 2 MiB block.
     FreeBytesUnchanged no_leak;
     OwnedArea area(4 * k2M, 4 * k2M);
@@ -489,7 +491,8 @@ TEST_SUITE("unit") {
 
   // ---- misuse ----
 
-  TEST_CASE("double_free_of_a_cached_frame_aborts" * doctest::skip(vmspace::test::kUnderTsan)) {
+  TEST_CASE("double_free_of_a_cached_frame_aborts" *
+            vmspace::test::skip_death_test("double_free_of_a_cached_frame_aborts")) {
     CHECK(vmspace::test::dies_with(
         [] {
           auto pa = global_frame_allocator().alloc(FrameLayout{});
@@ -500,7 +503,8 @@ TEST_SUITE("unit") {
         "already free"));
   }
 
-  TEST_CASE("double_free_of_a_merged_frame_aborts" * doctest::skip(vmspace::test::kUnderTsan)) {
+  TEST_CASE("double_free_of_a_merged_frame_aborts" *
+            vmspace::test::skip_death_test("double_free_of_a_merged_frame_aborts")) {
     CHECK(vmspace::test::dies_with(
         [] {
           // The second frame of an 8 KiB-aligned pair is never the head of a merged block.
@@ -513,7 +517,8 @@ TEST_SUITE("unit") {
         "inside the free block"));
   }
 
-  TEST_CASE("freeing_a_range_inside_a_free_block_aborts" * doctest::skip(vmspace::test::kUnderTsan)) {
+  TEST_CASE("freeing_a_range_inside_a_free_block_aborts" *
+            vmspace::test::skip_death_test("freeing_a_range_inside_a_free_block_aborts")) {
     CHECK(vmspace::test::dies_with(
         [] {
           auto pa = global_frame_allocator().alloc(FrameLayout{8 * kPageSize, 8 * kPageSize});
@@ -525,7 +530,8 @@ TEST_SUITE("unit") {
         "inside the free block"));
   }
 
-  TEST_CASE("freeing_a_range_that_overlaps_free_memory_aborts" * doctest::skip(vmspace::test::kUnderTsan)) {
+  TEST_CASE("freeing_a_range_that_overlaps_free_memory_aborts" *
+            vmspace::test::skip_death_test("freeing_a_range_that_overlaps_free_memory_aborts")) {
     CHECK(vmspace::test::dies_with(
         [] {
           auto pa = global_frame_allocator().alloc(FrameLayout{2 * kPageSize, 2 * kPageSize});
@@ -536,7 +542,8 @@ TEST_SUITE("unit") {
         "already free"));
   }
 
-  TEST_CASE("freeing_a_frame_in_use_aborts" * doctest::skip(vmspace::test::kUnderTsan)) {
+  TEST_CASE("freeing_a_frame_in_use_aborts" *
+            vmspace::test::skip_death_test("freeing_a_frame_in_use_aborts")) {
     CHECK(vmspace::test::dies_with(
         [] {
           static auto frame = FrameAllocOptions().alloc_frame();
@@ -546,7 +553,8 @@ TEST_SUITE("unit") {
         "still in use"));
   }
 
-  TEST_CASE("dealloc_of_an_invalid_range_aborts" * doctest::skip(vmspace::test::kUnderTsan)) {
+  TEST_CASE("dealloc_of_an_invalid_range_aborts" *
+            vmspace::test::skip_death_test("dealloc_of_an_invalid_range_aborts")) {
     CHECK(vmspace::test::dies_with([] { global_frame_allocator().dealloc(kPageSize + 1, kPageSize); },
                                    "invalid range"));
     CHECK(vmspace::test::dies_with(

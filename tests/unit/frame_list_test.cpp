@@ -1,4 +1,5 @@
-// LinkedList<M> and Link<M> (OSTD `frame/linked_list.rs`; scenarios of ostd-mm.md §4.4).
+// LinkedList<M> and Link<M> (OSTD `ostd/src/mm/frame/linked_list.rs`; scenarios of its
+// `ostd/src/mm/frame/test.rs`).
 #include <doctest/doctest.h>
 
 #include <cstdint>
@@ -12,6 +13,7 @@
 
 #include "death_test.hpp"
 #include "frame_test_util.hpp"
+#include "skip.hpp"
 
 using namespace vmspace;
 using vmspace::test::FreeBytesUnchanged;
@@ -440,7 +442,8 @@ TEST_SUITE("unit") {
     CHECK(typed->meta()->value == 6);
   }
 
-  TEST_CASE("linked_list_id_exhaustion_aborts" * doctest::skip(vmspace::test::kUnderTsan)) {
+  TEST_CASE("linked_list_id_exhaustion_aborts" *
+            vmspace::test::skip_death_test("linked_list_id_exhaustion_aborts")) {
     CHECK(vmspace::test::dies_with(
         [] {
           detail::g_next_frame_list_id.store(detail::kMaxFrameListId - 1);

@@ -1,5 +1,5 @@
-// Infallible VmReader / VmWriter and the VmIo operations of untyped frames and segments
-// (OSTD `mm/test.rs`, module io; reference/ostd-mm.md §2.16 and §4.2). Fallible readers and
+// Infallible VmReader / VmWriter and the VmIo operations of untyped frames and segments (OSTD
+// `ostd/src/mm/io/mod.rs`; scenarios of `ostd/src/mm/test.rs`, module io). Fallible readers and
 // writers come with VmSpace and are tested there.
 //
 // Departures from OSTD checked here: skipping beyond the end and misaligned once-accesses

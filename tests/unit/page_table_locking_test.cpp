@@ -1,5 +1,6 @@
-// Range locking between cursors (reference/ostd-mm.md §3.1-3.5, §4.3 note on
-// overlapping_cursors): blocking between threads, try_ variants, and the nested-cursor errors
+// Range locking between cursors (OSTD `ostd/src/mm/page_table/cursor/locking.rs`, `lock_range`
+// and `unlock_range`; docs/page_table.md; the vmspace test `overlapping_cursors` of
+// `ostd/src/mm/test.rs`): blocking between threads, try_ variants, and the nested-cursor errors
 // that replace OSTD's self-deadlock (WouldDeadlock for a node the calling thread holds,
 // WouldBlock for a node another thread holds while the caller already holds a cursor).
 //

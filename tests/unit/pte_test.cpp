@@ -420,7 +420,7 @@ TEST_SUITE("unit") {
   }
 
   TEST_CASE("x86_64_classification_is_ostds") {
-    // verified-specs §D.1 item 10: leaf ⟺ bit 7 at every level, present ⟺ bit 0 ∨ bit 7, and
+    // docs/spec_cases.md invariant 10: leaf ⟺ bit 7 at every level, present ⟺ bit 0 ∨ bit 7, and
     // the address is the level's OSTD mask (without the SHARED bit).
     using P = X86_64Pte;
     SplitMix64 rng{42};
@@ -560,7 +560,7 @@ TEST_SUITE("unit") {
   }
 
   TEST_CASE("aarch64_x_and_user_round_trip") {
-    // verified-specs §D.3 item 55: verified-pt's aarch64 encoding forgets X and USER.
+    // docs/spec_cases.md case 55: verified-pt's aarch64 encoding forgets X and USER.
     using P = Aarch64Pte;
     for (bool user : {false, true}) {
       for (bool x : {false, true}) {

@@ -1,5 +1,5 @@
-// The MetaSlot reference-count state machine (meta.hpp; verified-specs §D.3 items 67-68 and
-// §D.1 items 11-12): error cases of from_in_use / from_unused, saturation at REF_COUNT_MAX,
+// The MetaSlot reference-count state machine (meta.hpp; docs/spec_cases.md cases 67-68 and
+// invariants 11-12): error cases of from_in_use / from_unused, saturation at REF_COUNT_MAX,
 // the counting law for frames and segments, the reserved frame 0, and legal slot states.
 #include <doctest/doctest.h>
 
@@ -18,6 +18,7 @@
 
 #include "death_test.hpp"
 #include "frame_test_util.hpp"
+#include "skip.hpp"
 
 using namespace vmspace;
 using vmspace::test::FreeBytesUnchanged;
@@ -44,7 +45,7 @@ Paddr take_unused_frame() {
   return *pa;
 }
 
-// Checks the state of one slot against verified-specs §D.1 item 11. Returns an empty string
+// Checks the state of one slot against docs/spec_cases.md invariant 11. Returns an empty string
 // when legal, else what is wrong.
 std::string slot_state_problem(Paddr pa) {
   MetaSlot* s = meta_slot(pa);
@@ -228,7 +229,8 @@ TEST_SUITE("unit") {
     CHECK(frame->reference_count() == 1);
   }
 
-  TEST_CASE("clone_at_max_aborts" * doctest::skip(vmspace::test::kUnderTsan)) {
+  TEST_CASE("clone_at_max_aborts" *
+            vmspace::test::skip_death_test("clone_at_max_aborts")) {
     CHECK(vmspace::test::dies_with(
         [] {
           auto frame = FrameAllocOptions().alloc_frame();
@@ -240,7 +242,8 @@ TEST_SUITE("unit") {
         "REF_COUNT_MAX"));
   }
 
-  TEST_CASE("from_in_use_at_max_aborts" * doctest::skip(vmspace::test::kUnderTsan)) {
+  TEST_CASE("from_in_use_at_max_aborts" *
+            vmspace::test::skip_death_test("from_in_use_at_max_aborts")) {
     CHECK(vmspace::test::dies_with(
         [] {
           auto frame = FrameAllocOptions().alloc_frame();
@@ -251,7 +254,8 @@ TEST_SUITE("unit") {
         "REF_COUNT_MAX"));
   }
 
-  TEST_CASE("segment_clone_at_max_aborts" * doctest::skip(vmspace::test::kUnderTsan)) {
+  TEST_CASE("segment_clone_at_max_aborts" *
+            vmspace::test::skip_death_test("segment_clone_at_max_aborts")) {
     CHECK(vmspace::test::dies_with(
         [] {
           auto seg = FrameAllocOptions().alloc_segment(3);
@@ -354,12 +358,13 @@ TEST_SUITE("unit") {
     // (frame_allocator_test's exhaustion test checks that no allocation ever contains it.)
   }
 
-  TEST_CASE("dealloc_of_frame_zero_aborts" * doctest::skip(vmspace::test::kUnderTsan)) {
+  TEST_CASE("dealloc_of_frame_zero_aborts" *
+            vmspace::test::skip_death_test("dealloc_of_frame_zero_aborts")) {
     CHECK(vmspace::test::dies_with([] { global_frame_allocator().dealloc(0, kPageSize); },
                                    "invalid range"));
   }
 
-  // ---- slot states (verified-specs §D.1 item 11) ----
+  // ---- slot states (docs/spec_cases.md invariant 11) ----
 
   TEST_CASE("every_slot_is_in_a_legal_state") {
     FreeBytesUnchanged no_leak;

@@ -1,7 +1,8 @@
 // Per-CPU software TLBs and TLB shootdown: stale entries until dispatch, frames kept alive until
 // every caching CPU has flushed and a grace period has passed, CPU sets and activation, flush
-// operation encoding, the checking mode (and proof that it fires), and verified-specs §D.1 #19
-// (after every dispatch every cached translation agrees with the page table) and §D.3 #70.
+// operation encoding, the checking mode (and proof that it fires), and docs/spec_cases.md
+// invariant 19 (after every dispatch every cached translation agrees with the page table) and
+// case 70.
 //
 // One test thread sets up multi-CPU scenarios by binding to CPUs in turn: the TLB and the
 // active space stay with the CPU.
@@ -23,6 +24,7 @@
 #include "death_test.hpp"
 #include "result_check.hpp"
 #include "vm_test_util.hpp"
+#include "skip.hpp"
 
 using namespace vmspace;
 using namespace vmspace::test;
@@ -290,7 +292,7 @@ TEST_SUITE("unit") {
   }
 
   TEST_CASE("range_flush_removes_every_overlapping_entry_and_all_clears_the_tlb") {
-    // verified-specs §D.3 #70: a Range flush must remove every entry in the range, not only the
+    // docs/spec_cases.md case 70: a Range flush must remove every entry in the range, not only the
     // one at its start; All must clear everything.
     auto space = new_space();
     ActiveOn active(space, cpu(0));
@@ -313,7 +315,7 @@ TEST_SUITE("unit") {
       f.dispatch_tlb_flush();
     }
     CHECK(tlb_entries(cpu(0)).empty());
-    // verified-specs §D.1 #20: after unmap(v) no entry for v remains.
+    // docs/spec_cases.md invariant 20: after unmap(v) no entry for v remains.
     for (std::size_t i = 0; i < 8; ++i) REQUIRE(read_u64(*space, page(i)).has_value());
     CHECK(unmap_range(*space, page(3), kPageSize) == 1);
     CHECK_FALSE(tlb_caches(cpu(0), page(3)));
@@ -441,7 +443,8 @@ TEST_SUITE("unit") {
     CHECK(tlb_stale_hits() == off);
   }
 
-  TEST_CASE("checking_mode_abort_kills_the_process_on_a_stale_frame_hit" * doctest::skip(kUnderTsan)) {
+  TEST_CASE("checking_mode_abort_kills_the_process_on_a_stale_frame_hit" *
+            vmspace::test::skip_death_test("checking_mode_abort_kills_the_process_on_a_stale_frame_hit")) {
     CHECK(dies_with(
         [] {
           set_tlb_check_mode(TlbCheckMode::Abort);
@@ -500,8 +503,8 @@ TEST_SUITE("unit") {
   }
 
   TEST_CASE("every_cached_translation_agrees_with_the_page_table_after_dispatch") {
-    // verified-specs §D.1 #19 over a deterministic random mix of maps, unmaps, protects (always
-    // flushed and dispatched), accesses and activations on four CPUs and two spaces.
+    // docs/spec_cases.md invariant 19 over a deterministic random mix of maps, unmaps, protects
+    // (always flushed and dispatched), accesses and activations on four CPUs and two spaces.
     CpuCleanup cleanup;
     TlbCheckScope check(TlbCheckMode::Count);
     const auto stale = tlb_stale_hits();
