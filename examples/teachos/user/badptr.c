@@ -62,6 +62,27 @@ int main(void) {
     if (ro[i] != 'x') fail("read changed read-only memory at offset %d", i);
   printf("badptr: read into read-only or partly unmapped memory: refused\n");
 
+  // futex() reads the word it would wait on.
+  expect_efault("futex wait on an unmapped word", futex((int*)unmapped, FUTEX_WAIT, 0, NULL));
+  expect_efault("futex wait on a kernel-half word", futex((int*)kernel, FUTEX_WAIT, 0, NULL));
+
+  // wait4() writes the status. Whether the child is reaped anyway differs (Linux reaps it,
+  // teachos keeps it for the next wait): both are accepted, but it must be reaped exactly once.
+  for (int k = 0; k < 2; ++k) {
+    pid_t pid = fork();
+    if (pid < 0) fail("fork failed: %d", pid);
+    if (pid == 0) exit(3);
+    msleep(20);
+    expect_efault(
+        k == 0 ? "wait4 status into an unmapped page" : "wait4 status into read-only memory",
+        wait4(pid, (int*)(k == 0 ? unmapped : ro), 0, 0));
+    int status = 0;
+    pid_t again = waitpid(pid, &status, 0);
+    if (again != -ECHILD && !(again == pid && WIFEXITED(status) && WEXITSTATUS(status) == 3))
+      fail("wait4 after the EFAULT returned %d (status 0x%x)", again, status);
+    if (waitpid(-1, NULL, WNOHANG) != -ECHILD) fail("a child is left after the EFAULT wait");
+  }
+
   // execve() reads the path, the argv array and every string it points to.
   char* good_argv[] = {"hello", NULL};
   char* bad_string_argv[] = {"hello", unmapped, NULL};
