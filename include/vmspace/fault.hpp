@@ -1,4 +1,4 @@
-// User page faults during fallible copies (OSTD `mm/fault`, reference/ostd-mm.md §2.20).
+// User page faults during fallible copies (OSTD: `PageFaultInfo` and the injected user page-fault handler).
 //
 // When a VmReader<Fallible>/VmWriter<Fallible> access finds no usable translation (not mapped,
 // or mapped without the needed permission), the library calls the injected user page-fault
