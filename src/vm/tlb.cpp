@@ -3,7 +3,7 @@
 // TLBs' fills, invalidations and checking mode (tlb_impl.hpp), and their statistics.
 #include <vmspace/log.hpp>
 #include <vmspace/meta.hpp>
-#include <vmspace/mutation.hpp>
+#include <vmspace/internal/mutation.hpp>
 #include <vmspace/rcu.hpp>
 #include <vmspace/tlb.hpp>
 

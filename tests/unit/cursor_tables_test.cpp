@@ -1,4 +1,4 @@
-// Per-thread cursor bookkeeping (detail/node_lock.hpp): a thread holds cursors on at most
+// Per-thread cursor bookkeeping (internal/node_lock.hpp): a thread holds cursors on at most
 // kMaxTablesWithCursors page tables at once; a further table fails with TooManyTables and
 // nothing stays locked; released slots are reused; more cursors on a table already held use
 // its slot.

@@ -32,7 +32,7 @@
 #include <vmspace/addr.hpp>
 #include <vmspace/internal/node_lock.hpp>
 #include <vmspace/internal/node_view.hpp>
-#include <vmspace/mutation.hpp>
+#include <vmspace/internal/mutation.hpp>
 #include <vmspace/page_table/cursor.hpp>
 #include <vmspace/page_table_config.hpp>
 #include <vmspace/result.hpp>
