@@ -118,13 +118,33 @@ class WriteWindow : public IoWindow<Self, Addr> {
   using IoWindow<Self, Addr>::IoWindow;
 };
 
-// The end of the user window [va, va + len). Errors: AccessDenied if it wraps or ends above
-// kMaxUserspaceVaddr.
-inline Result<std::uint64_t> user_window_end(Vaddr va, std::size_t len) noexcept {
-  std::uint64_t end = 0;
-  if (__builtin_add_overflow(va, len, &end) || end > kMaxUserspaceVaddr) return err(Error::AccessDenied);
-  return end;
-}
+// The window of a fallible reader or writer (`Side` is ReadWindow or WriteWindow): 64-bit
+// addresses that are user addresses, or kernel ones after to_fallible().
+template <class Self, template <class, class> class Side>
+class FallibleWindow : public Side<Self, std::uint64_t> {
+ public:
+  // A window over user addresses [va, va + len). Errors: AccessDenied if the range wraps or
+  // ends above kMaxUserspaceVaddr. Mapping presence is not checked (faults surface on access).
+  static Result<Self> from_user_space(Vaddr va, std::size_t len) noexcept {
+    std::uint64_t end = 0;
+    if (__builtin_add_overflow(va, len, &end) || end > kMaxUserspaceVaddr) return err(Error::AccessDenied);
+    return make(va, end, AddressKind::User);
+  }
+
+  bool is_user() const noexcept { return kind_ == AddressKind::User; }
+
+ protected:
+  static Self make(std::uint64_t cursor, std::uint64_t end, AddressKind kind) noexcept {
+    Self s;
+    s.cursor_ = cursor;
+    s.end_ = end;
+    s.kind_ = kind;
+    return s;
+  }
+  Endpoint at_cursor() const noexcept { return Endpoint{this->cursor_, kind_}; }
+
+  AddressKind kind_ = AddressKind::User;
+};
 
 inline Result<std::size_t, CopyError> copy_result(CopyOutcome out) noexcept {
   if (out.faulted) return err(CopyError{Error::PageFault, out.copied});
@@ -231,18 +251,9 @@ class VmWriter<Infallible> : public detail::WriteWindow<VmWriter<Infallible>, st
 // kernel memory). Every access translates through the CPU's TLB and page table at the time of
 // the access, like an MMU; it does not remember which space it was created for.
 template <>
-class VmReader<Fallible> : public detail::ReadWindow<VmReader<Fallible>, std::uint64_t> {
+class VmReader<Fallible> : public detail::FallibleWindow<VmReader<Fallible>, detail::ReadWindow> {
  public:
   VmReader() noexcept = default;
-  // A reader over user addresses [va, va + len). Errors: AccessDenied if the range wraps or
-  // ends above kMaxUserspaceVaddr. Mapping presence is not checked (faults surface on access).
-  static Result<VmReader> from_user_space(Vaddr va, std::size_t len) noexcept {
-    auto end = detail::user_window_end(va, len);
-    if (!end) return err(end.error());
-    return VmReader(va, *end, detail::AddressKind::User);
-  }
-
-  bool is_user() const noexcept { return kind_ == detail::AddressKind::User; }
 
   // Copies min(remain(), writer.avail()) bytes, stopping early at an unresolved fault.
   // Ok(count) or Err{PageFault, copied}; both cursors advance by the bytes copied.
@@ -272,28 +283,14 @@ class VmReader<Fallible> : public detail::ReadWindow<VmReader<Fallible>, std::ui
  private:
   friend class VmReader<Infallible>;
   friend class VmWriter<Fallible>;
-  friend class VmWriter<Infallible>;
-  VmReader(std::uint64_t cursor, std::uint64_t end, detail::AddressKind kind) noexcept
-      : ReadWindow(cursor, end), kind_(kind) {}
-  detail::Endpoint at_cursor() const noexcept { return detail::Endpoint{cursor_, kind_}; }
-
-  detail::AddressKind kind_ = detail::AddressKind::User;
 };
 
 // A writer over user memory of the calling CPU's active VmSpace (or kernel memory after
 // to_fallible()). See VmReader<Fallible>.
 template <>
-class VmWriter<Fallible> : public detail::WriteWindow<VmWriter<Fallible>, std::uint64_t> {
+class VmWriter<Fallible> : public detail::FallibleWindow<VmWriter<Fallible>, detail::WriteWindow> {
  public:
   VmWriter() noexcept = default;
-  // Errors: AccessDenied if [va, va + len) wraps or ends above kMaxUserspaceVaddr.
-  static Result<VmWriter> from_user_space(Vaddr va, std::size_t len) noexcept {
-    auto end = detail::user_window_end(va, len);
-    if (!end) return err(end.error());
-    return VmWriter(va, *end, detail::AddressKind::User);
-  }
-
-  bool is_user() const noexcept { return kind_ == detail::AddressKind::User; }
 
   Result<std::size_t, CopyError> write_fallible(VmReader<Infallible>& reader) noexcept {
     return reader.read_fallible(*this);
@@ -341,11 +338,6 @@ class VmWriter<Fallible> : public detail::WriteWindow<VmWriter<Fallible>, std::u
   friend class VmReader<Fallible>;
   friend class VmReader<Infallible>;
   friend class VmWriter<Infallible>;
-  VmWriter(std::uint64_t cursor, std::uint64_t end, detail::AddressKind kind) noexcept
-      : WriteWindow(cursor, end), kind_(kind) {}
-  detail::Endpoint at_cursor() const noexcept { return detail::Endpoint{cursor_, kind_}; }
-
-  detail::AddressKind kind_ = detail::AddressKind::User;
 };
 
 inline Result<std::size_t, CopyError> VmReader<Fallible>::read_fallible(VmWriter<Infallible>& writer) noexcept {
@@ -376,13 +368,13 @@ inline Result<std::size_t, CopyError> VmWriter<Infallible>::write_fallible(VmRea
 }
 
 inline VmReader<Fallible> VmReader<Infallible>::to_fallible() const noexcept {
-  return VmReader<Fallible>(reinterpret_cast<std::uintptr_t>(cursor_), reinterpret_cast<std::uintptr_t>(end_),
-                            detail::AddressKind::Kernel);
+  return VmReader<Fallible>::make(reinterpret_cast<std::uintptr_t>(cursor_), reinterpret_cast<std::uintptr_t>(end_),
+                                  detail::AddressKind::Kernel);
 }
 
 inline VmWriter<Fallible> VmWriter<Infallible>::to_fallible() const noexcept {
-  return VmWriter<Fallible>(reinterpret_cast<std::uintptr_t>(cursor_), reinterpret_cast<std::uintptr_t>(end_),
-                            detail::AddressKind::Kernel);
+  return VmWriter<Fallible>::make(reinterpret_cast<std::uintptr_t>(cursor_), reinterpret_cast<std::uintptr_t>(end_),
+                                  detail::AddressKind::Kernel);
 }
 
 inline std::size_t VmReader<Infallible>::read(VmWriter<Infallible>& writer) noexcept {

@@ -30,7 +30,7 @@ struct PteAt {
 
 // Visits entries [first, last) of `node` (at `level`, its entry 0 covering addresses from
 // `base`) and, depth first in address order, every entry of the nodes below them. The visitor
-// `v` has any of:
+// `v` has any of these public members (one it lacks, or hides, is not called):
 //   bool enter(Paddr node, PagingLevel level)  before the node's entries; false skips them
 //                                              (and leave)
 //   void absent(const PteAt&)                  an entry that is not present
