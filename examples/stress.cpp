@@ -45,10 +45,10 @@ void usage(std::FILE* to) {
       to);
 }
 
-std::optional<testing::Mutation> parse_mutation(std::string_view s) {
-  for (auto m : {testing::Mutation::None, testing::Mutation::SkipPhase2Locks, testing::Mutation::ReleaseFrameBeforeDispatch,
-                 testing::Mutation::SkipStrayCheck, testing::Mutation::UnlockWrongOrder}) {
-    if (s == testing::to_string(m)) return m;
+std::optional<vmspace::internal::Mutation> parse_mutation(std::string_view s) {
+  for (auto m : {vmspace::internal::Mutation::None, vmspace::internal::Mutation::SkipPhase2Locks, vmspace::internal::Mutation::ReleaseFrameBeforeDispatch,
+                 vmspace::internal::Mutation::SkipStrayCheck, vmspace::internal::Mutation::UnlockWrongOrder}) {
+    if (s == vmspace::internal::to_string(m)) return m;
   }
   return std::nullopt;
 }
@@ -67,7 +67,7 @@ bool parse_double(const char* s, double& out) {
 
 // Runs `trials` isolated runs and prints a detection-rate summary.
 int run_trials(StressOptions o, std::uint64_t trials) {
-  const bool mutated = o.mutation != testing::Mutation::None;
+  const bool mutated = o.mutation != vmspace::internal::Mutation::None;
   const std::uint64_t first_seed = o.seed;
   std::uint64_t failed = 0;
   double seconds = 0;
@@ -93,7 +93,7 @@ int run_trials(StressOptions o, std::uint64_t trials) {
     std::fflush(stdout);
   }
   std::printf("%s: %llu of %llu runs %s (%.0f%%), %.1f s per run on average\n",
-              mutated ? testing::to_string(o.mutation) : "no mutation", static_cast<unsigned long long>(failed),
+              mutated ? vmspace::internal::to_string(o.mutation) : "no mutation", static_cast<unsigned long long>(failed),
               static_cast<unsigned long long>(trials), mutated ? "detected the mutation" : "failed",
               100.0 * static_cast<double>(failed) / static_cast<double>(trials), seconds / static_cast<double>(trials));
   return (mutated ? failed == trials : failed == 0) ? 0 : 1;

@@ -7,20 +7,20 @@
 
 #include <spdlog/fmt/fmt.h>
 
-namespace vmspace::detail {
+namespace vmspace::internal {
 
 [[noreturn]] void panic_at(const char* file, int line, std::string_view message) noexcept;
 
-}  // namespace vmspace::detail
+}  // namespace vmspace::internal
 
 // Aborts with a formatted message (fmt syntax). For states that must never happen.
-#define VMS_PANIC(...) ::vmspace::detail::panic_at(__FILE__, __LINE__, ::fmt::format(__VA_ARGS__))
+#define VMS_PANIC(...) ::vmspace::internal::panic_at(__FILE__, __LINE__, ::fmt::format(__VA_ARGS__))
 
 // Always-on check (tests and release builds alike). Use on paths that are not hot.
 #define VMS_ASSERT(cond, ...)                                                          \
   do {                                                                                 \
     if (__builtin_expect(!(cond), 0)) {                                                \
-      ::vmspace::detail::panic_at(__FILE__, __LINE__,                                  \
+      ::vmspace::internal::panic_at(__FILE__, __LINE__,                                  \
                                   ::fmt::format("assertion failed: {}: {}", #cond,     \
                                                 ::fmt::format(__VA_ARGS__)));          \
     }                                                                                  \

@@ -71,29 +71,29 @@ void ensure_booted();
 // The config the machine was booted with (boots with defaults first if needed).
 const BootConfig& boot_config();
 
-namespace detail {
+namespace internal {
 // Set once by boot, read on hot paths without synchronisation beyond boot's release/acquire
 // (every API entry reaches them after ensure_booted()).
 extern std::byte* g_phys_base;
 extern MetaSlot* g_meta_base;
 extern Paddr g_max_paddr;
-}  // namespace detail
+}  // namespace internal
 
 // Exclusive upper bound of physical memory (= phys_mem_bytes). Requires a booted machine.
-inline Paddr max_paddr() noexcept { return detail::g_max_paddr; }
+inline Paddr max_paddr() noexcept { return internal::g_max_paddr; }
 
 // Host pointer to physical address `pa`. Precondition: the machine is booted and
 // pa <= max_paddr() (one past the end is allowed, as for any pointer).
 inline std::byte* paddr_to_vaddr(Paddr pa) noexcept {
-  VMS_DEBUG_ASSERT(pa <= detail::g_max_paddr, "paddr {:#x} beyond physical memory", pa);
-  return detail::g_phys_base + pa;
+  VMS_DEBUG_ASSERT(pa <= internal::g_max_paddr, "paddr {:#x} beyond physical memory", pa);
+  return internal::g_phys_base + pa;
 }
 
 // The inverse of paddr_to_vaddr for pointers into physical memory.
 inline Paddr vaddr_to_paddr(const std::byte* p) noexcept {
-  VMS_DEBUG_ASSERT(p >= detail::g_phys_base && p <= detail::g_phys_base + detail::g_max_paddr,
+  VMS_DEBUG_ASSERT(p >= internal::g_phys_base && p <= internal::g_phys_base + internal::g_max_paddr,
                    "pointer is not in physical memory");
-  return static_cast<Paddr>(p - detail::g_phys_base);
+  return static_cast<Paddr>(p - internal::g_phys_base);
 }
 
 // The emulated kernel virtual address of `pa` in the kernel page table's linear mapping

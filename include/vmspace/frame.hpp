@@ -45,7 +45,7 @@ struct FillError {
   std::size_t filled;
 };
 
-namespace detail {
+namespace internal {
 struct AdoptTag {};
 inline constexpr AdoptTag kAdopt{};
 
@@ -60,7 +60,7 @@ Result<void> io_write_bytes(Paddr base, std::size_t size, std::size_t offset,
 // Overflow if offset + len wraps.
 Result<void, FillError> io_fill_zeros(Paddr base, std::size_t size, std::size_t offset,
                                        std::size_t len) noexcept;
-}  // namespace detail
+}  // namespace internal
 
 // Byte-level I/O on untyped frames and segments (OSTD's VmIo / VmIoFill blanket impls).
 // `Derived` provides paddr() and size().
@@ -70,11 +70,11 @@ class VmIoOps {
   // Reads exactly out.size() bytes at `offset`. Errors: Overflow, InvalidArgs; nothing is
   // read on error (no short reads).
   Result<void> read_bytes(std::size_t offset, std::span<std::byte> out) const noexcept {
-    return detail::io_read_bytes(self().paddr(), self().size(), offset, out);
+    return internal::io_read_bytes(self().paddr(), self().size(), offset, out);
   }
   // Writes all of `in` at `offset`. Errors: Overflow, InvalidArgs; nothing written on error.
   Result<void> write_bytes(std::size_t offset, std::span<const std::byte> in) const noexcept {
-    return detail::io_write_bytes(self().paddr(), self().size(), offset, in);
+    return internal::io_write_bytes(self().paddr(), self().size(), offset, in);
   }
   // Typed forms of read_bytes / write_bytes, with the same errors. OSTD's read_val/write_val
   // report InvalidArgs when offset + sizeof(T) wraps; we report Overflow, as every other
@@ -105,7 +105,7 @@ class VmIoOps {
   // if offset > size(); InvalidArgs after zeroing up to size() if the range goes past it (OSTD
   // reports the short count); Overflow, nothing zeroed, if offset + len wraps.
   Result<void, FillError> fill_zeros(std::size_t offset, std::size_t len) const noexcept {
-    return detail::io_fill_zeros(self().paddr(), self().size(), offset, len);
+    return internal::io_fill_zeros(self().paddr(), self().size(), offset, len);
   }
   // One non-tearing access at `offset`. Errors: InvalidArgs if out of range or misaligned.
   template <PodOnce T>
@@ -152,10 +152,10 @@ class Frame : public FrameIoBase<Frame<M>, M> {
   static Result<Frame, GetFrameError> from_unused(Paddr pa, M meta) noexcept
     requires FrameMeta<M>
   {
-    auto slot = detail::slot_from_unused<M>(pa, std::move(meta), /*as_unique=*/false);
+    auto slot = internal::slot_from_unused<M>(pa, std::move(meta), /*as_unique=*/false);
     if (!slot) return err(slot.error());
     VMS_LEDGER(*slot, 1);
-    return Frame(detail::kAdopt, *slot);
+    return Frame(internal::kAdopt, *slot);
   }
 
   // A new handle to the in-use frame at `pa` (+1). Only for DynFrame, as in OSTD; narrow it
@@ -173,27 +173,27 @@ class Frame : public FrameIoBase<Frame<M>, M> {
       if (cur == kRefCountUnused) return err(GetFrameError::Unused);
       if (cur == kRefCountUnique) return err(GetFrameError::Unique);
       if (cur == 0) return err(GetFrameError::Busy);
-      if (cur >= kRefCountMax) detail::refcount_overflow(pa);
+      if (cur >= kRefCountMax) internal::refcount_overflow(pa);
       if (rc.compare_exchange_weak(cur, cur + 1, boost::memory_order_acquire,
                                    boost::memory_order_relaxed)) {
         break;
       }
     }
     VMS_LEDGER(slot, 1);
-    return Frame(detail::kAdopt, slot);
+    return Frame(internal::kAdopt, slot);
   }
 
   // Re-creates the handle whose reference was leaked with into_raw(). Precondition: `pa` came
   // from into_raw() of a handle convertible to this type, and that reference is consumed now.
   static Frame from_raw(Paddr pa) noexcept {
     VMS_LEDGER(meta_slot(pa), 1);
-    return Frame(detail::kAdopt, meta_slot(pa));
+    return Frame(internal::kAdopt, meta_slot(pa));
   }
 
   // Another handle to the same frame (+1).
   Frame(const Frame& o) noexcept : slot_(o.slot_) {
     if (slot_) {
-      detail::inc_ref(slot_);
+      internal::inc_ref(slot_);
       VMS_LEDGER(slot_, 1);
     }
   }
@@ -207,7 +207,7 @@ class Frame : public FrameIoBase<Frame<M>, M> {
     requires(!std::is_same_v<M2, M> && MetaConvertibleTo<M2, M>)
   Frame(const Frame<M2>& o) noexcept : slot_(o.slot_) {  // NOLINT
     if (slot_) {
-      detail::inc_ref(slot_);
+      internal::inc_ref(slot_);
       VMS_LEDGER(slot_, 1);
     }
   }
@@ -219,7 +219,7 @@ class Frame : public FrameIoBase<Frame<M>, M> {
   ~Frame() {
     if (slot_) {
       VMS_LEDGER(slot_, -1);
-      detail::dec_ref(slot_);
+      internal::dec_ref(slot_);
     }
   }
 
@@ -238,7 +238,7 @@ class Frame : public FrameIoBase<Frame<M>, M> {
       ok = vt == meta_vtable<M>();
     }
     if (!ok) return std::nullopt;
-    return Frame(detail::kAdopt, std::exchange(from.slot_, nullptr));
+    return Frame(internal::kAdopt, std::exchange(from.slot_, nullptr));
   }
 
   // Leaks the reference: the caller becomes responsible for it (from_raw gives it back).
@@ -291,7 +291,7 @@ class Frame : public FrameIoBase<Frame<M>, M> {
   template <FrameMeta>
   friend class UniqueFrame;
 
-  Frame(detail::AdoptTag, MetaSlot* slot) noexcept : slot_(slot) {}
+  Frame(internal::AdoptTag, MetaSlot* slot) noexcept : slot_(slot) {}
 
   MetaSlot* slot_;
 };
@@ -303,7 +303,7 @@ template <HandleMeta M>
 class FrameRef {
  public:
   // Another view of the same frame (no reference taken).
-  FrameRef(const FrameRef& o) noexcept { ::new (&frame_) Frame<M>(detail::kAdopt, o.frame_.slot_); }
+  FrameRef(const FrameRef& o) noexcept { ::new (&frame_) Frame<M>(internal::kAdopt, o.frame_.slot_); }
   // Views `o`'s frame instead (no reference taken or dropped).
   FrameRef& operator=(const FrameRef& o) noexcept {
     frame_.slot_ = o.frame_.slot_;
@@ -332,7 +332,7 @@ class FrameRef {
  private:
   template <HandleMeta>
   friend class Frame;
-  explicit FrameRef(MetaSlot* slot) noexcept { ::new (&frame_) Frame<M>(detail::kAdopt, slot); }
+  explicit FrameRef(MetaSlot* slot) noexcept { ::new (&frame_) Frame<M>(internal::kAdopt, slot); }
 
   union {
     Frame<M> frame_;

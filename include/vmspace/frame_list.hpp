@@ -37,7 +37,7 @@ namespace vmspace {
 template <FrameMeta M>
 class LinkedList;
 
-namespace detail {
+namespace internal {
 
 // List ids stay below 2^62: the built-in frame allocator tags the in_list words of free
 // blocks with bits 62 and 63 (src/frame/frame_allocator.cpp), and a list id must never look like
@@ -63,7 +63,7 @@ constexpr const char* link_type_name() noexcept {
   }
 }
 
-}  // namespace detail
+}  // namespace internal
 
 // Frame metadata that lets a frame join a LinkedList<M>: the list hook plus the user's M.
 // It forwards M's kIsUntyped, on_drop and kTypeName, so a Link<M> frame behaves like an M frame
@@ -77,7 +77,7 @@ class Link {
   // A Link is untyped exactly when M is.
   static constexpr bool kIsUntyped = is_untyped_meta<M>();
   // "Link<" + M's name + ">", for messages.
-  static constexpr const char* kTypeName = detail::link_type_name<M>();
+  static constexpr const char* kTypeName = internal::link_type_name<M>();
 
   // Wraps `meta`; the new Link is on no list.
   explicit Link(M meta) noexcept(std::is_nothrow_move_constructible_v<M>) : meta_(std::move(meta)) {
@@ -111,7 +111,7 @@ class Link {
 
   // Forwards M::on_drop (exists only if M has one).
   void on_drop(VmReader<Infallible>& reader)
-    requires detail::HasOnDrop<M>
+    requires internal::HasOnDrop<M>
   {
     meta_.on_drop(reader);
   }
@@ -279,7 +279,7 @@ class LinkedList {
  private:
   static Paddr link_paddr(const Link<M>* link) noexcept {
     const auto offset = reinterpret_cast<std::uintptr_t>(link) -
-                        reinterpret_cast<std::uintptr_t>(detail::g_meta_base);
+                        reinterpret_cast<std::uintptr_t>(internal::g_meta_base);
     return static_cast<Paddr>(offset / kMetaSlotSize) << kPageShift;
   }
 
@@ -297,7 +297,7 @@ class LinkedList {
     VMS_ASSERT(slot != nullptr, "inserting an empty UniqueFrame into a frame list");
     VMS_DEBUG_ASSERT(slot->in_list_ref().load(boost::memory_order_relaxed) == 0,
                      "frame {:#x} is already on a list", frame.paddr());
-    if (id_ == 0) id_ = detail::allocate_frame_list_id();
+    if (id_ == 0) id_ = internal::allocate_frame_list_id();
     list_.insert(pos, frame.meta_mut());
     slot->in_list_ref().store(id_, boost::memory_order_relaxed);
     // The list now owns the frame's sole reference; take() gives it back.

@@ -57,7 +57,7 @@ class IdSet;
 template <IdType Id>
 class AtomicIdSet;
 
-namespace detail {
+namespace internal {
 
 inline constexpr std::size_t kIdSetWordBits = 64;
 inline constexpr std::uint32_t kIdSetInlineWords = kIdSetInlineIds / kIdSetWordBits;
@@ -102,7 +102,7 @@ void print_id(std::ostream& os, const Id& id) {
   }
 }
 
-}  // namespace detail
+}  // namespace internal
 
 // One end of an IdRange: an id that is included, an id that is excluded, or no limit.
 // The C++ counterpart of Rust's `core::ops::Bound<Id>`.
@@ -114,11 +114,11 @@ class IdBound {
 
   // A bound that includes `id` in the range.
   static IdBound included(const Id& id) noexcept {
-    return IdBound(Kind::Included, detail::id_index(id));
+    return IdBound(Kind::Included, internal::id_index(id));
   }
   // A bound that stops just before (or starts just after) `id`.
   static IdBound excluded(const Id& id) noexcept {
-    return IdBound(Kind::Excluded, detail::id_index(id));
+    return IdBound(Kind::Excluded, internal::id_index(id));
   }
   // No limit on this end.
   static IdBound unbounded() noexcept { return IdBound(Kind::Unbounded, 0); }
@@ -210,7 +210,7 @@ class IdRange {
 
  private:
   static std::size_t index_of(const Bound& bound) noexcept {
-    return detail::id_index(bound.id());
+    return internal::id_index(bound.id());
   }
 
   Bound lower_;
@@ -238,7 +238,7 @@ class IdSet {
   using Bound = IdBound<Id>;     // One end of a Range.
 
   // An empty set. Does not allocate.
-  IdSet() noexcept : num_ids_(detail::id_cardinality<Id>()), num_words_(0) {
+  IdSet() noexcept : num_ids_(internal::id_cardinality<Id>()), num_words_(0) {
     init_storage_unallocated();
   }
   // The set holding exactly `id`.
@@ -312,19 +312,19 @@ class IdSet {
   void add(const Id& id) {
     const std::size_t index = checked_index(id);
     ensure_storage();
-    words()[index / detail::kIdSetWordBits] |= detail::id_set_bit(index);
+    words()[index / internal::kIdSetWordBits] |= internal::id_set_bit(index);
   }
   // Removes `id`; removing an id that is not in the set is fine and changes nothing.
   void remove(const Id& id) noexcept {
     const std::size_t index = checked_index(id);
     if (num_words_ == 0) return;
-    words()[index / detail::kIdSetWordBits] &= ~detail::id_set_bit(index);
+    words()[index / internal::kIdSetWordBits] &= ~internal::id_set_bit(index);
   }
   // True when `id` is in the set.
   bool contains(const Id& id) const noexcept {
     const std::size_t index = checked_index(id);
     return num_words_ != 0 &&
-           (words()[index / detail::kIdSetWordBits] & detail::id_set_bit(index)) != 0;
+           (words()[index / internal::kIdSetWordBits] & internal::id_set_bit(index)) != 0;
   }
 
   // The number of ids in the set.
@@ -345,14 +345,14 @@ class IdSet {
     for (std::uint32_t i = 0; i + 1 < num_words_; ++i) {
       if (w[i] != ~std::uint64_t{0}) return false;
     }
-    return w[num_words_ - 1] == detail::id_set_last_word_mask(num_ids_);
+    return w[num_words_ - 1] == internal::id_set_last_word_mask(num_ids_);
   }
 
   // Adds every id of the type. May allocate like add().
   void add_all() {
     ensure_storage();
     std::fill_n(words(), num_words_, ~std::uint64_t{0});
-    words()[num_words_ - 1] = detail::id_set_last_word_mask(num_ids_);
+    words()[num_words_ - 1] = internal::id_set_last_word_mask(num_ids_);
   }
   // Removes every id. Keeps any storage, so refilling the set does not allocate.
   void clear() noexcept { std::fill_n(words(), num_words_, std::uint64_t{0}); }
@@ -364,7 +364,7 @@ class IdSet {
   // or inverted range yields nothing. Same borrowing rules as iter().
   View iter_in(const Range& range) const noexcept {
     auto [first, second] = range.index_interval(num_ids_);
-    second = std::min<std::size_t>(second, std::size_t{num_words_} * detail::kIdSetWordBits);
+    second = std::min<std::size_t>(second, std::size_t{num_words_} * internal::kIdSetWordBits);
     if (first >= second) first = second = 0;
     return View(words(), first, second);
   }
@@ -391,7 +391,7 @@ class IdSet {
     for (const Id& id : set) {
       if (!first) os << ", ";
       first = false;
-      detail::print_id(os, id);
+      internal::print_id(os, id);
     }
     return os << '}';
   }
@@ -402,7 +402,7 @@ class IdSet {
   // The words live inline for sets of up to kIdSetInlineIds ids, on the heap otherwise. A set
   // never changes from one to the other: that depends only on num_ids_.
   union Storage {
-    std::uint64_t inline_words[detail::kIdSetInlineWords];
+    std::uint64_t inline_words[internal::kIdSetInlineWords];
     std::uint64_t* heap;  // nullptr while num_words_ == 0.
   };
 
@@ -417,23 +417,23 @@ class IdSet {
     if (uses_heap()) {
       storage_.heap = nullptr;
     } else {
-      std::fill_n(storage_.inline_words, detail::kIdSetInlineWords, std::uint64_t{0});
+      std::fill_n(storage_.inline_words, internal::kIdSetInlineWords, std::uint64_t{0});
     }
   }
   // Gives a set without storage its (zeroed) words. Bits past num_ids_ are always zero.
   void ensure_storage() {
     if (num_words_ != 0) return;
-    const std::uint32_t n = detail::id_set_words_for(num_ids_);
+    const std::uint32_t n = internal::id_set_words_for(num_ids_);
     if (uses_heap()) {
       VMS_DEBUG_ASSERT(storage_.heap == nullptr, "IdSet without words holds an allocation");
       storage_.heap = new std::uint64_t[n]();
     } else {
-      std::fill_n(storage_.inline_words, detail::kIdSetInlineWords, std::uint64_t{0});
+      std::fill_n(storage_.inline_words, internal::kIdSetInlineWords, std::uint64_t{0});
     }
     num_words_ = n;
   }
   std::size_t checked_index(const Id& id) const noexcept {
-    const std::uint32_t index = detail::id_index(id);
+    const std::uint32_t index = internal::id_index(id);
     VMS_DEBUG_ASSERT(index < num_ids_, "id index {} out of range for cardinality {}", index,
                      num_ids_);
     return index;
@@ -462,7 +462,7 @@ class IdSet<Id>::Iterator {
   Id operator*() const noexcept {
     VMS_DEBUG_ASSERT(bits_ != 0, "dereferencing an exhausted IdSet iterator");
     const std::size_t index =
-        std::size_t{word_} * detail::kIdSetWordBits + std::countr_zero(bits_);
+        std::size_t{word_} * internal::kIdSetWordBits + std::countr_zero(bits_);
     return Id::from_index(static_cast<std::uint32_t>(index));
   }
   // Moves to the next id in the set.
@@ -488,13 +488,13 @@ class IdSet<Id>::Iterator {
   // The first id of the set in index interval [first, second), which lies within the words.
   Iterator(const std::uint64_t* words, std::size_t first, std::size_t second) noexcept
       : words_(words),
-        end_word_(detail::id_set_words_for(second)),
-        last_mask_(detail::id_set_last_word_mask(second)),
+        end_word_(internal::id_set_words_for(second)),
+        last_mask_(internal::id_set_last_word_mask(second)),
         word_(end_word_),
         bits_(0) {
     if (first >= second) return;
-    word_ = static_cast<std::uint32_t>(first / detail::kIdSetWordBits);
-    bits_ = masked_word(word_) & (~std::uint64_t{0} << (first % detail::kIdSetWordBits));
+    word_ = static_cast<std::uint32_t>(first / internal::kIdSetWordBits);
+    bits_ = masked_word(word_) & (~std::uint64_t{0} << (first % internal::kIdSetWordBits));
     settle();
   }
   // The past-the-end iterator of a slice ending at index `second`.
@@ -576,8 +576,8 @@ class AtomicIdSet {
   // A set initially holding the ids of `initial`. Not thread-safe (nothing else can see the
   // object yet). Allocates only beyond kIdSetInlineIds ids.
   explicit AtomicIdSet(const IdSet<Id>& initial)
-      : num_ids_(initial.num_ids_), num_words_(detail::id_set_words_for(initial.num_ids_)) {
-    if (num_words_ > detail::kIdSetInlineWords) {
+      : num_ids_(initial.num_ids_), num_words_(internal::id_set_words_for(initial.num_ids_)) {
+    if (num_words_ > internal::kIdSetInlineWords) {
       heap_words_ = std::make_unique<std::atomic<std::uint64_t>[]>(num_words_);
       words_ = heap_words_.get();
     } else {
@@ -628,19 +628,19 @@ class AtomicIdSet {
   // Atomically adds `id`: fetch_or on its word with `order`.
   void add(const Id& id, std::memory_order order) noexcept {
     const std::size_t index = checked_index(id);
-    words_[index / detail::kIdSetWordBits].fetch_or(detail::id_set_bit(index), order);
+    words_[index / internal::kIdSetWordBits].fetch_or(internal::id_set_bit(index), order);
   }
   // Atomically removes `id` (no effect if absent): fetch_and on its word with `order`.
   void remove(const Id& id, std::memory_order order) noexcept {
     const std::size_t index = checked_index(id);
-    words_[index / detail::kIdSetWordBits].fetch_and(~detail::id_set_bit(index), order);
+    words_[index / internal::kIdSetWordBits].fetch_and(~internal::id_set_bit(index), order);
   }
   // Atomically tests `id`: one read of its word with `order` (a release or acq_rel order is a
   // fetch_or(0, order), as in load()).
   bool contains(const Id& id, std::memory_order order) const noexcept {
     const std::size_t index = checked_index(id);
-    return (load_word(words_[index / detail::kIdSetWordBits], order) &
-            detail::id_set_bit(index)) != 0;
+    return (load_word(words_[index / internal::kIdSetWordBits], order) &
+            internal::id_set_bit(index)) != 0;
   }
 
   // Prints a relaxed load of the set; for debugging.
@@ -675,7 +675,7 @@ class AtomicIdSet {
     }
   }
   std::size_t checked_index(const Id& id) const noexcept {
-    const std::uint32_t index = detail::id_index(id);
+    const std::uint32_t index = internal::id_index(id);
     VMS_DEBUG_ASSERT(index < num_ids_, "id index {} out of range for cardinality {}", index,
                      num_ids_);
     return index;
@@ -684,7 +684,7 @@ class AtomicIdSet {
   std::uint32_t num_ids_;    // Id::cardinality() at construction.
   std::uint32_t num_words_;  // id_set_words_for(num_ids_), fixed.
   // The words; all of them are shared between threads, hence atomic. Bits past num_ids_ stay 0.
-  std::atomic<std::uint64_t> inline_words_[detail::kIdSetInlineWords] = {};
+  std::atomic<std::uint64_t> inline_words_[internal::kIdSetInlineWords] = {};
   std::unique_ptr<std::atomic<std::uint64_t>[]> heap_words_;  // Beyond kIdSetInlineIds ids.
   // inline_words_ or heap_words_.get(); the object never moves, so this stays valid. The
   // pointer itself is written only by the constructor. const member functions may still

@@ -61,7 +61,7 @@ class VmReader;
 template <class F = Fallible>
 class VmWriter;
 
-namespace detail {
+namespace internal {
 
 // The window [cursor, end) every reader and writer has, and the operations on it that do not
 // depend on what the addresses mean. `Addr` is a host pointer (Infallible) or a 64-bit address
@@ -151,11 +151,11 @@ inline Result<std::size_t, CopyError> copy_result(CopyOutcome out) noexcept {
   return out.copied;
 }
 
-}  // namespace detail
+}  // namespace internal
 
 // A reader over kernel memory [cursor, end).
 template <>
-class VmReader<Infallible> : public detail::ReadWindow<VmReader<Infallible>, const std::byte*> {
+class VmReader<Infallible> : public internal::ReadWindow<VmReader<Infallible>, const std::byte*> {
  public:
   VmReader() noexcept = default;
   // Reads the bytes of `bytes`. The span must outlive the reader.
@@ -174,7 +174,7 @@ class VmReader<Infallible> : public detail::ReadWindow<VmReader<Infallible>, con
   Result<T> read_val() noexcept {
     if (remain() < sizeof(T)) return err(Error::InvalidArgs);
     T v{};
-    detail::racy_copy(&v, cursor_, sizeof(T));
+    internal::racy_copy(&v, cursor_, sizeof(T));
     cursor_ += sizeof(T);
     return v;
   }
@@ -185,7 +185,7 @@ class VmReader<Infallible> : public detail::ReadWindow<VmReader<Infallible>, con
   Result<T> read_once() noexcept {
     if (remain() < sizeof(T)) return err(Error::InvalidArgs);
     if (reinterpret_cast<std::uintptr_t>(cursor_) % sizeof(T) != 0) return err(Error::InvalidArgs);
-    auto raw = detail::load_once(cursor_, sizeof(T));
+    auto raw = internal::load_once(cursor_, sizeof(T));
     cursor_ += sizeof(T);
     return static_cast<T>(raw);
   }
@@ -201,7 +201,7 @@ class VmReader<Infallible> : public detail::ReadWindow<VmReader<Infallible>, con
 
 // A writer over kernel memory [cursor, end).
 template <>
-class VmWriter<Infallible> : public detail::WriteWindow<VmWriter<Infallible>, std::byte*> {
+class VmWriter<Infallible> : public internal::WriteWindow<VmWriter<Infallible>, std::byte*> {
  public:
   VmWriter() noexcept = default;
   explicit VmWriter(std::span<std::byte> bytes) noexcept
@@ -218,7 +218,7 @@ class VmWriter<Infallible> : public detail::WriteWindow<VmWriter<Infallible>, st
   template <Pod T>
   Result<void> write_val(const T& v) noexcept {
     if (avail() < sizeof(T)) return err(Error::InvalidArgs);
-    detail::racy_copy(cursor_, &v, sizeof(T));
+    internal::racy_copy(cursor_, &v, sizeof(T));
     cursor_ += sizeof(T);
     return {};
   }
@@ -228,7 +228,7 @@ class VmWriter<Infallible> : public detail::WriteWindow<VmWriter<Infallible>, st
   Result<void> write_once(const T& v) noexcept {
     if (avail() < sizeof(T)) return err(Error::InvalidArgs);
     if (reinterpret_cast<std::uintptr_t>(cursor_) % sizeof(T) != 0) return err(Error::InvalidArgs);
-    detail::store_once(cursor_, static_cast<std::uint64_t>(v), sizeof(T));
+    internal::store_once(cursor_, static_cast<std::uint64_t>(v), sizeof(T));
     cursor_ += sizeof(T);
     return {};
   }
@@ -236,7 +236,7 @@ class VmWriter<Infallible> : public detail::WriteWindow<VmWriter<Infallible>, st
   // Zeroes min(avail(), len) bytes and returns the count.
   std::size_t fill_zeros(std::size_t len) noexcept {
     std::size_t n = len < avail() ? len : avail();
-    detail::racy_zero(cursor_, n);
+    internal::racy_zero(cursor_, n);
     cursor_ += n;
     return n;
   }
@@ -251,7 +251,7 @@ class VmWriter<Infallible> : public detail::WriteWindow<VmWriter<Infallible>, st
 // kernel memory). Every access translates through the CPU's TLB and page table at the time of
 // the access, like an MMU; it does not remember which space it was created for.
 template <>
-class VmReader<Fallible> : public detail::FallibleWindow<VmReader<Fallible>, detail::ReadWindow> {
+class VmReader<Fallible> : public internal::FallibleWindow<VmReader<Fallible>, internal::ReadWindow> {
  public:
   VmReader() noexcept = default;
 
@@ -266,7 +266,7 @@ class VmReader<Fallible> : public detail::FallibleWindow<VmReader<Fallible>, det
   Result<T> read_val() noexcept {
     if (remain() < sizeof(T)) return err(Error::InvalidArgs);
     T v{};
-    auto out = detail::copy_fallible(detail::kernel_endpoint(&v), at_cursor(), sizeof(T));
+    auto out = internal::copy_fallible(internal::kernel_endpoint(&v), at_cursor(), sizeof(T));
     if (out.faulted) return err(Error::PageFault);
     cursor_ += sizeof(T);
     return v;
@@ -277,7 +277,7 @@ class VmReader<Fallible> : public detail::FallibleWindow<VmReader<Fallible>, det
   template <PodAtomic T>
   Result<T> atomic_load() const noexcept {
     if (remain() < sizeof(T) || cursor_ % alignof(T) != 0) return err(Error::InvalidArgs);
-    return detail::atomic_load_u32(at_cursor());
+    return internal::atomic_load_u32(at_cursor());
   }
 
  private:
@@ -288,7 +288,7 @@ class VmReader<Fallible> : public detail::FallibleWindow<VmReader<Fallible>, det
 // A writer over user memory of the calling CPU's active VmSpace (or kernel memory after
 // to_fallible()). See VmReader<Fallible>.
 template <>
-class VmWriter<Fallible> : public detail::FallibleWindow<VmWriter<Fallible>, detail::WriteWindow> {
+class VmWriter<Fallible> : public internal::FallibleWindow<VmWriter<Fallible>, internal::WriteWindow> {
  public:
   VmWriter() noexcept = default;
 
@@ -304,7 +304,7 @@ class VmWriter<Fallible> : public detail::FallibleWindow<VmWriter<Fallible>, det
   template <Pod T>
   Result<void> write_val(const T& v) noexcept {
     if (avail() < sizeof(T)) return err(Error::InvalidArgs);
-    auto out = detail::copy_fallible(at_cursor(), detail::kernel_endpoint(&v), sizeof(T));
+    auto out = internal::copy_fallible(at_cursor(), internal::kernel_endpoint(&v), sizeof(T));
     if (out.faulted) return err(Error::PageFault);
     cursor_ += sizeof(T);
     return {};
@@ -313,9 +313,9 @@ class VmWriter<Fallible> : public detail::FallibleWindow<VmWriter<Fallible>, det
   // Zeroes min(avail(), len) bytes. Ok(count) or Err{PageFault, zeroed}; advances by zeroed.
   Result<std::size_t, CopyError> fill_zeros(std::size_t len) noexcept {
     const std::size_t n = len < avail() ? len : avail();
-    auto out = detail::zero_fallible(at_cursor(), n);
+    auto out = internal::zero_fallible(at_cursor(), n);
     cursor_ += out.copied;
-    return detail::copy_result(out);
+    return internal::copy_result(out);
   }
 
   // Relaxed compare-and-exchange at the shared cursor of this writer and `reader` (OSTD needs
@@ -329,7 +329,7 @@ class VmWriter<Fallible> : public detail::FallibleWindow<VmWriter<Fallible>, det
         reader.remain() < sizeof(T) || cursor_ % alignof(T) != 0) {
       return err(Error::InvalidArgs);
     }
-    auto prev = detail::atomic_cmpxchg_u32(at_cursor(), expected, desired);
+    auto prev = internal::atomic_cmpxchg_u32(at_cursor(), expected, desired);
     if (!prev) return err(prev.error());
     return std::pair<T, bool>(*prev, *prev == expected);
   }
@@ -344,23 +344,23 @@ inline Result<std::size_t, CopyError> VmReader<Fallible>::read_fallible(VmWriter
   const std::size_t n = remain() < writer.avail() ? remain() : writer.avail();
   std::uint64_t dst = reinterpret_cast<std::uintptr_t>(writer.cursor());
   const std::uint64_t start = dst;
-  const auto out = detail::copy_advancing(dst, detail::AddressKind::Kernel, cursor_, kind_, n);
+  const auto out = internal::copy_advancing(dst, internal::AddressKind::Kernel, cursor_, kind_, n);
   (void)writer.skip(static_cast<std::size_t>(dst - start));
-  return detail::copy_result(out);
+  return internal::copy_result(out);
 }
 
 inline Result<std::size_t, CopyError> VmReader<Fallible>::read_fallible(VmWriter<Fallible>& writer) noexcept {
   const std::size_t n = remain() < writer.avail() ? remain() : writer.avail();
-  return detail::copy_result(detail::copy_advancing(writer.cursor_, writer.kind_, cursor_, kind_, n));
+  return internal::copy_result(internal::copy_advancing(writer.cursor_, writer.kind_, cursor_, kind_, n));
 }
 
 inline Result<std::size_t, CopyError> VmReader<Infallible>::read_fallible(VmWriter<Fallible>& writer) noexcept {
   const std::size_t n = remain() < writer.avail() ? remain() : writer.avail();
   std::uint64_t src = reinterpret_cast<std::uintptr_t>(cursor_);
   const std::uint64_t start = src;
-  const auto out = detail::copy_advancing(writer.cursor_, writer.kind_, src, detail::AddressKind::Kernel, n);
+  const auto out = internal::copy_advancing(writer.cursor_, writer.kind_, src, internal::AddressKind::Kernel, n);
   cursor_ += (src - start);
-  return detail::copy_result(out);
+  return internal::copy_result(out);
 }
 
 inline Result<std::size_t, CopyError> VmWriter<Infallible>::write_fallible(VmReader<Fallible>& reader) noexcept {
@@ -369,17 +369,17 @@ inline Result<std::size_t, CopyError> VmWriter<Infallible>::write_fallible(VmRea
 
 inline VmReader<Fallible> VmReader<Infallible>::to_fallible() const noexcept {
   return VmReader<Fallible>::make(reinterpret_cast<std::uintptr_t>(cursor_), reinterpret_cast<std::uintptr_t>(end_),
-                                  detail::AddressKind::Kernel);
+                                  internal::AddressKind::Kernel);
 }
 
 inline VmWriter<Fallible> VmWriter<Infallible>::to_fallible() const noexcept {
   return VmWriter<Fallible>::make(reinterpret_cast<std::uintptr_t>(cursor_), reinterpret_cast<std::uintptr_t>(end_),
-                                  detail::AddressKind::Kernel);
+                                  internal::AddressKind::Kernel);
 }
 
 inline std::size_t VmReader<Infallible>::read(VmWriter<Infallible>& writer) noexcept {
   std::size_t n = remain() < writer.avail() ? remain() : writer.avail();
-  detail::racy_copy(writer.cursor(), cursor_, n);
+  internal::racy_copy(writer.cursor(), cursor_, n);
   cursor_ += n;
   (void)writer.skip(n);
   return n;

@@ -152,7 +152,7 @@ concept MetaConvertibleTo =
     std::is_same_v<M, To> || std::is_same_v<To, AnyFrameMeta> ||
     (std::is_same_v<To, AnyUFrameMeta> && (UntypedFrameMeta<M> || std::is_same_v<M, AnyUFrameMeta>));
 
-namespace detail {
+namespace internal {
 
 template <FrameMeta M>
 struct MetaVtableHolder {
@@ -181,22 +181,22 @@ void drop_last(MetaSlot* slot) noexcept;
 // checker compares them to detect use of a freed frame.
 extern std::uint32_t* g_frame_generation;
 
-}  // namespace detail
+}  // namespace internal
 
 template <FrameMeta M>
 constexpr const MetaVtable* meta_vtable() noexcept {
-  return &detail::MetaVtableHolder<M>::value;
+  return &internal::MetaVtableHolder<M>::value;
 }
 
 // Slot of the frame at `pa`. Precondition: aligned and < max_paddr().
 inline MetaSlot* meta_slot(Paddr pa) noexcept {
   VMS_DEBUG_ASSERT(is_aligned(pa, kPageSize) && pa < max_paddr(), "bad frame paddr {:#x}", pa);
-  return detail::g_meta_base + (pa >> kPageShift);
+  return internal::g_meta_base + (pa >> kPageShift);
 }
 // The physical address of the frame `slot` describes. Precondition: `slot` is in the metadata
 // array.
 inline Paddr slot_paddr(const MetaSlot* slot) noexcept {
-  return static_cast<Paddr>(slot - detail::g_meta_base) << kPageShift;
+  return static_cast<Paddr>(slot - internal::g_meta_base) << kPageShift;
 }
 // Checked lookup. Errors: NotAligned, OutOfBound.
 inline Result<MetaSlot*, GetFrameError> get_slot(Paddr pa) noexcept {
@@ -206,20 +206,20 @@ inline Result<MetaSlot*, GetFrameError> get_slot(Paddr pa) noexcept {
   return meta_slot(pa);
 }
 
-// The incarnation number of the frame at `pa` (see detail::g_frame_generation).
+// The incarnation number of the frame at `pa` (see internal::g_frame_generation).
 inline std::uint32_t frame_generation(Paddr pa) noexcept {
-  return boost::atomic_ref<std::uint32_t>(detail::g_frame_generation[pa >> kPageShift])
+  return boost::atomic_ref<std::uint32_t>(internal::g_frame_generation[pa >> kPageShift])
       .load(boost::memory_order_acquire);
 }
 
-namespace detail {
+namespace internal {
 // Starts a new incarnation of the frame at `pa`. Called whenever a frame becomes unused, before
 // the UNUSED store that lets it be reused.
 inline void bump_frame_generation(Paddr pa) noexcept {
   boost::atomic_ref<std::uint32_t>(g_frame_generation[pa >> kPageShift])
       .fetch_add(1, boost::memory_order_release);
 }
-}  // namespace detail
+}  // namespace internal
 
 // A borrowed view of a frame's metadata whose type is only known at run time.
 class DynMeta {
@@ -248,7 +248,7 @@ class DynMeta {
   const MetaVtable* vtable_;
 };
 
-namespace detail {
+namespace internal {
 
 // The raw slot operations shared by Frame, UniqueFrame and Segment.
 
@@ -288,25 +288,25 @@ inline void dec_ref(MetaSlot* slot) noexcept {
   if (prev == 1) drop_last(slot);
 }
 
-}  // namespace detail
+}  // namespace internal
 
 // The handle ledger (checking builds, meson option handle_ledger): a per-frame count of live
 // Frame / Segment references, so that check_refcount_law can verify
 // count = handles + owning PTEs exactly. Raw references leaked with into_raw() are not handles.
 #ifdef VMSPACE_HANDLE_LEDGER
-namespace detail {
+namespace internal {
 extern std::int64_t* g_handle_ledger;
 inline void ledger_add(const MetaSlot* slot, std::int64_t delta) noexcept {
   boost::atomic_ref<std::int64_t>(g_handle_ledger[slot - g_meta_base]).fetch_add(delta, boost::memory_order_relaxed);
 }
-}  // namespace detail
-#define VMS_LEDGER(slot, delta) ::vmspace::detail::ledger_add((slot), (delta))
+}  // namespace internal
+#define VMS_LEDGER(slot, delta) ::vmspace::internal::ledger_add((slot), (delta))
 #else
 #define VMS_LEDGER(slot, delta) ((void)0)
 #endif
 
 // Increments the reference count of the in-use frame at `pa` without creating a handle (the
 // caller leaks the reference into a raw owner, e.g. a PTE). Precondition: the frame is in use.
-inline void inc_frame_ref_count(Paddr pa) noexcept { detail::inc_ref(meta_slot(pa)); }
+inline void inc_frame_ref_count(Paddr pa) noexcept { internal::inc_ref(meta_slot(pa)); }
 
 }  // namespace vmspace

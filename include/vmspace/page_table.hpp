@@ -39,7 +39,7 @@ class PageTable {
 
   // A table with an empty root. Errors: NoMemory.
   static Result<PageTable, PageTableError> empty() noexcept {
-    auto root = detail::alloc_node<C>(Consts::kNrLevels, detail::NewNode::Unlocked);
+    auto root = internal::alloc_node<C>(Consts::kNrLevels, internal::NewNode::Unlocked);
     if (!root) return err(root.error());
     return PageTable(PageTableNode<C>::from_raw(*root));
   }
@@ -60,20 +60,20 @@ class PageTable {
   // WouldDeadlock / WouldBlock (see "Deadlock freedom" in page_table/locking.hpp); TooManyTables.
   // The guard must outlive the cursor.
   Result<Cursor<C>, PageTableError> cursor(const DisabledPreemptGuard& guard, VaRange va) const {
-    return Cursor<C>::create(*this, guard, va, detail::LockWait::Block);
+    return Cursor<C>::create(*this, guard, va, internal::LockWait::Block);
   }
   // As cursor(), but fails with WouldBlock instead of waiting.
   Result<Cursor<C>, PageTableError> try_cursor(const DisabledPreemptGuard& guard, VaRange va) const {
-    return Cursor<C>::create(*this, guard, va, detail::LockWait::Try);
+    return Cursor<C>::create(*this, guard, va, internal::LockWait::Try);
   }
   Result<CursorMut<C>, PageTableError> cursor_mut(const DisabledPreemptGuard& guard, VaRange va) const {
-    auto c = Cursor<C>::create(*this, guard, va, detail::LockWait::Block);
+    auto c = Cursor<C>::create(*this, guard, va, internal::LockWait::Block);
     if (!c) return err(c.error());
     return CursorMut<C>(std::move(*c));
   }
   Result<CursorMut<C>, PageTableError> try_cursor_mut(const DisabledPreemptGuard& guard,
                                                       VaRange va) const {
-    auto c = Cursor<C>::create(*this, guard, va, detail::LockWait::Try);
+    auto c = Cursor<C>::create(*this, guard, va, internal::LockWait::Try);
     if (!c) return err(c.error());
     return CursorMut<C>(std::move(*c));
   }
@@ -94,7 +94,7 @@ class PageTable {
     if (!is_canonical_vaddr<Consts>(va)) return std::nullopt;
     Paddr node = root_.paddr();
     for (PagingLevel level = Consts::kNrLevels; level >= 1; --level) {
-      const std::uint64_t raw = detail::NodeView<C>{node}.load_acquire(pte_index<Consts>(va, level));
+      const std::uint64_t raw = internal::NodeView<C>{node}.load_acquire(pte_index<Consts>(va, level));
       if (!F::is_present(raw, level)) return std::nullopt;
       if (F::is_leaf(raw, level)) {
         const PteScalar s = F::decode(raw, level);

@@ -18,11 +18,11 @@
 
 namespace vmspace {
 
-namespace detail {
+namespace internal {
 // Defined in src/base/log.cpp; logs "what" at critical level and aborts. Out of line so that this
 // header does not pull in spdlog.
 [[noreturn]] void result_misuse(const char* what) noexcept;
-}  // namespace detail
+}  // namespace internal
 
 // The error half of a Result, as std::unexpected.
 template <class E>
@@ -115,27 +115,27 @@ class [[nodiscard]] Result {
 
   // The value. Aborts with a log line if this is an error (std::expected would throw).
   T& value() & {
-    if (!has_) detail::result_misuse("Result::value() called on an error");
+    if (!has_) internal::result_misuse("Result::value() called on an error");
     return val_;
   }
   // The value. Aborts with a log line if this is an error.
   const T& value() const& {
-    if (!has_) detail::result_misuse("Result::value() called on an error");
+    if (!has_) internal::result_misuse("Result::value() called on an error");
     return val_;
   }
   // The value, moved out. Aborts with a log line if this is an error.
   T&& value() && {
-    if (!has_) detail::result_misuse("Result::value() called on an error");
+    if (!has_) internal::result_misuse("Result::value() called on an error");
     return std::move(val_);
   }
   // The error. Aborts with a log line if this is a success.
   const E& error() const& {
-    if (has_) detail::result_misuse("Result::error() called on a value");
+    if (has_) internal::result_misuse("Result::error() called on a value");
     return err_;
   }
   // The error, moved out. Aborts with a log line if this is a success.
   E&& error() && {
-    if (has_) detail::result_misuse("Result::error() called on a value");
+    if (has_) internal::result_misuse("Result::error() called on a value");
     return std::move(err_);
   }
   // The value, as value().
@@ -193,11 +193,11 @@ class [[nodiscard]] Result<void, E> {
   constexpr explicit operator bool() const noexcept { return has_; }
   // Does nothing on success; aborts with a log line if this is an error.
   void value() const {
-    if (!has_) detail::result_misuse("Result<void>::value() called on an error");
+    if (!has_) internal::result_misuse("Result<void>::value() called on an error");
   }
   // The error. Aborts with a log line if this is a success.
   const E& error() const {
-    if (has_) detail::result_misuse("Result<void>::error() called on a value");
+    if (has_) internal::result_misuse("Result<void>::error() called on a value");
     return err_;
   }
 

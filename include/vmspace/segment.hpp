@@ -50,7 +50,7 @@ class Segment : public FrameIoBase<Segment<M>, M> {
     Segment seg;
     seg.start_ = seg.end_ = range.start;
     for (Paddr pa = range.start; pa < range.end; pa += kPageSize) {
-      auto slot = detail::slot_from_unused<M>(pa, metadata_fn(pa), /*as_unique=*/false);
+      auto slot = internal::slot_from_unused<M>(pa, metadata_fn(pa), /*as_unique=*/false);
       if (!slot) return err(slot.error());  // `seg` drops the frames taken so far
       VMS_LEDGER(*slot, 1);
       seg.end_ = pa + kPageSize;
@@ -228,14 +228,14 @@ class Segment : public FrameIoBase<Segment<M>, M> {
   }
   void inc_all() noexcept {
     for (Paddr pa = start_; pa < end_; pa += kPageSize) {
-      detail::inc_ref(meta_slot(pa));
+      internal::inc_ref(meta_slot(pa));
       VMS_LEDGER(meta_slot(pa), 1);
     }
   }
   void dec_all() noexcept {
     for (Paddr pa = start_; pa < end_; pa += kPageSize) {
       VMS_LEDGER(meta_slot(pa), -1);
-      detail::dec_ref(meta_slot(pa));
+      internal::dec_ref(meta_slot(pa));
     }
   }
   void ledger_all([[maybe_unused]] std::int64_t delta) noexcept {

@@ -159,10 +159,10 @@ struct ProtectChange {
   }
 };
 
-namespace detail {
+namespace internal {
 class Recorder;
 class Worker;
-}  // namespace detail
+}  // namespace internal
 
 // A recorded cursor, valid inside StressContext::with_cursor's body. Every operation draws a
 // ticket while the cursor is held and is replayed on the model at the next quiescent point.
@@ -187,12 +187,12 @@ class StressCursor {
   Result<std::optional<VaRange>> protect_next(std::size_t len, const ProtectChange& change);
 
  private:
-  friend class detail::Recorder;
-  StressCursor(detail::Recorder& rec, std::size_t space, std::uint64_t id, VmSpace::Cursor* ro,
+  friend class internal::Recorder;
+  StressCursor(internal::Recorder& rec, std::size_t space, std::uint64_t id, VmSpace::Cursor* ro,
                VmSpace::CursorMut* mut) noexcept
       : rec_(&rec), space_(space), id_(id), ro_(ro), mut_(mut) {}
 
-  detail::Recorder* rec_;
+  internal::Recorder* rec_;
   std::size_t space_;
   std::uint64_t id_;
   VmSpace::Cursor* ro_;
@@ -235,9 +235,9 @@ class StressContext {
   Result<CopyResult> write(Vaddr va, std::size_t len);
 
  private:
-  friend class detail::Worker;
-  explicit StressContext(detail::Worker& w) noexcept : w_(&w) {}
-  detail::Worker* w_;
+  friend class internal::Worker;
+  explicit StressContext(internal::Worker& w) noexcept : w_(&w) {}
+  internal::Worker* w_;
 };
 
 // A page-fault hook: called on the faulting worker (no cursor held). Return success when the
@@ -273,7 +273,7 @@ struct StressOptions {
   CustomOp custom_op;
 
   // Deliberate faults (mutation builds only; run() refuses anything else in other builds).
-  testing::Mutation mutation = testing::Mutation::None;
+  vmspace::internal::Mutation mutation = vmspace::internal::Mutation::None;
   // Physical memory when run() boots the machine itself.
   std::uint64_t phys_mem_bytes = std::uint64_t{1} << 30;
   // Called (from the watchdog thread) with the report of a deadlocked run; the process then
@@ -302,7 +302,7 @@ struct StressReport {
   unsigned threads = 0;
   unsigned spaces = 0;
   std::uint64_t seed = 0;
-  testing::Mutation mutation = testing::Mutation::None;
+  vmspace::internal::Mutation mutation = vmspace::internal::Mutation::None;
 
   // counts[kind][outcome_index(error)]
   std::array<std::array<std::uint64_t, kOutcomes>, kOpKinds> counts{};

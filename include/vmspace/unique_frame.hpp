@@ -22,7 +22,7 @@ class UniqueFrame : public FrameIoBase<UniqueFrame<M>, M> {
   // Takes the unused frame at `pa` into sole ownership with metadata `meta`.
   // Errors: NotAligned, OutOfBound, Unique, Busy, InUse. On error the slot is untouched.
   static Result<UniqueFrame, GetFrameError> from_unused(Paddr pa, M meta) noexcept {
-    auto slot = detail::slot_from_unused<M>(pa, std::move(meta), /*as_unique=*/true);
+    auto slot = internal::slot_from_unused<M>(pa, std::move(meta), /*as_unique=*/true);
     if (!slot) return err(slot.error());
     return UniqueFrame(*slot);
   }
@@ -63,7 +63,7 @@ class UniqueFrame : public FrameIoBase<UniqueFrame<M>, M> {
     MetaSlot* slot = std::exchange(slot_, nullptr);
     slot->ref_count_ref().store(1, boost::memory_order_release);
     VMS_LEDGER(slot, 1);
-    return Frame<M>(detail::kAdopt, slot);
+    return Frame<M>(internal::kAdopt, slot);
   }
 
   // Replaces the metadata in place: the old value's on_drop runs and it is destroyed, then
@@ -85,7 +85,7 @@ class UniqueFrame : public FrameIoBase<UniqueFrame<M>, M> {
     slot->ref_count_ref().store(0, boost::memory_order_relaxed);
     drop_meta(slot);
     slot->vtable = nullptr;
-    detail::bump_frame_generation(slot_paddr(slot));
+    internal::bump_frame_generation(slot_paddr(slot));
     slot->ref_count_ref().store(kRefCountUnused, boost::memory_order_release);
   }
 
@@ -129,7 +129,7 @@ class UniqueFrame : public FrameIoBase<UniqueFrame<M>, M> {
   void release_to_allocator() noexcept {
     // UNIQUE -> 0 (busy), then the common last-drop path.
     slot_->ref_count_ref().store(0, boost::memory_order_relaxed);
-    detail::drop_last(slot_);
+    internal::drop_last(slot_);
     slot_ = nullptr;
   }
 

@@ -121,7 +121,7 @@ class VmSpace : public std::enable_shared_from_this<VmSpace> {
 
  private:
   explicit VmSpace(PageTable<UserPtConfig> pt) noexcept : pt_(std::move(pt)) {}
-  Result<Cursor> make_cursor(const DisabledPreemptGuard& guard, VaRange range, detail::LockWait wait) const;
+  Result<Cursor> make_cursor(const DisabledPreemptGuard& guard, VaRange range, internal::LockWait wait) const;
   void record_iomem(const IoMem& io) const;
   bool active_here() const noexcept;
 

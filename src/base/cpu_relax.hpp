@@ -1,7 +1,7 @@
 // Internal: a spin-wait hint for the host CPU.
 #pragma once
 
-namespace vmspace::detail {
+namespace vmspace::internal {
 
 inline void cpu_relax() noexcept {
 #if defined(__x86_64__) || defined(__i386__)
@@ -11,4 +11,4 @@ inline void cpu_relax() noexcept {
 #endif
 }
 
-}  // namespace vmspace::detail
+}  // namespace vmspace::internal

@@ -40,7 +40,7 @@ spdlog::logger& logger() {
   return *instance;
 }
 
-namespace detail {
+namespace internal {
 
 void panic_at(const char* file, int line, std::string_view message) noexcept {
   logger().critical("{}:{}: {}", file, line, message);
@@ -50,5 +50,5 @@ void panic_at(const char* file, int line, std::string_view message) noexcept {
 
 void result_misuse(const char* what) noexcept { panic_at(__FILE__, __LINE__, what); }
 
-}  // namespace detail
+}  // namespace internal
 }  // namespace vmspace

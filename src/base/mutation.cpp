@@ -4,7 +4,7 @@
 
 #include <atomic>
 
-namespace vmspace::testing {
+namespace vmspace::internal {
 
 const char* to_string(Mutation m) noexcept {
   switch (m) {
@@ -25,4 +25,4 @@ void set_mutation(Mutation m) noexcept { g_mutation.store(m, std::memory_order_s
 Mutation mutation() noexcept { return g_mutation.load(std::memory_order_relaxed); }
 #endif
 
-}  // namespace vmspace::testing
+}  // namespace vmspace::internal

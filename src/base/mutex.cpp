@@ -16,7 +16,7 @@ void SpinLock::lock() {
         sched_yield();
         spins = 0;
       } else {
-        detail::cpu_relax();
+        internal::cpu_relax();
       }
     }
   }

@@ -5,7 +5,7 @@
 #include <atomic>
 #include <cstdint>
 
-namespace vmspace::detail {
+namespace vmspace::internal {
 
 // Adds `n` (modulo 2^64, so a negated count subtracts) with a relaxed load and store instead of
 // a locked read-modify-write: on the hot paths that count (every TLB lookup, every cached frame
@@ -15,4 +15,4 @@ inline void single_writer_add(std::atomic<std::uint64_t>& counter, std::uint64_t
   counter.store(counter.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
 }
 
-}  // namespace vmspace::detail
+}  // namespace vmspace::internal

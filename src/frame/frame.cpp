@@ -27,7 +27,7 @@ std::ostream& operator<<(std::ostream& os, GetFrameError e) {
   return os << "?";
 }
 
-namespace detail {
+namespace internal {
 
 void refcount_overflow(Paddr pa) noexcept {
   VMS_PANIC("frame {:#x}: reference count would reach REF_COUNT_MAX", pa);
@@ -85,11 +85,11 @@ Result<void, FillError> io_fill_zeros(Paddr base, std::size_t size, std::size_t 
   return {};
 }
 
-}  // namespace detail
+}  // namespace internal
 
 Result<Paddr> FrameAllocOptions::alloc_raw(FrameLayout layout) const noexcept {
   ensure_booted();
-  auto pa = detail::g_allocator.load(std::memory_order_acquire)->alloc(layout);
+  auto pa = internal::g_allocator.load(std::memory_order_acquire)->alloc(layout);
   if (!pa) return err(Error::NoMemory);
   if (zeroed_) std::memset(paddr_to_vaddr(*pa), 0, layout.size);
   return *pa;

@@ -39,7 +39,7 @@ constexpr std::uint64_t kOrderMask = 0xff;
 constexpr unsigned kOwnerShift = 8;
 constexpr std::uint64_t kMaxOwner = std::uint64_t{1} << (62 - kOwnerShift);
 // A LinkedList member's in_list (its list id) must never look like a free-block tag.
-static_assert(detail::kMaxFrameListId <= kCacheTag && kCacheTag < kBuddyTag);
+static_assert(internal::kMaxFrameListId <= kCacheTag && kCacheTag < kBuddyTag);
 constexpr unsigned kMaxOrder = BuddyFrameAllocator::kMaxOrder;
 constexpr unsigned kMaxCachedOrder = BuddyFrameAllocator::kMaxCachedOrder;
 // Cache capacity per cached order (blocks). Refill and drain move half of it.
@@ -140,7 +140,7 @@ struct Cache {
 };
 
 // Every live allocator instance, so that fork() can take all their locks (see
-// detail::allocator_fork_prepare).
+// internal::allocator_fork_prepare).
 std::mutex g_instances_lock;
 std::vector<BuddyFrameAllocator::Impl*> g_instances;
 }  // namespace
@@ -187,11 +187,11 @@ struct BuddyFrameAllocator::Impl {
   std::atomic<std::uint64_t> total_frames{0};
 
   // Cache::frames changes only under the cache's lock (one writer at a time).
-  static void add_frames(Cache& c, std::uint64_t n) VMS_REQUIRES(c.lock) { detail::single_writer_add(c.frames, n); }
-  static void sub_frames(Cache& c, std::uint64_t n) VMS_REQUIRES(c.lock) { detail::single_writer_add(c.frames, -n); }
+  static void add_frames(Cache& c, std::uint64_t n) VMS_REQUIRES(c.lock) { internal::single_writer_add(c.frames, n); }
+  static void sub_frames(Cache& c, std::uint64_t n) VMS_REQUIRES(c.lock) { internal::single_writer_add(c.frames, -n); }
 
   Cache& my_cache() noexcept {
-    auto cpu = detail::bound_cpu();
+    auto cpu = internal::bound_cpu();
     if (cpu && cpu->as_u32() < ncpus) return cpu_caches[cpu->as_u32()];
     return shared_cache;
   }
@@ -443,7 +443,7 @@ BuddyFrameAllocator::Stats BuddyFrameAllocator::stats() const noexcept {
 
 void BuddyFrameAllocator::drain_caches() noexcept { impl_->drain_all(); }
 
-namespace detail {
+namespace internal {
 
 // fork() copies memory but only the calling thread: a lock another thread held at that moment
 // stays held in the child forever. Taking every allocator lock around fork() gives the child
@@ -457,24 +457,24 @@ void allocator_fork_release() VMS_NO_THREAD_SAFETY_ANALYSIS {
   g_instances_lock.unlock();
 }
 
-}  // namespace detail
+}  // namespace internal
 
 // The replaceable global allocator (frame_allocator.hpp); frames reach it through g_allocator.
 GlobalFrameAllocator& global_frame_allocator() {
   ensure_booted();
-  return *detail::g_allocator.load(std::memory_order_acquire);
+  return *internal::g_allocator.load(std::memory_order_acquire);
 }
 
 GlobalFrameAllocator* set_global_frame_allocator(GlobalFrameAllocator* allocator) {
   ensure_booted();
   GlobalFrameAllocator* next =
-      allocator != nullptr ? allocator : detail::machine().builtin_allocator;
-  return detail::g_allocator.exchange(next, std::memory_order_acq_rel);
+      allocator != nullptr ? allocator : internal::machine().builtin_allocator;
+  return internal::g_allocator.exchange(next, std::memory_order_acq_rel);
 }
 
 BuddyFrameAllocator& builtin_frame_allocator() {
   ensure_booted();
-  return *detail::machine().builtin_allocator;
+  return *internal::machine().builtin_allocator;
 }
 
 }  // namespace vmspace

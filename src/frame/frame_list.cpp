@@ -3,7 +3,7 @@
 #include <vmspace/frame_list.hpp>
 #include <vmspace/log.hpp>
 
-namespace vmspace::detail {
+namespace vmspace::internal {
 
 std::atomic<std::uint64_t> g_next_frame_list_id{1};
 
@@ -18,4 +18,4 @@ std::uint64_t allocate_frame_list_id() noexcept {
   return id;
 }
 
-}  // namespace vmspace::detail
+}  // namespace vmspace::internal

@@ -23,7 +23,7 @@
 
 namespace vmspace {
 
-namespace detail {
+namespace internal {
 std::byte* g_phys_base = nullptr;
 MetaSlot* g_meta_base = nullptr;
 Paddr g_max_paddr = 0;
@@ -32,7 +32,7 @@ std::atomic<GlobalFrameAllocator*> g_allocator{nullptr};
 #ifdef VMSPACE_HANDLE_LEDGER
 std::int64_t* g_handle_ledger = nullptr;
 #endif
-}  // namespace detail
+}  // namespace internal
 
 namespace {
 
@@ -82,7 +82,7 @@ Result<std::uint64_t> parse_size(std::string_view s) {
 // the child's page-table and data writes would land in the parent's machine. Remap it private
 // (copy-on-write) in the child.
 void remap_physical_memory_private_in_child() {
-  const detail::Machine& m = detail::g_machine;
+  const internal::Machine& m = internal::g_machine;
   if (m.phys == nullptr) return;
   void* p = mmap(m.phys, m.phys_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE,
                  m.memfd, 0);
@@ -111,7 +111,7 @@ void* map_anonymous(std::size_t bytes) {
 
 // Builds the machine into g_machine. On failure releases what it created.
 Result<void> build_machine(const BootConfig& config) {
-  detail::Machine& m = detail::g_machine;
+  internal::Machine& m = internal::g_machine;
   const std::uint64_t nframes = config.phys_mem_bytes / kPageSize;
 
   m.memfd = memfd_create("vmspace-physical-memory", MFD_CLOEXEC);
@@ -152,34 +152,34 @@ Result<void> build_machine(const BootConfig& config) {
     m.meta[i].vtable = nullptr;
     m.meta[i].in_list = 0;
   }
-  m.cpus = std::make_unique<detail::PerCpu[]>(config.num_cpus);
+  m.cpus = std::make_unique<internal::PerCpu[]>(config.num_cpus);
 #ifdef VMSPACE_HANDLE_LEDGER
-  detail::g_handle_ledger = static_cast<std::int64_t*>(map_anonymous(nframes * sizeof(std::int64_t)));
-  VMS_ASSERT(detail::g_handle_ledger != nullptr, "cannot reserve the handle ledger");
+  internal::g_handle_ledger = static_cast<std::int64_t*>(map_anonymous(nframes * sizeof(std::int64_t)));
+  VMS_ASSERT(internal::g_handle_ledger != nullptr, "cannot reserve the handle ledger");
 #endif
 
   // RCU first: its prepare waits for a running reclaim batch, whose callbacks free frames and
   // so need the allocator locks that the allocator's prepare takes next.
   static const int atfork = pthread_atfork(
       [] {
-        detail::rcu_fork_prepare();
-        detail::allocator_fork_prepare();
+        internal::rcu_fork_prepare();
+        internal::allocator_fork_prepare();
       },
       [] {
-        detail::allocator_fork_release();
-        detail::rcu_fork_release();
+        internal::allocator_fork_release();
+        internal::rcu_fork_release();
       },
       [] {
-        detail::allocator_fork_release();
-        detail::rcu_fork_release();
-        detail::rcu_fork_child();
+        internal::allocator_fork_release();
+        internal::rcu_fork_release();
+        internal::rcu_fork_child();
         remap_physical_memory_private_in_child();
       });
   (void)atfork;
-  detail::g_phys_base = m.phys;
-  detail::g_meta_base = m.meta;
-  detail::g_max_paddr = config.phys_mem_bytes;
-  detail::g_frame_generation = m.generations;
+  internal::g_phys_base = m.phys;
+  internal::g_meta_base = m.meta;
+  internal::g_max_paddr = config.phys_mem_bytes;
+  internal::g_frame_generation = m.generations;
 
   // Frame 0 is reserved forever: a zero paddr never names a live frame.
   // (Written directly: the public slot helpers would try to boot the machine again.)
@@ -192,16 +192,16 @@ Result<void> build_machine(const BootConfig& config) {
   GlobalFrameAllocator* alloc =
       config.frame_allocator != nullptr ? config.frame_allocator : m.builtin_allocator;
   alloc->add_free_memory(kPageSize, config.phys_mem_bytes - kPageSize);
-  detail::g_allocator.store(alloc, std::memory_order_release);
-  return detail::init_kernel_page_table();
+  internal::g_allocator.store(alloc, std::memory_order_release);
+  return internal::init_kernel_page_table();
 }
 
 }  // namespace
 
-namespace detail {
+namespace internal {
 Machine g_machine;
 bool machine_ready() noexcept { return g_booted.load(std::memory_order_relaxed) || t_booting; }
-}  // namespace detail
+}  // namespace internal
 
 Result<BootConfig> default_boot_config() {
   BootConfig c;
@@ -227,7 +227,7 @@ Result<BootConfig> default_boot_config() {
 Result<void> boot(const BootConfig& config) {
   std::lock_guard<std::mutex> lock(g_boot_mutex);
   if (g_booted.load(std::memory_order_acquire)) {
-    if (detail::g_machine.config == config) return {};
+    if (internal::g_machine.config == config) return {};
     logger().error("boot: the machine is already booted with a different configuration");
     return err(Error::InvalidArgs);
   }
@@ -254,7 +254,7 @@ void ensure_booted() {
 
 const BootConfig& boot_config() {
   ensure_booted();
-  return detail::g_machine.config;
+  return internal::g_machine.config;
 }
 
 }  // namespace vmspace

@@ -12,11 +12,11 @@
 
 namespace vmspace {
 
-namespace detail {
+namespace internal {
 // The CPU this thread is bound to (see cpu_local.hpp).
 thread_local constinit std::optional<CpuId> t_bound_cpu;
-}  // namespace detail
-using detail::t_bound_cpu;
+}  // namespace internal
+using internal::t_bound_cpu;
 
 std::ostream& operator<<(std::ostream& os, CpuId id) { return os << "cpu" << id.as_u32(); }
 
@@ -36,7 +36,7 @@ Result<CpuBinding> CpuBinding::bind(CpuId cpu) {
   if (cpu.as_u32() >= num_cpus()) return err(Error::InvalidArgs);
   if (t_bound_cpu.has_value() || in_atomic_mode()) return err(Error::InvalidArgs);
   bool expected = false;
-  if (!detail::per_cpu(cpu.as_u32()).bound.compare_exchange_strong(
+  if (!internal::per_cpu(cpu.as_u32()).bound.compare_exchange_strong(
           expected, true, std::memory_order_acquire, std::memory_order_relaxed)) {
     return err(Error::Busy);
   }
@@ -79,7 +79,7 @@ void CpuBinding::release() noexcept {
               cpu_.as_u32());
   }
   t_bound_cpu.reset();
-  detail::per_cpu(cpu_.as_u32()).bound.store(false, std::memory_order_release);
+  internal::per_cpu(cpu_.as_u32()).bound.store(false, std::memory_order_release);
 }
 
 }  // namespace vmspace

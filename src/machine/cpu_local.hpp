@@ -8,11 +8,11 @@
 
 #include <vmspace/cpu.hpp>
 
-namespace vmspace::detail {
+namespace vmspace::internal {
 
 // Set by CpuBinding (cpu.cpp) only.
 extern thread_local constinit std::optional<CpuId> t_bound_cpu;
 
 inline std::optional<CpuId> bound_cpu() noexcept { return t_bound_cpu; }
 
-}  // namespace vmspace::detail
+}  // namespace vmspace::internal

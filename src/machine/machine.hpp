@@ -16,7 +16,7 @@ namespace vmspace {
 class VmSpace;
 }
 
-namespace vmspace::detail {
+namespace vmspace::internal {
 
 // State that belongs to one emulated CPU. Owned by the machine; accessed by the thread bound
 // to the CPU, except where a field says otherwise.
@@ -73,4 +73,4 @@ void rcu_fork_child();  // after rcu_fork_release, in the child
 void allocator_fork_prepare();
 void allocator_fork_release();
 
-}  // namespace vmspace::detail
+}  // namespace vmspace::internal

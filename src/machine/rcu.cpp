@@ -129,7 +129,7 @@ class Rcu {
       LockGuard<SpinLock> g(self->queue_lock);
       self->queue.push_back(Callback{epoch.load(std::memory_order_seq_cst), object, deleter});
       backlog = self->queue.size();
-      detail::single_writer_add(self->retired, 1);
+      internal::single_writer_add(self->retired, 1);
     } else {
       LockGuard<Mutex> g(central_lock_);
       // Read under the lock so that the orphan queue's epochs stay non-decreasing.
@@ -344,7 +344,7 @@ struct ThreadRecordOwner {
   ~ThreadRecordOwner() {
     // A thread that exits inside a read section would block grace periods forever.
     if (record.local_epoch.load(std::memory_order_relaxed) != 0) {
-      detail::panic_at(__FILE__, __LINE__, "thread exited inside an RCU read section");
+      internal::panic_at(__FILE__, __LINE__, "thread exited inside an RCU read section");
     }
     rcu().unregister_thread(record);
     t_record = nullptr;
@@ -365,7 +365,7 @@ ThreadRecord& my_record() {
 
 }  // namespace
 
-DisabledPreemptGuard::DisabledPreemptGuard() : cpu_(detail::bound_cpu()) {
+DisabledPreemptGuard::DisabledPreemptGuard() : cpu_(internal::bound_cpu()) {
   if (t_nesting++ == 0) {
     ThreadRecord& r = my_record();
     // seq_cst store: the full fence orders this publish before every later pointer load.
@@ -417,12 +417,12 @@ RcuStats rcu_stats() noexcept {
                   r.reclaimed.load(std::memory_order_relaxed)};
 }
 
-namespace detail {
+namespace internal {
 
 void rcu_fork_prepare() { rcu().fork_prepare(); }
 void rcu_fork_release() { rcu().fork_release(); }
 void rcu_fork_child() { rcu().fork_child(t_record); }
 
-}  // namespace detail
+}  // namespace internal
 
 }  // namespace vmspace

@@ -16,9 +16,9 @@ Result<PageTable<KernelPtConfig>, PageTableError> new_kernel_page_table() noexce
   auto pt = PageTable<KernelPtConfig>::empty();
   if (!pt) return err(pt.error());
   // The root is not published yet, so no lock is needed to fill it.
-  const detail::NodeView<KernelPtConfig> root{pt->root_paddr()};
+  const internal::NodeView<KernelPtConfig> root{pt->root_paddr()};
   for (std::size_t i = KernelPtConfig::kTopLevelIndexStart; i < KernelPtConfig::kTopLevelIndexEnd; ++i) {
-    auto child = detail::publish_new_child(root, K::kNrLevels, i, detail::NewNode::Unlocked);
+    auto child = internal::publish_new_child(root, K::kNrLevels, i, internal::NewNode::Unlocked);
     if (!child) return err(child.error());  // `pt` drops the nodes made so far
   }
   return pt;
@@ -32,11 +32,11 @@ Result<PageTable<UserPtConfig>, PageTableError> create_user_page_table(
   static_assert(!KernelPtConfig::kTopLevelCanUnmap, "shared kernel nodes must never be detached");
   auto user = PageTable<UserPtConfig>::empty();
   if (!user) return err(user.error());
-  const detail::NodeView<KernelPtConfig> kroot{kernel.root_paddr()};
-  const detail::NodeView<UserPtConfig> uroot{user->root_paddr()};
+  const internal::NodeView<KernelPtConfig> kroot{kernel.root_paddr()};
+  const internal::NodeView<UserPtConfig> uroot{user->root_paddr()};
   for (std::size_t i = KernelPtConfig::kTopLevelIndexStart; i < KernelPtConfig::kTopLevelIndexEnd; ++i) {
     const std::uint64_t raw = kroot.load_acquire(i);
-    VMS_ASSERT(detail::is_pt_entry<KernelPtConfig>(raw, K::kNrLevels),
+    VMS_ASSERT(internal::is_pt_entry<KernelPtConfig>(raw, K::kNrLevels),
                "the kernel page table does not hold a shared node at root index {}", i);
     // Borrowed: no reference and no nr_children count (the user root's on_drop only walks
     // its own 0..256 slice).
@@ -62,7 +62,7 @@ Result<void, PageTableError> map_untracked_largest(CursorMut<KernelPtConfig>& cu
   return {};
 }
 
-namespace detail {
+namespace internal {
 
 Result<void> init_kernel_page_table() {
   auto pt = new_kernel_page_table();
@@ -88,7 +88,7 @@ Result<void> init_kernel_page_table() {
   return {};
 }
 
-}  // namespace detail
+}  // namespace internal
 
 const PageTable<KernelPtConfig>& kernel_page_table() {
   ensure_booted();

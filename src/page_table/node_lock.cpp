@@ -10,7 +10,7 @@
 
 #include "base/cpu_relax.hpp"
 
-namespace vmspace::detail {
+namespace vmspace::internal {
 
 namespace {
 
@@ -140,4 +140,4 @@ void note_cursor_released(Paddr root) noexcept {
   VMS_PANIC("releasing a cursor this thread does not hold (root {:#x})", root);
 }
 
-}  // namespace vmspace::detail
+}  // namespace vmspace::internal

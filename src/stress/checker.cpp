@@ -9,7 +9,7 @@
 
 #include <vmspace/user_pt_config.hpp>
 
-namespace vmspace::stress::detail {
+namespace vmspace::stress::internal {
 
 namespace {
 
@@ -621,4 +621,4 @@ void Checker::check_refinement(std::size_t space, const std::vector<Mapping>& ac
   m = std::move(fresh);
 }
 
-}  // namespace vmspace::stress::detail
+}  // namespace vmspace::stress::internal

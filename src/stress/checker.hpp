@@ -19,7 +19,7 @@
 
 #include "record.hpp"
 
-namespace vmspace::stress::detail {
+namespace vmspace::stress::internal {
 
 struct Finding {
   std::string kind;
@@ -131,4 +131,4 @@ class Checker {
 FailingHistory shortest_failing_history(const check::AbstractModel& initial, const std::vector<Record>& sorted,
                                         std::size_t fail, const Mismatch& mismatch, double seconds);
 
-}  // namespace vmspace::stress::detail
+}  // namespace vmspace::stress::internal

@@ -3,7 +3,7 @@
 
 #include <utility>
 
-namespace vmspace::stress::detail {
+namespace vmspace::stress::internal {
 
 CheckerThread::CheckerThread(std::size_t spaces, unsigned threads, double minimize_seconds)
     : minimize_seconds_(minimize_seconds), checker_(spaces, threads), thread_([this] { thread_main(); }) {}
@@ -62,4 +62,4 @@ CheckerThread::Progress CheckerThread::submit(Checker::Job job, AwaitReplay awai
   return out;
 }
 
-}  // namespace vmspace::stress::detail
+}  // namespace vmspace::stress::internal

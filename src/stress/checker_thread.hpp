@@ -14,7 +14,7 @@
 
 #include "checker.hpp"
 
-namespace vmspace::stress::detail {
+namespace vmspace::stress::internal {
 
 // Whether submit() returns as soon as the checker has taken the segment, or only once it has
 // been replayed (the last segment of a run, whose findings must be in the report).
@@ -58,4 +58,4 @@ class CheckerThread {
   std::thread thread_;  // last: it starts once everything above is constructed
 };
 
-}  // namespace vmspace::stress::detail
+}  // namespace vmspace::stress::internal

@@ -22,7 +22,7 @@
 
 namespace vmspace::stress {
 
-namespace detail {
+namespace internal {
 
 Engine::Engine(const StressOptions& o, OpMix m) : options(o), mix(m) {
   leaf = Region{"leaf", kLeafRegion};
@@ -115,9 +115,9 @@ std::string Engine::prepare_machine() {
   if (options.ops == 0 && !(options.seconds > 0)) return "give a positive duration or an operation count";
   if (in_atomic_mode()) return "run() called in atomic mode";
 #ifdef VMSPACE_MUTATIONS
-  testing::set_mutation(options.mutation);
+  vmspace::internal::set_mutation(options.mutation);
 #else
-  if (options.mutation != testing::Mutation::None) {
+  if (options.mutation != vmspace::internal::Mutation::None) {
     return "this build has no mutation switches (configure with -Dmutations=true)";
   }
 #endif
@@ -232,7 +232,7 @@ void Engine::finish(StressReport& report, const Baseline& before, bool started) 
                                                       "was dropped and rcu_barrier()"});
   }
 #ifdef VMSPACE_MUTATIONS
-  testing::set_mutation(testing::Mutation::None);
+  vmspace::internal::set_mutation(vmspace::internal::Mutation::None);
 #endif
 }
 
@@ -458,10 +458,10 @@ std::string Engine::describe_workers() const {
   return os.str();
 }
 
-}  // namespace detail
+}  // namespace internal
 
 StressReport run(const StressOptions& options) {
-  detail::Engine engine(options, options.mix.value_or(default_mix(options.profile)));
+  internal::Engine engine(options, options.mix.value_or(default_mix(options.profile)));
   return engine.run();
 }
 

@@ -25,7 +25,7 @@
 #include "worker.hpp"
 #include "worker_barrier.hpp"
 
-namespace vmspace::stress::detail {
+namespace vmspace::stress::internal {
 
 // The last checkpoint of a run waits for the checker to replay its segment; the others hand the
 // segment over and let the workers go on.
@@ -124,4 +124,4 @@ class Engine {
   std::uint64_t kept_base_ = 0;
 };
 
-}  // namespace vmspace::stress::detail
+}  // namespace vmspace::stress::internal

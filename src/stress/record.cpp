@@ -3,7 +3,7 @@
 
 #include <sstream>
 
-namespace vmspace::stress::detail {
+namespace vmspace::stress::internal {
 
 const char* to_string(RecKind k) noexcept {
   switch (k) {
@@ -113,4 +113,4 @@ std::string describe(const CopyRecord& c) {
   return os.str();
 }
 
-}  // namespace vmspace::stress::detail
+}  // namespace vmspace::stress::internal

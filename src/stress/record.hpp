@@ -11,7 +11,7 @@
 #include <vmspace/page_table_config.hpp>
 #include <vmspace/stress.hpp>
 
-namespace vmspace::stress::detail {
+namespace vmspace::stress::internal {
 
 enum class RecKind : std::uint8_t { Open, Close, Query, FindNext, Jump, Map, Unmap, Protect };
 const char* to_string(RecKind k) noexcept;
@@ -114,4 +114,4 @@ std::string hex(std::uint64_t v);
 std::string describe(const PageProperty& p);
 std::string describe(const ProtectChange& c);
 
-}  // namespace vmspace::stress::detail
+}  // namespace vmspace::stress::internal

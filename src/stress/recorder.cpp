@@ -23,17 +23,17 @@ Result<std::pair<VaRange, std::optional<VmQueriedItem>>> StressCursor::query() {
 Result<std::optional<Vaddr>> StressCursor::find_next(std::size_t len) { return rec_->cursor_find_next(*this, len); }
 Result<void> StressCursor::jump(Vaddr va) { return rec_->cursor_jump(*this, va); }
 Result<void> StressCursor::map_frame(PageProperty prop) {
-  return rec_->cursor_map(*this, detail::MapSize::Frame, prop);
+  return rec_->cursor_map(*this, internal::MapSize::Frame, prop);
 }
 Result<void> StressCursor::map_huge(PageProperty prop) {
-  return rec_->cursor_map(*this, detail::MapSize::Huge, prop);
+  return rec_->cursor_map(*this, internal::MapSize::Huge, prop);
 }
 Result<std::size_t> StressCursor::unmap(std::size_t len) { return rec_->cursor_unmap(*this, len); }
 Result<std::optional<VaRange>> StressCursor::protect_next(std::size_t len, const ProtectChange& change) {
   return rec_->cursor_protect(*this, len, change);
 }
 
-namespace detail {
+namespace internal {
 
 namespace {
 
@@ -385,6 +385,6 @@ Result<std::optional<VaRange>> Recorder::cursor_protect(StressCursor& c, std::si
   return p;
 }
 
-}  // namespace detail
+}  // namespace internal
 
 }  // namespace vmspace::stress

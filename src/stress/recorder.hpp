@@ -19,7 +19,7 @@
 
 #include "record.hpp"
 
-namespace vmspace::stress::detail {
+namespace vmspace::stress::internal {
 
 class Engine;
 
@@ -121,4 +121,4 @@ class Recorder {
   std::vector<std::uint64_t> buf_;
 };
 
-}  // namespace vmspace::stress::detail
+}  // namespace vmspace::stress::internal

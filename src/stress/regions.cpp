@@ -9,11 +9,11 @@
 
 namespace vmspace::stress {
 
-using detail::disjoint_slot;
-using detail::k1G;
-using detail::kLeafRegion;
-using detail::kOverlapRegion;
-using detail::kSpanRegion;
+using internal::disjoint_slot;
+using internal::k1G;
+using internal::kLeafRegion;
+using internal::kOverlapRegion;
+using internal::kSpanRegion;
 
 std::vector<Region> stress_regions(unsigned threads) {
   static const std::vector<std::string> names = [] {

@@ -6,7 +6,7 @@
 
 #include <vmspace/addr.hpp>
 
-namespace vmspace::stress::detail {
+namespace vmspace::stress::internal {
 
 inline constexpr std::uint64_t k2M = std::uint64_t{2} << 20;
 inline constexpr std::uint64_t k1G = std::uint64_t{1} << 30;
@@ -26,4 +26,4 @@ constexpr VaRange disjoint_slot(unsigned i) noexcept {
   return VaRange{(std::uint64_t{i} + 1) * k1G, (std::uint64_t{i} + 1) * k1G + kSlotSize};
 }
 
-}  // namespace vmspace::stress::detail
+}  // namespace vmspace::stress::internal

@@ -114,7 +114,7 @@ std::string StressReport::to_text() const {
   std::ostringstream os;
   os << "vmspace-stress: profile " << to_string(profile) << ", " << threads << " threads, " << spaces
      << " spaces, seed " << seed;
-  if (mutation != testing::Mutation::None) os << ", mutation " << testing::to_string(mutation);
+  if (mutation != vmspace::internal::Mutation::None) os << ", mutation " << vmspace::internal::to_string(mutation);
   os << "\n";
   if (setup_error.empty()) {
     os << "operations (ok, then errors by kind):\n";
@@ -157,7 +157,7 @@ std::string StressReport::to_text() const {
 std::string StressReport::to_json() const {
   std::ostringstream os;
   os << "{\n  \"profile\": \"" << to_string(profile) << "\", \"threads\": " << threads << ", \"spaces\": " << spaces
-     << ", \"seed\": " << seed << ", \"mutation\": \"" << testing::to_string(mutation) << "\",\n";
+     << ", \"seed\": " << seed << ", \"mutation\": \"" << vmspace::internal::to_string(mutation) << "\",\n";
   os << "  \"passed\": " << (passed() ? "true" : "false") << ", \"setup_error\": ";
   json_string(os, setup_error);
   os << ",\n  \"total_ops\": " << total_ops << ", \"seconds\": " << fixed(seconds, 3)

@@ -4,7 +4,7 @@
 #include <chrono>
 #include <utility>
 
-namespace vmspace::stress::detail {
+namespace vmspace::stress::internal {
 
 Watchdog::Watchdog(double limit_seconds, Probe probe, OnStall on_stall)
     : limit_seconds_(limit_seconds),
@@ -40,4 +40,4 @@ void Watchdog::thread_main() {
   }
 }
 
-}  // namespace vmspace::stress::detail
+}  // namespace vmspace::stress::internal

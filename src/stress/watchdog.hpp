@@ -10,7 +10,7 @@
 #include <vmspace/mutex.hpp>
 #include <vmspace/thread_annotations.hpp>
 
-namespace vmspace::stress::detail {
+namespace vmspace::stress::internal {
 
 class Watchdog {
  public:
@@ -45,4 +45,4 @@ class Watchdog {
   std::thread thread_;  // last: it starts once everything above is constructed
 };
 
-}  // namespace vmspace::stress::detail
+}  // namespace vmspace::stress::internal

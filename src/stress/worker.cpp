@@ -37,13 +37,13 @@ Result<void> StressContext::with_cursor(std::size_t i, VaRange range, CursorKind
   return w_->recorder().with_cursor(i, range, kind, mode, body);
 }
 Result<StressContext::CopyResult> StressContext::read(Vaddr va, std::size_t len) {
-  return w_->recorder().copy(detail::CopyDirection::Read, va, len);
+  return w_->recorder().copy(internal::CopyDirection::Read, va, len);
 }
 Result<StressContext::CopyResult> StressContext::write(Vaddr va, std::size_t len) {
-  return w_->recorder().copy(detail::CopyDirection::Write, va, len);
+  return w_->recorder().copy(internal::CopyDirection::Write, va, len);
 }
 
-namespace detail {
+namespace internal {
 
 namespace {
 
@@ -388,6 +388,6 @@ Result<void> Worker::default_fault(StressContext& ctx, const PageFaultInfo& info
   return out;
 }
 
-}  // namespace detail
+}  // namespace internal
 
 }  // namespace vmspace::stress

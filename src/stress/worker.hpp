@@ -14,7 +14,7 @@
 
 #include "recorder.hpp"
 
-namespace vmspace::stress::detail {
+namespace vmspace::stress::internal {
 
 class Engine;
 
@@ -64,4 +64,4 @@ class Worker {
   Recorder recorder_;
 };
 
-}  // namespace vmspace::stress::detail
+}  // namespace vmspace::stress::internal

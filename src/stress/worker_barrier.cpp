@@ -1,7 +1,7 @@
 // WorkerBarrier: the start signal and the parking of workers at quiescent points.
 #include "worker_barrier.hpp"
 
-namespace vmspace::stress::detail {
+namespace vmspace::stress::internal {
 
 void WorkerBarrier::arrive(WorkerStart start) {
   LockGuard<Mutex> lk(m_);
@@ -52,4 +52,4 @@ void WorkerBarrier::release_all(AfterRelease next) {
   workers_cv_.notify_all();
 }
 
-}  // namespace vmspace::stress::detail
+}  // namespace vmspace::stress::internal

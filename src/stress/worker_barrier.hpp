@@ -10,7 +10,7 @@
 #include <vmspace/mutex.hpp>
 #include <vmspace/thread_annotations.hpp>
 
-namespace vmspace::stress::detail {
+namespace vmspace::stress::internal {
 
 // How a worker's start went: it bound an emulated CPU, or found none free.
 enum class WorkerStart : std::uint8_t { Bound, NoFreeCpu };
@@ -56,4 +56,4 @@ class WorkerBarrier {
   bool started_ VMS_GUARDED_BY(m_) = false;
 };
 
-}  // namespace vmspace::stress::detail
+}  // namespace vmspace::stress::internal

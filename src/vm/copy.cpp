@@ -29,7 +29,7 @@
 #define VMS_COPY_STRING_OPS 1
 #endif
 
-namespace vmspace::detail {
+namespace vmspace::internal {
 
 namespace {
 
@@ -147,4 +147,4 @@ void store_once(void* p, std::uint64_t v, std::size_t size) noexcept {
   }
 }
 
-}  // namespace vmspace::detail
+}  // namespace vmspace::internal

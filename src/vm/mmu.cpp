@@ -47,22 +47,22 @@ struct Translation {
 // The TLB entry bit an access needs.
 std::uint64_t tlb_need(PageFaultAccess access) noexcept {
   switch (access) {
-    case PageFaultAccess::Read: return detail::Tlb::kReadable;
-    case PageFaultAccess::Write: return detail::Tlb::kWritable;
-    case PageFaultAccess::Execute: return detail::Tlb::kExecutable;
+    case PageFaultAccess::Read: return internal::Tlb::kReadable;
+    case PageFaultAccess::Write: return internal::Tlb::kWritable;
+    case PageFaultAccess::Execute: return internal::Tlb::kExecutable;
   }
-  return detail::Tlb::kReadable;
+  return internal::Tlb::kReadable;
 }
 
 // Walks the table rooted at `root` for `va` like an MMU: the leaf must be present with USER and
 // R (reads), R and W (writes) or X (instruction fetch). Sets ACCESSED (and DIRTY for writes)
 // with a CAS so a concurrent cursor write is never overwritten; retries the walk if the entry
 // changed underneath.
-// Its own loop, not detail::descend (internal/pt_walk.hpp), which the checks share: this is
+// Its own loop, not internal::descend (internal/pt_walk.hpp), which the checks share: this is
 // the miss path of every user access, it CASes the leaf it finds and restarts from the root
 // when it loses; descend() could serve (the CAS going to the entry it returns), but that has
 // not been measured on this path, and the walk must not get slower.
-Translation walk_and_fill(detail::PerCpu& cpu, Paddr root, Vaddr va, PageFaultAccess access) noexcept {
+Translation walk_and_fill(internal::PerCpu& cpu, Paddr root, Vaddr va, PageFaultAccess access) noexcept {
   const bool write = access == PageFaultAccess::Write;
   const std::uint64_t snapshot = cpu.tlb.begin_fill();
 restart:
@@ -95,10 +95,10 @@ restart:
     const bool dirty = write || (wanted & Pte::kDirtyBit) != 0;
     // The entry grants what the PTE grants (a later hit must not exceed a walk's answer).
     std::uint64_t flags = 0;
-    if (has(p.flags, PageFlags::R)) flags |= detail::Tlb::kReadable;
-    if (has(p.flags, PageFlags::R) && has(p.flags, PageFlags::W) && dirty) flags |= detail::Tlb::kWritable;
-    if (has(p.flags, PageFlags::X)) flags |= detail::Tlb::kExecutable;
-    if (tracked) flags |= detail::Tlb::kTracked;
+    if (has(p.flags, PageFlags::R)) flags |= internal::Tlb::kReadable;
+    if (has(p.flags, PageFlags::R) && has(p.flags, PageFlags::W) && dirty) flags |= internal::Tlb::kWritable;
+    if (has(p.flags, PageFlags::X)) flags |= internal::Tlb::kExecutable;
+    if (tracked) flags |= internal::Tlb::kTracked;
     cpu.tlb.fill(va, pa_page, flags, tracked ? frame_generation(pa_page) : 0, snapshot);
     return {Translate::Ok, pa_page + (va & (kPageSize - 1))};
   }
@@ -108,16 +108,16 @@ restart:
 // The calling CPU's state if it can make user accesses (bound, with a user space active), else
 // nullptr. Looked up once per read section: the binding and the active space are the calling
 // thread's own and cannot change while it is inside one.
-detail::PerCpu* user_cpu() noexcept {
-  const auto cpu_id = detail::bound_cpu();
+internal::PerCpu* user_cpu() noexcept {
+  const auto cpu_id = internal::bound_cpu();
   if (!cpu_id) return nullptr;
-  detail::PerCpu& cpu = detail::machine().cpus[cpu_id->as_u32()];
+  internal::PerCpu& cpu = internal::machine().cpus[cpu_id->as_u32()];
   return cpu.active ? &cpu : nullptr;
 }
 
 // Translates a user address on `cpu` (from user_cpu(); nullptr refuses). Precondition: inside a
 // read section.
-Translation translate(detail::PerCpu* cpu, Vaddr va, PageFaultAccess access) noexcept {
+Translation translate(internal::PerCpu* cpu, Vaddr va, PageFaultAccess access) noexcept {
   if (va >= kMaxUserspaceVaddr || cpu == nullptr) [[unlikely]] return {Translate::Refused, 0};
   if (auto pa = cpu->tlb.lookup(va, tlb_need(access))) [[likely]] {
     return {Translate::Ok, *pa + (va & (kPageSize - 1))};
@@ -128,7 +128,7 @@ Translation translate(detail::PerCpu* cpu, Vaddr va, PageFaultAccess access) noe
 // Resolves a fault at `va` through the handler. True if the access should be retried.
 // Precondition: outside any read section (the handler may block and take cursors).
 bool handle_fault(Vaddr va, bool write, Translate status) noexcept {
-  const auto cpu_id = detail::bound_cpu();
+  const auto cpu_id = internal::bound_cpu();
   if (status == Translate::Refused || !cpu_id) {
     g_faults_refused.fetch_add(1, std::memory_order_relaxed);
     return false;
@@ -138,7 +138,7 @@ bool handle_fault(Vaddr va, bool write, Translate status) noexcept {
     LockGuard<Mutex> g(g_handler_lock);
     handler = g_handler;
   }
-  std::shared_ptr<VmSpace> space = detail::machine().cpus[cpu_id->as_u32()].active;
+  std::shared_ptr<VmSpace> space = internal::machine().cpus[cpu_id->as_u32()].active;
   if (!handler || !*handler || !space) {
     g_faults_refused.fetch_add(1, std::memory_order_relaxed);
     return false;
@@ -159,16 +159,16 @@ struct Resolved {
   std::size_t span;
 };
 
-Resolved resolve(detail::PerCpu* cpu, detail::Endpoint e, std::size_t offset, bool write) noexcept {
+Resolved resolve(internal::PerCpu* cpu, internal::Endpoint e, std::size_t offset, bool write) noexcept {
   const std::uint64_t addr = e.addr + offset;
-  if (e.kind == detail::AddressKind::Kernel) return {Translate::Ok, reinterpret_cast<std::byte*>(addr), SIZE_MAX};
+  if (e.kind == internal::AddressKind::Kernel) return {Translate::Ok, reinterpret_cast<std::byte*>(addr), SIZE_MAX};
   Translation t = translate(cpu, addr, write ? PageFaultAccess::Write : PageFaultAccess::Read);
   if (t.status != Translate::Ok) return {t.status, nullptr, 0};
   return {Translate::Ok, paddr_to_vaddr(t.pa), kPageSize - (addr & (kPageSize - 1))};
 }
 
 // The shared loop of copy_fallible / zero_fallible (src.addr ignored when zeroing).
-detail::CopyOutcome run_copy(detail::Endpoint dst, const detail::Endpoint* src, std::size_t n) noexcept {
+internal::CopyOutcome run_copy(internal::Endpoint dst, const internal::Endpoint* src, std::size_t n) noexcept {
   std::size_t copied = 0;
   unsigned retries = 0;
   Vaddr last_fault = ~Vaddr{0};
@@ -178,7 +178,7 @@ detail::CopyOutcome run_copy(detail::Endpoint dst, const detail::Endpoint* src, 
     Translate fault_status = Translate::Ok;
     {
       auto guard = disable_preempt();
-      detail::PerCpu* const cpu = user_cpu();
+      internal::PerCpu* const cpu = user_cpu();
       const std::size_t section_end = copied + kBytesPerSection < n ? copied + kBytesPerSection : n;
       while (copied < section_end) {
         Resolved s{Translate::Ok, nullptr, SIZE_MAX};
@@ -201,9 +201,9 @@ detail::CopyOutcome run_copy(detail::Endpoint dst, const detail::Endpoint* src, 
         if (s.span < len) len = s.span;
         if (d.span < len) len = d.span;
         if (src != nullptr) {
-          detail::racy_copy(d.host, s.host, len);
+          internal::racy_copy(d.host, s.host, len);
         } else {
-          detail::racy_zero(d.host, len);
+          internal::racy_zero(d.host, len);
         }
         copied += len;
       }
@@ -225,7 +225,7 @@ detail::CopyOutcome run_copy(detail::Endpoint dst, const detail::Endpoint* src, 
 // Runs `op(host pointer)` on the u32 at `at` (translated for writing if `write`), resolving
 // faults through the handler. Errors: PageFault.
 template <class Op>
-Result<std::uint32_t> atomic_at(detail::Endpoint at, bool write, Op&& op) noexcept {
+Result<std::uint32_t> atomic_at(internal::Endpoint at, bool write, Op&& op) noexcept {
   unsigned retries = 0;
   for (;;) {
     Translate status;
@@ -272,7 +272,7 @@ Result<Paddr> mmu_translate(const DisabledPreemptGuard&, Vaddr va, PageFaultAcce
 const std::atomic<std::uint64_t>* mmu_tlb_invalidations(const DisabledPreemptGuard& guard) noexcept {
   const auto cpu = guard.current_cpu();
   if (!cpu) return nullptr;
-  return &detail::machine().cpus[cpu->as_u32()].tlb.flush_sequence();
+  return &internal::machine().cpus[cpu->as_u32()].tlb.flush_sequence();
 }
 
 FaultStats fault_stats() noexcept {
@@ -281,7 +281,7 @@ FaultStats fault_stats() noexcept {
                     g_faults_refused.load(std::memory_order_relaxed)};
 }
 
-namespace detail {
+namespace internal {
 
 CopyOutcome copy_fallible(Endpoint dst, Endpoint src, std::size_t n) noexcept { return run_copy(dst, &src, n); }
 
@@ -301,6 +301,6 @@ Result<std::uint32_t> atomic_cmpxchg_u32(Endpoint at, std::uint32_t expected, st
   });
 }
 
-}  // namespace detail
+}  // namespace internal
 
 }  // namespace vmspace

@@ -32,7 +32,7 @@ std::atomic<std::uint64_t> g_cpu_flushes{0};
 std::atomic<std::uint64_t> g_frames_kept{0};
 
 // Invalidates `ops` (or everything) in one CPU's TLB.
-void apply_ops(detail::Tlb& tlb, bool all, const std::vector<TlbFlushOp>& ops) noexcept {
+void apply_ops(internal::Tlb& tlb, bool all, const std::vector<TlbFlushOp>& ops) noexcept {
   if (all) {
     tlb.flush_all();
     return;
@@ -46,7 +46,7 @@ void apply_ops(detail::Tlb& tlb, bool all, const std::vector<TlbFlushOp>& ops) n
 
 // ---- the per-CPU TLB ----
 
-namespace detail {
+namespace internal {
 
 std::atomic<TlbCheckMode> g_tlb_check_mode{initial_check_mode()};
 
@@ -124,7 +124,7 @@ TlbStats Tlb::stats() const noexcept {
 
 void Tlb::report_stale_hit(Vaddr va, Paddr pa, std::uint32_t filled, std::uint32_t now) noexcept {
   stale_hits_.fetch_add(1, std::memory_order_relaxed);
-  if (detail::g_tlb_check_mode.load(std::memory_order_relaxed) == TlbCheckMode::Abort) {
+  if (internal::g_tlb_check_mode.load(std::memory_order_relaxed) == TlbCheckMode::Abort) {
     VMS_PANIC("TLB hit for va {:#x} uses frame {:#x} freed since the entry was filled "
               "(generation {} -> {})", va, pa, filled, now);
   }
@@ -132,7 +132,7 @@ void Tlb::report_stale_hit(Vaddr va, Paddr pa, std::uint32_t filled, std::uint32
                  "(generation {} -> {})", va, pa, filled, now);
 }
 
-}  // namespace detail
+}  // namespace internal
 
 // ---- flush operations and the flusher ----
 
@@ -169,7 +169,7 @@ void TlbFlusher::issue_tlb_flush(TlbFlushOp op) { push(op); }
 
 void TlbFlusher::issue_tlb_flush_with(TlbFlushOp op, DynSegment keep) {
   push(op);
-  if (testing::mutated(testing::Mutation::ReleaseFrameBeforeDispatch)) {
+  if (internal::mutated(internal::Mutation::ReleaseFrameBeforeDispatch)) {
     RcuDrop<DynSegment> early(std::move(keep));  // freed after a grace period, flush or not
     return;
   }
@@ -181,7 +181,7 @@ void TlbFlusher::dispatch_tlb_flush() {
   // fetch_or(0, release): pairs with activate()'s add(cpu, acquire) — a CPU that activates the
   // space after this load has not cached anything we removed.
   const CpuSet cpus = targets_->load(std::memory_order_release);
-  detail::Machine& m = detail::machine();
+  internal::Machine& m = internal::machine();
   std::uint64_t flushed = 0;
   for (CpuId cpu : cpus) {
     apply_ops(m.cpus[cpu.as_u32()].tlb, flush_all_, ops_);
@@ -206,15 +206,15 @@ void TlbFlusher::dispatch_tlb_flush() {
 
 TlbStats tlb_stats(CpuId cpu) {
   ensure_booted();
-  return detail::machine().cpus[cpu.as_u32()].tlb.stats();
+  return internal::machine().cpus[cpu.as_u32()].tlb.stats();
 }
 
 std::vector<TlbEntryInfo> tlb_entries(CpuId cpu) {
   ensure_booted();
   std::vector<TlbEntryInfo> out;
-  detail::machine().cpus[cpu.as_u32()].tlb.for_each_entry([&](Vaddr va, Paddr pa, std::uint64_t flags) {
-    out.push_back(TlbEntryInfo{va, pa, (flags & detail::Tlb::kWritable) != 0,
-                               (flags & detail::Tlb::kExecutable) != 0});
+  internal::machine().cpus[cpu.as_u32()].tlb.for_each_entry([&](Vaddr va, Paddr pa, std::uint64_t flags) {
+    out.push_back(TlbEntryInfo{va, pa, (flags & internal::Tlb::kWritable) != 0,
+                               (flags & internal::Tlb::kExecutable) != 0});
   });
   return out;
 }
@@ -225,13 +225,13 @@ TlbDispatchStats tlb_dispatch_stats() noexcept {
                           g_frames_kept.load(std::memory_order_relaxed)};
 }
 
-void set_tlb_check_mode(TlbCheckMode mode) noexcept { detail::g_tlb_check_mode.store(mode, std::memory_order_relaxed); }
-TlbCheckMode tlb_check_mode() noexcept { return detail::g_tlb_check_mode.load(std::memory_order_relaxed); }
+void set_tlb_check_mode(TlbCheckMode mode) noexcept { internal::g_tlb_check_mode.store(mode, std::memory_order_relaxed); }
+TlbCheckMode tlb_check_mode() noexcept { return internal::g_tlb_check_mode.load(std::memory_order_relaxed); }
 
 std::uint64_t tlb_stale_hits() noexcept {
   if (!is_booted()) return 0;
   std::uint64_t n = 0;
-  detail::Machine& m = detail::machine();
+  internal::Machine& m = internal::machine();
   for (std::uint32_t i = 0; i < m.config.num_cpus; ++i) n += m.cpus[i].tlb.stats().stale_frame_hits;
   return n;
 }

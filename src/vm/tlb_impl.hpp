@@ -26,7 +26,7 @@
 
 #include "base/single_writer.hpp"
 
-namespace vmspace::detail {
+namespace vmspace::internal {
 
 // The checking mode (set_tlb_check_mode); read on every TLB hit.
 extern std::atomic<TlbCheckMode> g_tlb_check_mode;
@@ -118,4 +118,4 @@ class Tlb {
   std::atomic<std::uint64_t> stale_hits_{0};
 };
 
-}  // namespace vmspace::detail
+}  // namespace vmspace::internal

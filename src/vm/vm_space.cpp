@@ -39,9 +39,9 @@ std::optional<VmQueriedItem> to_queried(const std::optional<UserItemRef>& ref) {
 std::optional<PageTableError> last_page_table_error() noexcept { return t_last_pt_error; }
 
 Paddr current_page_table_paddr() noexcept {
-  auto cpu = detail::bound_cpu();
+  auto cpu = internal::bound_cpu();
   if (!cpu) return kernel_page_table().root_paddr();
-  return detail::machine().cpus[cpu->as_u32()].current_root.load(std::memory_order_relaxed);
+  return internal::machine().cpus[cpu->as_u32()].current_root.load(std::memory_order_relaxed);
 }
 
 Result<std::shared_ptr<VmSpace>> VmSpace::create() {
@@ -53,36 +53,36 @@ Result<std::shared_ptr<VmSpace>> VmSpace::create() {
 VmSpace::~VmSpace() = default;
 
 Result<VmSpace::Cursor> VmSpace::make_cursor(const DisabledPreemptGuard& guard, VaRange range,
-                                             detail::LockWait wait) const {
-  auto c = wait == detail::LockWait::Block ? pt_.cursor(guard, range) : pt_.try_cursor(guard, range);
+                                             internal::LockWait wait) const {
+  auto c = wait == internal::LockWait::Block ? pt_.cursor(guard, range) : pt_.try_cursor(guard, range);
   if (!c) return err(fold(c.error()));
   return Cursor(std::move(*c));
 }
 
 Result<VmSpace::Cursor> VmSpace::cursor(const DisabledPreemptGuard& guard, VaRange range) const {
-  return make_cursor(guard, range, detail::LockWait::Block);
+  return make_cursor(guard, range, internal::LockWait::Block);
 }
 
 Result<VmSpace::Cursor> VmSpace::try_cursor(const DisabledPreemptGuard& guard, VaRange range) const {
-  return make_cursor(guard, range, detail::LockWait::Try);
+  return make_cursor(guard, range, internal::LockWait::Try);
 }
 
 Result<VmSpace::CursorMut> VmSpace::cursor_mut(const DisabledPreemptGuard& guard, VaRange range) const {
-  auto c = make_cursor(guard, range, detail::LockWait::Block);
+  auto c = make_cursor(guard, range, internal::LockWait::Block);
   if (!c) return err(c.error());
   return CursorMut(std::move(*c), *this);
 }
 
 Result<VmSpace::CursorMut> VmSpace::try_cursor_mut(const DisabledPreemptGuard& guard, VaRange range) const {
-  auto c = make_cursor(guard, range, detail::LockWait::Try);
+  auto c = make_cursor(guard, range, internal::LockWait::Try);
   if (!c) return err(c.error());
   return CursorMut(std::move(*c), *this);
 }
 
 Result<void> VmSpace::activate() {
-  auto cpu = detail::bound_cpu();
+  auto cpu = internal::bound_cpu();
   if (!cpu) return err(Error::AccessDenied);
-  detail::PerCpu& pc = detail::machine().cpus[cpu->as_u32()];
+  internal::PerCpu& pc = internal::machine().cpus[cpu->as_u32()];
   if (pc.active.get() == this) return {};
   std::shared_ptr<VmSpace> previous;
   {
@@ -100,9 +100,9 @@ Result<void> VmSpace::activate() {
 }
 
 Result<void> VmSpace::deactivate_current() {
-  auto cpu = detail::bound_cpu();
+  auto cpu = internal::bound_cpu();
   if (!cpu) return err(Error::AccessDenied);
-  detail::PerCpu& pc = detail::machine().cpus[cpu->as_u32()];
+  internal::PerCpu& pc = internal::machine().cpus[cpu->as_u32()];
   std::shared_ptr<VmSpace> previous;
   {
     auto guard = disable_preempt();
@@ -116,9 +116,9 @@ Result<void> VmSpace::deactivate_current() {
 }
 
 bool VmSpace::active_here() const noexcept {
-  auto cpu = detail::bound_cpu();
+  auto cpu = internal::bound_cpu();
   if (!cpu) return false;
-  return detail::machine().cpus[cpu->as_u32()].current_root.load(std::memory_order_relaxed) ==
+  return internal::machine().cpus[cpu->as_u32()].current_root.load(std::memory_order_relaxed) ==
          pt_.root_paddr();
 }
 

@@ -21,7 +21,7 @@
 
 namespace vmspace::test {
 
-namespace rc_detail {
+namespace internal {
 
 inline const char* env(const char* name) {
   const char* v = std::getenv(name);
@@ -33,7 +33,7 @@ inline bool rc_params_set(const char* key) {
   return p != nullptr && std::string(p).find(std::string(key) + "=") != std::string::npos;
 }
 
-}  // namespace rc_detail
+}  // namespace internal
 
 // The machine the model tests run on: small physical memory (frame-slot walks after every
 // step stay cheap), two CPUs (the test thread binds CPU 0, helper threads CPU 1). The first
@@ -51,16 +51,16 @@ bool rc_check(const std::string& name, int default_iterations, Testable&& proper
   using namespace rc::detail;
   boot_for_models();
   TestParams params = configuration().testParams;
-  if (const char* n = rc_detail::env("VMSPACE_MODEL_ITERATIONS")) {
+  if (const char* n = internal::env("VMSPACE_MODEL_ITERATIONS")) {
     params.maxSuccess = std::atoi(n);
-  } else if (!rc_detail::rc_params_set("max_success")) {
-    const char* ci = rc_detail::env("VMSPACE_MODEL_CI_ITERATIONS");
+  } else if (!internal::rc_params_set("max_success")) {
+    const char* ci = internal::env("VMSPACE_MODEL_CI_ITERATIONS");
     params.maxSuccess = ci ? std::atoi(ci) : default_iterations;
   }
-  if (const char* s = rc_detail::env("VMSPACE_MODEL_SEED")) {
+  if (const char* s = internal::env("VMSPACE_MODEL_SEED")) {
     params.seed = std::strtoull(s, nullptr, 0);
-  } else if (!rc_detail::rc_params_set("seed")) {
-    if (const char* ci = rc_detail::env("VMSPACE_MODEL_CI_SEED")) params.seed = std::strtoull(ci, nullptr, 0);
+  } else if (!internal::rc_params_set("seed")) {
+    if (const char* ci = internal::env("VMSPACE_MODEL_CI_SEED")) params.seed = std::strtoull(ci, nullptr, 0);
   }
   std::cerr << "- " << name << " (seed=" << params.seed << " max_success=" << params.maxSuccess
             << " max_size=" << params.maxSize << ")" << std::endl;

@@ -77,7 +77,7 @@ const char* to_string(VmOp::Kind k) {
 }
 
 std::ostream& operator<<(std::ostream& os, const VmOp& op) {
-  using harness_detail::hex;
+  using internal::hex;
   using K = VmOp::Kind;
   os << to_string(op.kind);
   switch (op.kind) {

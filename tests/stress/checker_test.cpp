@@ -14,7 +14,7 @@
 
 using namespace vmspace;
 using namespace vmspace::stress;
-using namespace vmspace::stress::detail;
+using namespace vmspace::stress::internal;
 using Cat = Mismatch::Category;
 
 namespace {

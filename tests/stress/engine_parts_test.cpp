@@ -11,7 +11,7 @@
 #include "watchdog.hpp"
 #include "worker_barrier.hpp"
 
-using namespace vmspace::stress::detail;
+using namespace vmspace::stress::internal;
 
 namespace {
 

@@ -17,7 +17,7 @@
 
 using namespace vmspace;
 using namespace vmspace::stress;
-using testing::Mutation;
+using vmspace::internal::Mutation;
 
 namespace {
 
@@ -67,7 +67,7 @@ void check_detected(const MutationCase& c) {
     if (!r.passed()) ++detected;
     const std::string by = r.violations.empty() ? "?" : r.violations.front().kind;
     if (kEngineChecksOnly) CHECK_MESSAGE(by != "crash", "the child crashed before an engine check fired");
-    std::printf("%s trial %u: %s (first report: %s)\n", testing::to_string(c.mutation), t,
+    std::printf("%s trial %u: %s (first report: %s)\n", vmspace::internal::to_string(c.mutation), t,
                 r.passed() ? "NOT detected" : "detected", by.c_str());
   }
   CHECK(detected == kTrials);

@@ -100,7 +100,7 @@ TEST_SUITE("stress") {
     CHECK(r.verdict().rfind("ERROR: ", 0) == 0);
 #ifndef VMSPACE_MUTATIONS
     o.threads = 2;
-    o.mutation = testing::Mutation::SkipStrayCheck;
+    o.mutation = vmspace::internal::Mutation::SkipStrayCheck;
     CHECK_FALSE(run(o).setup_error.empty());
 #endif
   }

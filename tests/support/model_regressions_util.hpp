@@ -78,10 +78,10 @@ std::size_t count_nodes(Paddr pa, PagingLevel level, std::size_t first, std::siz
   using F = typename C::Pte;
   std::size_t n = 1;
   if (level == 1) return n;
-  const vmspace::detail::NodeView<C> node{pa};
+  const vmspace::internal::NodeView<C> node{pa};
   for (std::size_t i = first; i < last; ++i) {
     const std::uint64_t raw = node.load_acquire(i);
-    if (vmspace::detail::is_pt_entry<C>(raw, level)) {
+    if (vmspace::internal::is_pt_entry<C>(raw, level)) {
       n += count_nodes<C>(F::paddr(raw, level), static_cast<PagingLevel>(level - 1), 0, kNrEntries<ConstsOf<C>>);
     }
   }

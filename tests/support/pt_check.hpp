@@ -48,9 +48,9 @@ struct PtCensus {
   }
 };
 
-namespace pt_check_detail {
+namespace internal {
 
-// The census as a visitor of detail::walk_table (vmspace/internal/pt_walk.hpp).
+// The census as a visitor of internal::walk_table (vmspace/internal/pt_walk.hpp).
 template <PageTableConfig C>
 class Walker {
  public:
@@ -59,7 +59,7 @@ class Walker {
 
   PtCensus run(Paddr root) {
     seen_.insert(root);
-    detail::walk_table<C>(root, *this);
+    internal::walk_table<C>(root, *this);
     return std::move(census_);
   }
 
@@ -70,7 +70,7 @@ class Walker {
       fail("node 0x", pa, ": frame is not a page-table node");
       return false;
     }
-    const auto& meta = detail::NodeView<C>{pa}.meta();
+    const auto& meta = internal::NodeView<C>{pa}.meta();
     if (meta.level != level) fail("node 0x", pa, ": level ", int(meta.level), " reached at ", int(level));
     if (meta.stray) fail("node 0x", pa, ": reachable but stray");
     const std::uint32_t lock =
@@ -81,11 +81,11 @@ class Walker {
     return true;
   }
 
-  void absent(const detail::PteAt& e) {
+  void absent(const internal::PteAt& e) {
     if (e.raw != 0) fail("node 0x", e.node, "[", std::dec, e.index, "]: non-zero absent entry 0x", std::hex, e.raw);
   }
 
-  void leaf(const detail::PteAt& e) {
+  void leaf(const internal::PteAt& e) {
     const PteScalar s = check_reencodes(e);
     const PagingLevel level = e.level;
     if (!F::is_leaf(e.raw, level)) {
@@ -99,7 +99,7 @@ class Walker {
     if constexpr (std::is_same_v<C, UserPtConfig>) check_user_leaf(s, level);
   }
 
-  bool child(const detail::PteAt& e) {
+  bool child(const internal::PteAt& e) {
     const Paddr child = check_reencodes(e).paddr;
     if (!seen_.insert(child).second) {
       fail("node 0x", child, " referenced twice (or the root is referenced)");
@@ -109,7 +109,7 @@ class Walker {
   }
 
   void leave(Paddr pa, PagingLevel, std::size_t present) {
-    const auto& meta = detail::NodeView<C>{pa}.meta();
+    const auto& meta = internal::NodeView<C>{pa}.meta();
     if (present != meta.nr_children) {
       fail("node 0x", pa, ": nr_children ", std::dec, meta.nr_children, " but ", present, " present entries");
     }
@@ -124,7 +124,7 @@ class Walker {
     census_.violations.push_back(os.str());
   }
 
-  PteScalar check_reencodes(const detail::PteAt& e) {
+  PteScalar check_reencodes(const internal::PteAt& e) {
     const PteScalar s = F::decode(e.raw, e.level);
     if (F::encode(s, e.level) != e.raw) {
       fail("node 0x", e.node, "[", std::dec, e.index, "]: 0x", std::hex, e.raw, " does not re-encode");
@@ -144,17 +144,17 @@ class Walker {
   std::set<Paddr> seen_;
 };
 
-}  // namespace pt_check_detail
+}  // namespace internal
 
 template <PageTableConfig C>
 PtCensus census(const PageTable<C>& pt) {
-  return pt_check_detail::Walker<C>().run(pt.root_paddr());
+  return internal::Walker<C>().run(pt.root_paddr());
 }
 
 // The lock word of the node at `pa` (0 when free; bit 0 set when a thread sleeps on it).
 template <PageTableConfig C>
 std::uint32_t lock_word(Paddr pa) {
-  return boost::atomic_ref<std::uint32_t>(detail::NodeView<C>{pa}.meta().lock).load(boost::memory_order_acquire);
+  return boost::atomic_ref<std::uint32_t>(internal::NodeView<C>{pa}.meta().lock).load(boost::memory_order_acquire);
 }
 
 // The node covering `va` at `level` (walking down from the root), or 0 if there is none.
@@ -163,8 +163,8 @@ Paddr node_at(const PageTable<C>& pt, Vaddr va, PagingLevel level) {
   using F = typename C::Pte;
   Paddr node = pt.root_paddr();
   for (PagingLevel l = ConstsOf<C>::kNrLevels; l > level; --l) {
-    const std::uint64_t raw = detail::NodeView<C>{node}.load_acquire(pte_index<ConstsOf<C>>(va, l));
-    if (!detail::is_pt_entry<C>(raw, l)) return 0;
+    const std::uint64_t raw = internal::NodeView<C>{node}.load_acquire(pte_index<ConstsOf<C>>(va, l));
+    if (!internal::is_pt_entry<C>(raw, l)) return 0;
     node = F::paddr(raw, l);
   }
   return node;

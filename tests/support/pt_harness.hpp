@@ -103,11 +103,11 @@ class PtSystem {
   std::optional<std::variant<Cursor<C>, CursorMut<C>>> cursor_;
 };
 
-namespace harness_detail {
+namespace internal {
 
 template <PageTableConfig C>
 bool node_locked(Paddr pa) {
-  auto& word = vmspace::detail::NodeView<C>{pa}.meta().lock;
+  auto& word = vmspace::internal::NodeView<C>{pa}.meta().lock;
   return boost::atomic_ref<std::uint32_t>(word).load(boost::memory_order_acquire) != 0;
 }
 
@@ -117,10 +117,10 @@ void collect_locked(Paddr pa, PagingLevel level, std::size_t first, std::size_t 
   using F = typename C::Pte;
   if (node_locked<C>(pa)) out.insert(pa);
   if (level == 1) return;
-  const vmspace::detail::NodeView<C> node{pa};
+  const vmspace::internal::NodeView<C> node{pa};
   for (std::size_t i = first; i < last; ++i) {
     const std::uint64_t raw = node.load_acquire(i);
-    if (vmspace::detail::is_pt_entry<C>(raw, level)) {
+    if (vmspace::internal::is_pt_entry<C>(raw, level)) {
       collect_locked<C>(F::paddr(raw, level), static_cast<PagingLevel>(level - 1), 0,
                         kNrEntries<ConstsOf<C>>, out);
     }
@@ -140,13 +140,13 @@ bool children_free(Paddr pa, PagingLevel level, VaRange range) {
   using F = typename C::Pte;
   using K = ConstsOf<C>;
   if (level == 1) return true;
-  const vmspace::detail::NodeView<C> node{pa};
+  const vmspace::internal::NodeView<C> node{pa};
   const std::size_t s = pte_index<K>(range.start, level);
   const std::size_t e = pte_index<K>(range.end - 1, level);
   const std::uint64_t size = page_size<K>(level);
   for (std::size_t i = s; i <= e; ++i) {
     const std::uint64_t raw = node.load_acquire(i);
-    if (!vmspace::detail::is_pt_entry<C>(raw, level)) continue;
+    if (!vmspace::internal::is_pt_entry<C>(raw, level)) continue;
     const Paddr child = F::paddr(raw, level);
     if (node_locked<C>(child)) return false;
     const Vaddr start = align_down(range.start, size) + (i - s) * size;
@@ -173,7 +173,7 @@ std::optional<PageTableError> predict_nested(const PageTable<C>& pt, VaRange ran
     if (level == 1 || s != e) break;
     const std::uint64_t size = page_size<K>(level);
     if (is_aligned(range.start, size) && range.end - range.start == size) break;
-    const std::uint64_t raw = vmspace::detail::NodeView<C>{cur}.load_acquire(s);
+    const std::uint64_t raw = vmspace::internal::NodeView<C>{cur}.load_acquire(s);
     if (F::is_present(raw, level) && F::is_leaf(raw, level)) break;
     if (!F::is_present(raw, level)) {
       // The child must be created under cur's lock; below it everything is new and unlocked.
@@ -238,7 +238,7 @@ void frag_mappings(const PageTableFrag<C>& frag, std::vector<check::Mapping>& ou
   }
   const auto& s = std::get<StrayPageTableFrag<C>>(frag);
   const Paddr node = s.node->paddr();
-  const vmspace::detail::NodeView<C> view{node};
+  const vmspace::internal::NodeView<C> view{node};
   const PagingLevel level = view.meta().level;
   if (level < 1 || page_size<K>(static_cast<PagingLevel>(level + 1)) != s.len) {
     problems += "stray fragment at " + hex(s.va) + " of length " + hex(s.len) + " holds a level-" +
@@ -261,7 +261,7 @@ void frag_mappings(const PageTableFrag<C>& frag, std::vector<check::Mapping>& ou
   out.insert(out.end(), inside.begin(), inside.end());
 }
 
-}  // namespace harness_detail
+}  // namespace internal
 
 // How often each op kind ended in each outcome ("map ok", "map AlreadyMapped", "unmap ok
 // removed>0", ...): test drivers print it to show what the generators reach.
@@ -279,7 +279,7 @@ inline std::string format_op_stats() {
 // agree). Precondition: m.applicable(op).
 template <PageTableConfig C>
 std::string step(PtModel& m, PtSystem<C>& s, const PtOp& op) {
-  using namespace harness_detail;
+  using namespace internal;
   std::string out;
   std::string outcome = "ok";
   auto mismatch = [&](const std::string& what, const std::string& model, const std::string& lib) {

@@ -144,7 +144,7 @@ inline const char* to_string(PtOp::Kind k) noexcept {
   return "?";
 }
 
-namespace harness_detail {
+namespace internal {
 
 inline std::string hex(std::uint64_t v) {
   std::ostringstream os;
@@ -156,20 +156,20 @@ inline std::string signed_hex(std::int64_t v) {
   return v < 0 ? " - " + hex(static_cast<std::uint64_t>(-v)) : " + " + hex(static_cast<std::uint64_t>(v));
 }
 
-}  // namespace harness_detail
+}  // namespace internal
 
 inline std::ostream& operator<<(std::ostream& os, const LenSpec& l) {
-  using harness_detail::hex;
+  using internal::hex;
   switch (l.base) {
     case LenSpec::Base::Fixed: os << hex(l.value + static_cast<std::uint64_t>(l.delta)); return os;
     case LenSpec::Base::Rest: os << "rest"; break;
     case LenSpec::Base::ToBoundary: os << "to_boundary(" << hex(l.value) << ")"; break;
   }
-  return os << harness_detail::signed_hex(l.delta);
+  return os << internal::signed_hex(l.delta);
 }
 
 inline std::ostream& operator<<(std::ostream& os, const AddrSpec& a) {
-  using harness_detail::hex;
+  using internal::hex;
   switch (a.base) {
     case AddrSpec::Base::Abs: os << hex(a.value + static_cast<std::uint64_t>(a.delta)); return os;
     case AddrSpec::Base::Start: os << "start"; break;
@@ -177,7 +177,7 @@ inline std::ostream& operator<<(std::ostream& os, const AddrSpec& a) {
     case AddrSpec::Base::Cur: os << "cur"; break;
     case AddrSpec::Base::NextBoundary: os << "next_boundary(" << hex(a.value) << ")"; break;
   }
-  return os << harness_detail::signed_hex(a.delta);
+  return os << internal::signed_hex(a.delta);
 }
 
 inline std::ostream& operator<<(std::ostream& os, const PaSpec& p) {

@@ -69,9 +69,9 @@ TEST_SUITE("unit") {
     using Pte = UserPtConfig::Pte;
     Paddr node = space->root_paddr();
     for (PagingLevel l = 4; l > 1; --l) {
-      node = Pte::paddr(detail::NodeView<UserPtConfig>{node}.load_acquire(pte_index<Pte::Consts>(0x1000, l)), l);
+      node = Pte::paddr(internal::NodeView<UserPtConfig>{node}.load_acquire(pte_index<Pte::Consts>(0x1000, l)), l);
     }
-    auto& meta = detail::NodeView<UserPtConfig>{node}.meta();
+    auto& meta = internal::NodeView<UserPtConfig>{node}.meta();
     ++meta.nr_children;
     CheckReport report;
     check_user_table(space->page_table(), report);
@@ -109,11 +109,11 @@ TEST_SUITE("unit") {
     using Pte = UserPtConfig::Pte;
     Paddr node = space->root_paddr();
     for (PagingLevel l = 4; l > 1; --l) {
-      node = Pte::paddr(detail::NodeView<UserPtConfig>{node}.load_acquire(pte_index<Pte::Consts>(0x1000, l)), l);
+      node = Pte::paddr(internal::NodeView<UserPtConfig>{node}.load_acquire(pte_index<Pte::Consts>(0x1000, l)), l);
     }
     CHECK(vmspace::test::dies_with(
         [&] {
-          ++detail::NodeView<UserPtConfig>{node}.meta().nr_children;
+          ++internal::NodeView<UserPtConfig>{node}.meta().nr_children;
           auto g = disable_preempt();
           auto c = space->cursor_mut(g, {0x2000, 0x3000}).value();
           (void)c.map(UFrame(FrameAllocOptions().alloc_frame().value()), prop);

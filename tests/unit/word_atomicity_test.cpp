@@ -281,8 +281,8 @@ TEST_SUITE("unit") {
       CAPTURE(s.dst_off);
       CAPTURE(s.bytes);
       CAPTURE(s.at);
-      CHECK(torn_stores(b, vmspace::detail::racy_copy, s.src_off, s.dst_off, s.bytes, s.at) == 0);
-      CHECK_FALSE(torn_load(b, vmspace::detail::racy_copy, s.src_off, s.dst_off, s.bytes, s.at));
+      CHECK(torn_stores(b, vmspace::internal::racy_copy, s.src_off, s.dst_off, s.bytes, s.at) == 0);
+      CHECK_FALSE(torn_load(b, vmspace::internal::racy_copy, s.src_off, s.dst_off, s.bytes, s.at));
     }
   }
 
@@ -297,7 +297,7 @@ TEST_SUITE("unit") {
       b.reset();
       auto* dst = reinterpret_cast<unsigned char*>(b.dst.data()) + s.dst_off;
       auto* word = reinterpret_cast<volatile std::uint64_t*>(dst + s.at);
-      with_breakpoint(word, Watch::Writes, [&] { vmspace::detail::racy_zero(dst, s.bytes); });
+      with_breakpoint(word, Watch::Writes, [&] { vmspace::internal::racy_zero(dst, s.bytes); });
       REQUIRE(g_trap.traps > 0);
       for (std::size_t i = 0; i < g_trap.traps && i < g_trap.seen.size(); ++i) {
         CHECK((g_trap.seen[i] == kOld || g_trap.seen[i] == 0));

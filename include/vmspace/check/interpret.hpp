@@ -15,25 +15,25 @@
 
 namespace vmspace::check {
 
-namespace detail_interpret {
+namespace internal {
 
 // Collects every leaf as a Mapping.
 template <PageTableConfig C>
 struct LeafCollector {
   std::vector<Mapping> out;
-  void leaf(const vmspace::detail::PteAt& e) {
+  void leaf(const vmspace::internal::PteAt& e) {
     const PteScalar s = C::Pte::decode(e.raw, e.level);
     out.push_back(Mapping{e.va, e.level, s.paddr, s.prop});
   }
 };
 
-}  // namespace detail_interpret
+}  // namespace internal
 
 // Every leaf mapping of `pt` within the config's root slice, in address order.
 template <PageTableConfig C>
 std::vector<Mapping> interpret(const PageTable<C>& pt) {
-  detail_interpret::LeafCollector<C> c;
-  vmspace::detail::walk_table<C>(pt.root_paddr(), c);
+  internal::LeafCollector<C> c;
+  vmspace::internal::walk_table<C>(pt.root_paddr(), c);
   return std::move(c.out);
 }
 
@@ -41,8 +41,8 @@ std::vector<Mapping> interpret(const PageTable<C>& pt) {
 // detached sub-tree from StrayPageTableFrag, before it is dropped).
 template <PageTableConfig C>
 std::vector<Mapping> interpret_subtree(Paddr node, PagingLevel level, Vaddr base) {
-  detail_interpret::LeafCollector<C> c;
-  vmspace::detail::walk_entries<C>(node, level, base, 0, kNrEntries<ConstsOf<C>>, c);
+  internal::LeafCollector<C> c;
+  vmspace::internal::walk_entries<C>(node, level, base, 0, kNrEntries<ConstsOf<C>>, c);
   return std::move(c.out);
 }
 

@@ -72,7 +72,7 @@ struct TableCheckOptions {
   bool expect_unlocked = true;
 };
 
-namespace detail_check {
+namespace internal {
 
 std::string hex(std::uint64_t v);
 // Checks the slot of a tracked data frame referenced by a leaf.
@@ -109,7 +109,7 @@ struct TableWalker {
       report.add("node_metadata", "node " + hex(pa) + " does not carry this config's page-table metadata");
       return false;
     }
-    const auto& meta = vmspace::detail::NodeView<C>{pa}.meta();
+    const auto& meta = vmspace::internal::NodeView<C>{pa}.meta();
     if (meta.level != level) {
       report.add("node_level", "node " + hex(pa) + " has level " + std::to_string(meta.level) +
                                    " at tree level " + std::to_string(level));
@@ -127,12 +127,12 @@ struct TableWalker {
     return true;
   }
 
-  bool child(const vmspace::detail::PteAt& e) {
+  bool child(const vmspace::internal::PteAt& e) {
     if (refs) ++(*refs)[Pte::paddr(e.raw, e.level)];
     return true;
   }
 
-  void leaf(const vmspace::detail::PteAt& e) {
+  void leaf(const vmspace::internal::PteAt& e) {
     if (e.level == 1 && !Pte::is_leaf(e.raw, e.level)) {
       report.add("leaf_kind", "level-1 entry at " + hex(e.va) + " is not a leaf");
       return;
@@ -141,7 +141,7 @@ struct TableWalker {
   }
 
   void leave(Paddr pa, PagingLevel, std::size_t present) {
-    const auto& meta = vmspace::detail::NodeView<C>{pa}.meta();
+    const auto& meta = vmspace::internal::NodeView<C>{pa}.meta();
     if (present != meta.nr_children) {
       report.add("nr_children", "node " + hex(pa) + " counts " + std::to_string(meta.nr_children) +
                                     " children but has " + std::to_string(present) + " present entries");
@@ -182,7 +182,7 @@ struct TableWalker {
   }
 };
 
-}  // namespace detail_check
+}  // namespace internal
 
 // Checks one table. If `refs` is given, adds the table's owning references to it (for
 // check_refcount_law). The table's root is expected to be owned by exactly its PageTable.
@@ -191,11 +191,11 @@ void check_page_table(const PageTable<C>& pt, CheckReport& report, RawRefs* refs
                       const TableCheckOptions& options = {}) {
   using Pte = typename C::Pte;
   using K = ConstsOf<C>;
-  detail_check::TableWalker<C> w{report, refs, options, {}, {}};
-  vmspace::detail::walk_table<C>(pt.root_paddr(), w);
+  internal::TableWalker<C> w{report, refs, options, {}, {}};
+  vmspace::internal::walk_table<C>(pt.root_paddr(), w);
   // Root entries outside the config's slice must be absent (unless borrowed: check_user_table).
   if constexpr (!std::is_same_v<C, UserPtConfig>) {
-    const vmspace::detail::NodeView<C> root{pt.root_paddr()};
+    const vmspace::internal::NodeView<C> root{pt.root_paddr()};
     for (std::size_t i = 0; i < kNrEntries<K>; ++i) {
       if (i >= C::kTopLevelIndexStart && i < C::kTopLevelIndexEnd) continue;
       if (Pte::is_present(root.load_acquire(i), K::kNrLevels)) {

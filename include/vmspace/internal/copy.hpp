@@ -15,7 +15,7 @@
 
 #include <vmspace/result.hpp>
 
-namespace vmspace::detail {
+namespace vmspace::internal {
 
 // What an Endpoint's address means.
 enum class AddressKind : std::uint8_t {
@@ -70,4 +70,4 @@ void racy_zero(void* dst, std::size_t n) noexcept;
 std::uint64_t load_once(const void* p, std::size_t size) noexcept;
 void store_once(void* p, std::uint64_t v, std::size_t size) noexcept;
 
-}  // namespace vmspace::detail
+}  // namespace vmspace::internal

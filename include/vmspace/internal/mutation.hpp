@@ -17,7 +17,7 @@
 
 #include <cstdint>
 
-namespace vmspace::testing {
+namespace vmspace::internal {
 
 enum class Mutation : std::uint8_t {
   None,
@@ -38,4 +38,4 @@ inline bool mutated(Mutation m) noexcept { return mutation() == m; }
 constexpr bool mutated(Mutation) noexcept { return false; }
 #endif
 
-}  // namespace vmspace::testing
+}  // namespace vmspace::internal

@@ -9,7 +9,7 @@
 
 #include <vmspace/addr.hpp>
 
-namespace vmspace::detail {
+namespace vmspace::internal {
 
 // A node lock is one 32-bit word in the node's metadata:
 //   0                     free
@@ -42,4 +42,4 @@ inline constexpr std::size_t kMaxTablesWithCursors = 16;
 bool note_cursor_acquired(Paddr root) noexcept;
 void note_cursor_released(Paddr root) noexcept;
 
-}  // namespace vmspace::detail
+}  // namespace vmspace::internal

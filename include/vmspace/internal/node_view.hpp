@@ -22,7 +22,7 @@
 
 namespace vmspace {
 
-namespace detail {
+namespace internal {
 
 // Non-owning access to one node: its metadata and its entry words.
 template <PageTableConfig C>
@@ -110,6 +110,6 @@ constexpr std::uint64_t saturating_add(std::uint64_t a, std::uint64_t b) noexcep
   return __builtin_add_overflow(a, b, &r) ? UINT64_MAX : r;
 }
 
-}  // namespace detail
+}  // namespace internal
 
 }  // namespace vmspace

@@ -17,7 +17,7 @@
 
 #include <vmspace/page_table.hpp>
 
-namespace vmspace::detail {
+namespace vmspace::internal {
 
 // One entry met by a walk.
 struct PteAt {
@@ -94,4 +94,4 @@ PteAt descend(Paddr root, Vaddr va, PagingLevel stop = 1) noexcept {
   }
 }
 
-}  // namespace vmspace::detail
+}  // namespace vmspace::internal

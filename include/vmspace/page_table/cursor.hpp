@@ -73,7 +73,7 @@ class Cursor {
     if (va_ >= locked_range_.end) return err(PageTableError::InvalidVaddr);
     for (;;) {
       const std::uint64_t raw = cur_node().load_locked(cur_idx());
-      if (detail::is_pt_entry<C>(raw, level_)) {
+      if (internal::is_pt_entry<C>(raw, level_)) {
         push(F::paddr(raw, level_));
         continue;
       }
@@ -112,7 +112,7 @@ class Cursor {
   friend class PageTable<C>;
   friend class CursorMut<C>;
   using F = typename C::Pte;
-  using Node = detail::NodeView<C>;
+  using Node = internal::NodeView<C>;
   static constexpr PagingLevel kRootLevel = Consts::kNrLevels;  // the level of the table's root
 
   enum class Find : std::uint8_t {
@@ -124,12 +124,12 @@ class Cursor {
   Cursor() = default;
 
   static Result<Cursor, PageTableError> create(const PageTable<C>& pt, const DisabledPreemptGuard&,
-                                               VaRange va, detail::LockWait wait) noexcept {
+                                               VaRange va, internal::LockWait wait) noexcept {
     if (auto e = check_cursor_range<C>(va)) return err(*e);
     const Paddr root = pt.root_paddr();
     // A thread that already holds a cursor here must not wait (see "Deadlock freedom" in
     // page_table/locking.hpp).
-    if (detail::cursors_held(root) != 0) wait = detail::LockWait::Try;
+    if (internal::cursors_held(root) != 0) wait = internal::LockWait::Try;
     Cursor c;
     c.pt_ = &pt;
     c.locked_range_ = va;
@@ -139,7 +139,7 @@ class Cursor {
       c.pt_ = nullptr;
       return err(locked.error());
     }
-    if (!detail::note_cursor_acquired(root)) {
+    if (!internal::note_cursor_acquired(root)) {
       c.release_subtree(c.path_[c.guard_level_ - 1], c.guard_level_, c.locked_range_);
       c.pt_ = nullptr;
       return err(PageTableError::TooManyTables);
@@ -156,7 +156,7 @@ class Cursor {
   }
   VaRange entry_range() const noexcept {
     const Vaddr start = align_down(va_, size_at(level_));
-    return VaRange{start, detail::saturating_add(start, size_at(level_))};
+    return VaRange{start, internal::saturating_add(start, size_at(level_))};
   }
   bool in_current_node() const noexcept {
     if (level_ == guard_level_) return true;
@@ -189,7 +189,7 @@ class Cursor {
     const Vaddr end = va_ + len;
     while (va_ < end) {
       const std::uint64_t raw = cur_node().load_locked(cur_idx());
-      if (detail::is_pt_entry<C>(raw, level_)) {
+      if (internal::is_pt_entry<C>(raw, level_)) {
         if (mode == Find::Removable && entry_fits(end) && (C::kTopLevelCanUnmap || level_ != kRootLevel)) {
           return std::optional<Vaddr>(va_);
         }
@@ -237,7 +237,7 @@ class Cursor {
   // item owned (C::item_from_raw accepts split pieces). Errors: NoMemory (nothing changed).
   std::optional<PageTableError> split_huge(Node node, std::size_t idx) noexcept {
     const PagingLevel child_level = static_cast<PagingLevel>(level_ - 1);
-    auto child = detail::alloc_node<C>(child_level, detail::NewNode::LockedByMe);
+    auto child = internal::alloc_node<C>(child_level, internal::NewNode::LockedByMe);
     if (!child) return child.error();
     const Node c{*child};
     std::uint64_t old = node.load_locked(idx);
@@ -263,23 +263,23 @@ class Cursor {
 
   // ---- locking (page_table/locking.hpp) ----
 
-  static PageTableError lock_error(detail::LockResult r) noexcept;
+  static PageTableError lock_error(internal::LockResult r) noexcept;
 
   // Locks `node` and checks that it is still in the table. Returns true with it locked, false
   // (and unlocked) if it was detached meanwhile ("stray": retry from the root), or the lock
   // error.
-  Result<bool, PageTableError> lock_attached(Node node, detail::LockWait wait) noexcept;
+  Result<bool, PageTableError> lock_attached(Node node, internal::LockWait wait) noexcept;
 
   // Phase 1 + phase 2. Sets path_[guard-1], guard_level_ and level_.
-  Result<void, PageTableError> lock_range(detail::LockWait wait) noexcept;
+  Result<void, PageTableError> lock_range(internal::LockWait wait) noexcept;
 
   // Returns true with the sub-tree root locked, false to retry (it went stray), or an error.
-  Result<bool, PageTableError> traverse_and_lock_subtree_root(detail::LockWait wait) noexcept;
+  Result<bool, PageTableError> traverse_and_lock_subtree_root(internal::LockWait wait) noexcept;
 
   // Phase 2: locks every child node of `node` inside `range`, depth first. On failure nothing
   // below `node` stays locked (node itself stays locked).
   Result<void, PageTableError> acquire_children(Node node, PagingLevel level, VaRange range,
-                                                detail::LockWait wait) noexcept;
+                                                internal::LockWait wait) noexcept;
 
   // The part of `range` inside entry `i` of the node at `level` that holds range.start.
   static VaRange clip(VaRange range, PagingLevel level, std::size_t i) noexcept;

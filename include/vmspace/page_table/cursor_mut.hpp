@@ -75,10 +75,10 @@ class CursorMut : public Cursor<C> {
       const Node node = this->cur_node();
       const std::size_t idx = this->cur_idx();
       const std::uint64_t e = node.load_locked(idx);
-      if (detail::is_pt_entry<C>(e, this->level_)) {
+      if (internal::is_pt_entry<C>(e, this->level_)) {
         this->push(F::paddr(e, this->level_));
       } else if (!F::is_present(e, this->level_)) {
-        auto child = detail::publish_new_child(node, this->level_, idx, detail::NewNode::LockedByMe);
+        auto child = internal::publish_new_child(node, this->level_, idx, internal::NewNode::LockedByMe);
         if (!child) return err(child.error());
         this->push(*child);
       } else {
@@ -92,7 +92,7 @@ class CursorMut : public Cursor<C> {
     if (F::is_present(old, level)) {
       // A page-table node that maps nothing (left behind by earlier unmaps) is no mapping: the
       // huge item replaces it, as the verified map_spec says. OSTD panics here.
-      if (!detail::is_pt_entry<C>(old, level) ||
+      if (!internal::is_pt_entry<C>(old, level) ||
           !subtree_is_empty(F::paddr(old, level), static_cast<PagingLevel>(level - 1))) {
         return err(PageTableError::AlreadyMapped);
       }
@@ -139,7 +139,7 @@ class CursorMut : public Cursor<C> {
     --node.meta().nr_children;
     check_after_op(node, level, idx, PteScalar::absent());
     this->move_past_entry();
-    if (detail::is_pt_entry<C>(old, level)) {
+    if (internal::is_pt_entry<C>(old, level)) {
       const Paddr child = F::paddr(old, level);
       const std::size_t n = mark_stray_and_unlock(child, static_cast<PagingLevel>(level - 1));
       // The fragments are aggregates: build them with braces (clang 14 has no parenthesized
@@ -280,12 +280,12 @@ class CursorMut : public Cursor<C> {
     std::size_t visited = 0;
     for (std::size_t idx = this->cur_idx(); idx < kNrEntries<Consts>; ++idx) {
       const std::uint64_t cur = node.load_locked(idx);
-      if (!F::is_present(cur, level) || detail::is_pt_entry<C>(cur, level)) break;
+      if (!F::is_present(cur, level) || internal::is_pt_entry<C>(cur, level)) break;
       const VaRange entry = this->entry_range();
       if (entry.end > end || entry.end <= entry.start) break;
       const std::optional<std::uint64_t> desired = rewrite(cur, level);
       if (!desired) return err(PageTableError::InvalidItem);
-      if (*desired != cur) detail::rewrite_leaf_keeping_accessed_dirty(node, idx, cur, *desired);
+      if (*desired != cur) internal::rewrite_leaf_keeping_accessed_dirty(node, idx, cur, *desired);
       check_after_op(node, level, idx, std::nullopt);
       ++visited;
       this->va_ = entry.end;
@@ -339,7 +339,7 @@ class CursorMut : public Cursor<C> {
     for (std::size_t i = 0; i < kNrEntries<Consts>; ++i) {
       const std::uint64_t raw = node.load_locked(i);
       if (!F::is_present(raw, level)) continue;
-      if (!detail::is_pt_entry<C>(raw, level)) return false;
+      if (!internal::is_pt_entry<C>(raw, level)) return false;
       if (!subtree_is_empty(F::paddr(raw, level), static_cast<PagingLevel>(level - 1))) return false;
     }
     return true;
@@ -356,7 +356,7 @@ class CursorMut : public Cursor<C> {
     } else {
       for (std::size_t i = kNrEntries<Consts>; i-- > 0;) {
         const std::uint64_t raw = node.load_locked(i);
-        if (detail::is_pt_entry<C>(raw, level)) {
+        if (internal::is_pt_entry<C>(raw, level)) {
           n += mark_stray_and_unlock(F::paddr(raw, level), static_cast<PagingLevel>(level - 1));
         } else if (F::is_present(raw, level)) {
           n += static_cast<std::size_t>(Base::size_at(level) / kPageSize);

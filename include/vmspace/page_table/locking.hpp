@@ -40,14 +40,14 @@
 namespace vmspace::pt {
 
 template <PageTableConfig C>
-PageTableError Cursor<C>::lock_error(detail::LockResult r) noexcept {
-  return r == detail::LockResult::WouldDeadlock ? PageTableError::WouldDeadlock : PageTableError::WouldBlock;
+PageTableError Cursor<C>::lock_error(internal::LockResult r) noexcept {
+  return r == internal::LockResult::WouldDeadlock ? PageTableError::WouldDeadlock : PageTableError::WouldBlock;
 }
 
 template <PageTableConfig C>
-Result<bool, PageTableError> Cursor<C>::lock_attached(Node node, detail::LockWait wait) noexcept {
-  if (auto r = node.lock(wait); r != detail::LockResult::Acquired) return err(lock_error(r));
-  if (node.meta().stray && !testing::mutated(testing::Mutation::SkipStrayCheck)) {
+Result<bool, PageTableError> Cursor<C>::lock_attached(Node node, internal::LockWait wait) noexcept {
+  if (auto r = node.lock(wait); r != internal::LockResult::Acquired) return err(lock_error(r));
+  if (node.meta().stray && !internal::mutated(internal::Mutation::SkipStrayCheck)) {
     node.unlock();
     return false;
   }
@@ -55,12 +55,12 @@ Result<bool, PageTableError> Cursor<C>::lock_attached(Node node, detail::LockWai
 }
 
 template <PageTableConfig C>
-Result<void, PageTableError> Cursor<C>::lock_range(detail::LockWait wait) noexcept {
+Result<void, PageTableError> Cursor<C>::lock_range(internal::LockWait wait) noexcept {
   for (;;) {
     auto root = traverse_and_lock_subtree_root(wait);
     if (!root) return err(root.error());
     if (!*root) continue;  // the node went stray: retry from the root
-    if (testing::mutated(testing::Mutation::SkipPhase2Locks)) {
+    if (internal::mutated(internal::Mutation::SkipPhase2Locks)) {
       level_ = guard_level_;
       return {};
     }
@@ -75,7 +75,7 @@ Result<void, PageTableError> Cursor<C>::lock_range(detail::LockWait wait) noexce
 }
 
 template <PageTableConfig C>
-Result<bool, PageTableError> Cursor<C>::traverse_and_lock_subtree_root(detail::LockWait wait) noexcept {
+Result<bool, PageTableError> Cursor<C>::traverse_and_lock_subtree_root(internal::LockWait wait) noexcept {
   Paddr cur = pt_->root_paddr();
   bool held = false;  // whether we hold cur's lock (a node we just created)
   PagingLevel level = kRootLevel;
@@ -102,7 +102,7 @@ Result<bool, PageTableError> Cursor<C>::traverse_and_lock_subtree_root(detail::L
         break;  // keep holding it: it becomes the root
       }
       if (!F::is_present(raw, level)) {
-        auto child = detail::publish_new_child(node, level, s, detail::NewNode::LockedByMe);
+        auto child = internal::publish_new_child(node, level, s, internal::NewNode::LockedByMe);
         node.unlock();
         if (!child) return err(child.error());
         cur = *child;
@@ -128,19 +128,19 @@ Result<bool, PageTableError> Cursor<C>::traverse_and_lock_subtree_root(detail::L
 
 template <PageTableConfig C>
 Result<void, PageTableError> Cursor<C>::acquire_children(Node node, PagingLevel level, VaRange range,
-                                                        detail::LockWait wait) noexcept {
+                                                        internal::LockWait wait) noexcept {
   if (level == 1) return {};
   const std::size_t s = pte_index<Consts>(range.start, level);
   const std::size_t e = pte_index<Consts>(range.end - 1, level);
   for (std::size_t i = s; i <= e; ++i) {
     const std::uint64_t raw = node.load_locked(i);
-    if (!detail::is_pt_entry<C>(raw, level)) continue;
+    if (!internal::is_pt_entry<C>(raw, level)) continue;
     const Node child{F::paddr(raw, level)};
     auto failed = [&](Result<void, PageTableError> r) {
       release_children_before(node, level, range, i);
       return r;
     };
-    if (auto r = child.lock(wait); r != detail::LockResult::Acquired) return failed(err(lock_error(r)));
+    if (auto r = child.lock(wait); r != internal::LockResult::Acquired) return failed(err(lock_error(r)));
     auto r = acquire_children(child, static_cast<PagingLevel>(level - 1), clip(range, level, i), wait);
     if (!r) {
       child.unlock();
@@ -154,7 +154,7 @@ template <PageTableConfig C>
 VaRange Cursor<C>::clip(VaRange range, PagingLevel level, std::size_t i) noexcept {
   const std::uint64_t size = size_at(level);
   const Vaddr start = align_down(range.start, size) + (i - pte_index<Consts>(range.start, level)) * size;
-  const Vaddr end = detail::saturating_add(start, size);
+  const Vaddr end = internal::saturating_add(start, size);
   return VaRange{std::max(start, range.start), std::min(end, range.end)};
 }
 
@@ -163,7 +163,7 @@ void Cursor<C>::release_children_before(Node node, PagingLevel level, VaRange ra
   const std::size_t s = pte_index<Consts>(range.start, level);
   for (std::size_t j = i; j-- > s;) {
     const std::uint64_t raw = node.load_locked(j);
-    if (detail::is_pt_entry<C>(raw, level)) {
+    if (internal::is_pt_entry<C>(raw, level)) {
       release_subtree(F::paddr(raw, level), static_cast<PagingLevel>(level - 1), clip(range, level, j));
     }
   }
@@ -172,20 +172,20 @@ void Cursor<C>::release_children_before(Node node, PagingLevel level, VaRange ra
 template <PageTableConfig C>
 void Cursor<C>::release_subtree(Paddr pa, PagingLevel level, VaRange range) noexcept {
   const Node node{pa};
-  if (testing::mutated(testing::Mutation::SkipPhase2Locks)) {
+  if (internal::mutated(internal::Mutation::SkipPhase2Locks)) {
     // Only the sub-tree root was locked (and nodes this cursor created: those stay locked,
     // which is part of the damage the mutation does).
-    if (detail::node_locked_by_me(node.meta().lock)) node.unlock();
+    if (internal::node_locked_by_me(node.meta().lock)) node.unlock();
     return;
   }
-  if (testing::mutated(testing::Mutation::UnlockWrongOrder)) {
+  if (internal::mutated(internal::Mutation::UnlockWrongOrder)) {
     node.unlock();  // parent first, then walk a tree others may already be changing
     if (level > 1) {
       const std::size_t s = pte_index<Consts>(range.start, level);
       const std::size_t e = pte_index<Consts>(range.end - 1, level);
       for (std::size_t j = s; j <= e; ++j) {
         const std::uint64_t raw = node.load_acquire(j);
-        if (!detail::is_pt_entry<C>(raw, level)) continue;
+        if (!internal::is_pt_entry<C>(raw, level)) continue;
         // Whatever node is there now gets unlocked — possibly one another cursor created and
         // holds (debug builds abort on that in node_unlock; release builds corrupt silently).
         release_subtree(F::paddr(raw, level), static_cast<PagingLevel>(level - 1), clip(range, level, j));
@@ -204,7 +204,7 @@ template <PageTableConfig C>
 void Cursor<C>::release() noexcept {
   if (pt_ == nullptr) return;
   release_subtree(path_[guard_level_ - 1], guard_level_, locked_range_);
-  detail::note_cursor_released(pt_->root_paddr());
+  internal::note_cursor_released(pt_->root_paddr());
   pt_ = nullptr;
 }
 

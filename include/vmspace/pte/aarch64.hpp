@@ -87,25 +87,25 @@ struct Aarch64Pte {
   // The largest level at which the hardware (and this encoder) accepts a leaf.
   static constexpr PagingLevel kMaxLeafLevel = 3;
 
-  static constexpr std::uint64_t kValid = pte_detail::bit(0);
+  static constexpr std::uint64_t kValid = internal::bit(0);
   static constexpr std::uint64_t kDescTypeMask = 0b11;
   static constexpr std::uint64_t kDescTable = 0b11;  // levels 4..2
   static constexpr std::uint64_t kDescBlock = 0b01;  // levels 3..2
   static constexpr std::uint64_t kDescPage = 0b11;   // level 1
   static constexpr unsigned kAttrIndxShift = 2;
   static constexpr std::uint64_t kAttrIndxMask = std::uint64_t{0b111} << kAttrIndxShift;
-  static constexpr std::uint64_t kApUser = pte_detail::bit(6);      // AP[1]
-  static constexpr std::uint64_t kApReadOnly = pte_detail::bit(7);  // AP[2]
+  static constexpr std::uint64_t kApUser = internal::bit(6);      // AP[1]
+  static constexpr std::uint64_t kApReadOnly = internal::bit(7);  // AP[2]
   static constexpr std::uint64_t kShMask = std::uint64_t{0b11} << 8;
   static constexpr std::uint64_t kShInner = std::uint64_t{0b11} << 8;
-  static constexpr std::uint64_t kAf = pte_detail::bit(10);
-  static constexpr std::uint64_t kNotGlobal = pte_detail::bit(11);
-  static constexpr std::uint64_t kPxn = pte_detail::bit(53);
-  static constexpr std::uint64_t kUxn = pte_detail::bit(54);
-  static constexpr std::uint64_t kSwDirty = pte_detail::bit(55);
-  static constexpr std::uint64_t kSwAvail1 = pte_detail::bit(56);
-  static constexpr std::uint64_t kSwAvail2 = pte_detail::bit(57);
-  static constexpr std::uint64_t kSwLeaf = pte_detail::bit(58);  // only on invalid descriptors
+  static constexpr std::uint64_t kAf = internal::bit(10);
+  static constexpr std::uint64_t kNotGlobal = internal::bit(11);
+  static constexpr std::uint64_t kPxn = internal::bit(53);
+  static constexpr std::uint64_t kUxn = internal::bit(54);
+  static constexpr std::uint64_t kSwDirty = internal::bit(55);
+  static constexpr std::uint64_t kSwAvail1 = internal::bit(56);
+  static constexpr std::uint64_t kSwAvail2 = internal::bit(57);
+  static constexpr std::uint64_t kSwLeaf = internal::bit(58);  // only on invalid descriptors
 
   static constexpr std::uint64_t kAccessedBit = kAf;
   static constexpr std::uint64_t kDirtyBit = kSwDirty;
@@ -140,11 +140,11 @@ struct Aarch64Pte {
 
   // Bits of a leaf's physical address at `level`.
   static constexpr std::uint64_t leaf_paddr_mask(PagingLevel level) noexcept {
-    return pte_detail::leaf_addr_mask(level, 48);
+    return internal::leaf_addr_mask(level, 48);
   }
 
   static constexpr bool can_encode(const PageProperty& prop) noexcept {
-    return pte_detail::is_well_formed(prop) &&
+    return internal::is_well_formed(prop) &&
            !has(prop.priv_flags, PrivilegedPageFlags::SHARED);
   }
 
@@ -157,8 +157,8 @@ struct Aarch64Pte {
         VMS_DEBUG_ASSERT(level > 1 && level <= Consts::kNrLevels, "page table at level {}", level);
         VMS_DEBUG_ASSERT((s.paddr & ~kTableAddrMask) == 0, "bad table paddr {:#x}", s.paddr);
         return (s.paddr & kTableAddrMask) | kDescTable |
-               pte_detail::bits_if(has(s.pt_flags, PageTableFlags::AVAIL1), kSwAvail1) |
-               pte_detail::bits_if(has(s.pt_flags, PageTableFlags::AVAIL2), kSwAvail2);
+               internal::bits_if(has(s.pt_flags, PageTableFlags::AVAIL1), kSwAvail1) |
+               internal::bits_if(has(s.pt_flags, PageTableFlags::AVAIL2), kSwAvail2);
       }
       case PteScalar::Kind::Mapped: {
         VMS_DEBUG_ASSERT(level >= 1 && level <= kMaxLeafLevel, "leaf at level {}", level);
@@ -171,15 +171,15 @@ struct Aarch64Pte {
         const bool exec = has(f, PageFlags::X);
         const std::uint64_t fields =
             (s.paddr & leaf_paddr_mask(level)) | (attr_index(s.prop.cache) << kAttrIndxShift) |
-            kShInner | pte_detail::bits_if(user, kApUser) |
-            pte_detail::bits_if(!has(f, PageFlags::W), kApReadOnly) |
-            pte_detail::bits_if(has(f, PageFlags::ACCESSED), kAf) |
-            pte_detail::bits_if(!has(p, PrivilegedPageFlags::GLOBAL), kNotGlobal) |
-            pte_detail::bits_if(!(exec && user), kUxn) |
-            pte_detail::bits_if(!(exec && !user), kPxn) |
-            pte_detail::bits_if(has(f, PageFlags::DIRTY), kSwDirty) |
-            pte_detail::bits_if(has(p, PrivilegedPageFlags::AVAIL1), kSwAvail1) |
-            pte_detail::bits_if(has(f, PageFlags::AVAIL2), kSwAvail2);
+            kShInner | internal::bits_if(user, kApUser) |
+            internal::bits_if(!has(f, PageFlags::W), kApReadOnly) |
+            internal::bits_if(has(f, PageFlags::ACCESSED), kAf) |
+            internal::bits_if(!has(p, PrivilegedPageFlags::GLOBAL), kNotGlobal) |
+            internal::bits_if(!(exec && user), kUxn) |
+            internal::bits_if(!(exec && !user), kPxn) |
+            internal::bits_if(has(f, PageFlags::DIRTY), kSwDirty) |
+            internal::bits_if(has(p, PrivilegedPageFlags::AVAIL1), kSwAvail1) |
+            internal::bits_if(has(f, PageFlags::AVAIL2), kSwAvail2);
         if (!has(f, PageFlags::R)) return fields | kSwLeaf;  // invalid to the MMU
         return fields | (level == 1 ? kDescPage : kDescBlock);
       }
@@ -231,7 +231,7 @@ struct Aarch64Pte {
   }
 
   static constexpr PageProperty leaf_prop(std::uint64_t raw) noexcept {
-    auto flag = [raw](std::uint64_t mask, auto f) { return pte_detail::flag_if_set(raw, mask, f); };
+    auto flag = [raw](std::uint64_t mask, auto f) { return internal::flag_if_set(raw, mask, f); };
     const bool user = (raw & kApUser) != 0;
     const bool exec = user ? (raw & kUxn) == 0 : (raw & kPxn) == 0;
     const PageFlags flags =

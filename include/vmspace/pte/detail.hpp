@@ -8,7 +8,7 @@
 #include <vmspace/addr.hpp>
 #include <vmspace/page_prop.hpp>
 
-namespace vmspace::pte_detail {
+namespace vmspace::internal {
 
 constexpr std::uint64_t bit(unsigned n) noexcept { return std::uint64_t{1} << n; }
 
@@ -60,4 +60,4 @@ constexpr std::uint64_t leaf_addr_mask(PagingLevel level, unsigned addr_bits) no
   return (bit(addr_bits) - 1u) & ~(bit(level_shift(level)) - 1u);
 }
 
-}  // namespace vmspace::pte_detail
+}  // namespace vmspace::internal

@@ -59,7 +59,7 @@
 
 namespace vmspace {
 
-namespace riscv_detail {
+namespace internal {
 
 template <PagingConsts C>
 struct RiscvPteImpl {
@@ -68,19 +68,19 @@ struct RiscvPteImpl {
   // The largest level at which the hardware (and this encoder) accepts a leaf.
   static constexpr PagingLevel kMaxLeafLevel = C::kNrLevels;
 
-  static constexpr std::uint64_t kValid = pte_detail::bit(0);
-  static constexpr std::uint64_t kRead = pte_detail::bit(1);
-  static constexpr std::uint64_t kWrite = pte_detail::bit(2);
-  static constexpr std::uint64_t kExec = pte_detail::bit(3);
-  static constexpr std::uint64_t kUser = pte_detail::bit(4);
-  static constexpr std::uint64_t kGlobal = pte_detail::bit(5);
-  static constexpr std::uint64_t kAccessed = pte_detail::bit(6);
-  static constexpr std::uint64_t kDirty = pte_detail::bit(7);
-  static constexpr std::uint64_t kRsw0 = pte_detail::bit(8);  // AVAIL1
-  static constexpr std::uint64_t kRsw1 = pte_detail::bit(9);  // AVAIL2
-  static constexpr std::uint64_t kSwLeaf = pte_detail::bit(60);  // only ever with V = 0
-  static constexpr std::uint64_t kPbmtNc = pte_detail::bit(61);
-  static constexpr std::uint64_t kPbmtIo = pte_detail::bit(62);
+  static constexpr std::uint64_t kValid = internal::bit(0);
+  static constexpr std::uint64_t kRead = internal::bit(1);
+  static constexpr std::uint64_t kWrite = internal::bit(2);
+  static constexpr std::uint64_t kExec = internal::bit(3);
+  static constexpr std::uint64_t kUser = internal::bit(4);
+  static constexpr std::uint64_t kGlobal = internal::bit(5);
+  static constexpr std::uint64_t kAccessed = internal::bit(6);
+  static constexpr std::uint64_t kDirty = internal::bit(7);
+  static constexpr std::uint64_t kRsw0 = internal::bit(8);  // AVAIL1
+  static constexpr std::uint64_t kRsw1 = internal::bit(9);  // AVAIL2
+  static constexpr std::uint64_t kSwLeaf = internal::bit(60);  // only ever with V = 0
+  static constexpr std::uint64_t kPbmtNc = internal::bit(61);
+  static constexpr std::uint64_t kPbmtIo = internal::bit(62);
   static constexpr std::uint64_t kPbmtMask = kPbmtNc | kPbmtIo;
   static constexpr std::uint64_t kRwxMask = kRead | kWrite | kExec;
 
@@ -92,7 +92,7 @@ struct RiscvPteImpl {
   static constexpr std::uint64_t kDirtyBit = kDirty;
 
   static constexpr bool can_encode(const PageProperty& prop) noexcept {
-    if (!pte_detail::is_well_formed(prop)) return false;
+    if (!internal::is_well_formed(prop)) return false;
     if (has(prop.priv_flags, PrivilegedPageFlags::SHARED)) return false;
     return prop.cache == CachePolicy::Writeback || prop.cache == CachePolicy::WriteCombining ||
            prop.cache == CachePolicy::Uncacheable;
@@ -109,27 +109,27 @@ struct RiscvPteImpl {
                          "bad child paddr {:#x}", s.paddr);
         // R = W = X = 0 marks a pointer; U, A and D are reserved in pointers and stay 0.
         return ppn_field(s.paddr) | kValid |
-               pte_detail::bits_if(has(s.pt_flags, PageTableFlags::AVAIL1), kRsw0) |
-               pte_detail::bits_if(has(s.pt_flags, PageTableFlags::AVAIL2), kRsw1);
+               internal::bits_if(has(s.pt_flags, PageTableFlags::AVAIL1), kRsw0) |
+               internal::bits_if(has(s.pt_flags, PageTableFlags::AVAIL2), kRsw1);
       }
       case PteScalar::Kind::Mapped: {
         VMS_DEBUG_ASSERT(level >= 1 && level <= kMaxLeafLevel, "leaf at level {}", level);
         VMS_DEBUG_ASSERT(s.paddr < kPaddrLimit &&
-                             is_aligned(s.paddr, std::uint64_t{1} << pte_detail::level_shift(level)),
+                             is_aligned(s.paddr, std::uint64_t{1} << internal::level_shift(level)),
                          "bad leaf paddr {:#x}", s.paddr);
         VMS_DEBUG_ASSERT(can_encode(s.prop), "unencodable page property");
         const PageFlags f = s.prop.flags;
         const PrivilegedPageFlags p = s.prop.priv_flags;
         const std::uint64_t fields =
-            ppn_field(s.paddr) | pte_detail::bits_if(has(f, PageFlags::R), kRead) |
-            pte_detail::bits_if(has(f, PageFlags::W), kWrite) |
-            pte_detail::bits_if(has(f, PageFlags::X), kExec) |
-            pte_detail::bits_if(has(f, PageFlags::ACCESSED), kAccessed) |
-            pte_detail::bits_if(has(f, PageFlags::DIRTY), kDirty) |
-            pte_detail::bits_if(has(f, PageFlags::AVAIL2), kRsw1) |
-            pte_detail::bits_if(has(p, PrivilegedPageFlags::USER), kUser) |
-            pte_detail::bits_if(has(p, PrivilegedPageFlags::GLOBAL), kGlobal) |
-            pte_detail::bits_if(has(p, PrivilegedPageFlags::AVAIL1), kRsw0) |
+            ppn_field(s.paddr) | internal::bits_if(has(f, PageFlags::R), kRead) |
+            internal::bits_if(has(f, PageFlags::W), kWrite) |
+            internal::bits_if(has(f, PageFlags::X), kExec) |
+            internal::bits_if(has(f, PageFlags::ACCESSED), kAccessed) |
+            internal::bits_if(has(f, PageFlags::DIRTY), kDirty) |
+            internal::bits_if(has(f, PageFlags::AVAIL2), kRsw1) |
+            internal::bits_if(has(p, PrivilegedPageFlags::USER), kUser) |
+            internal::bits_if(has(p, PrivilegedPageFlags::GLOBAL), kGlobal) |
+            internal::bits_if(has(p, PrivilegedPageFlags::AVAIL1), kRsw0) |
             pbmt_bits(s.prop.cache);
         // Hardware access requires R: R-less leaves are invalid to the MMU (see the header).
         return fields | (has(f, PageFlags::R) ? kValid : kSwLeaf);
@@ -171,7 +171,7 @@ struct RiscvPteImpl {
     return ((raw & kPpnMask) >> kPpnShift) << 12;
   }
   static constexpr Paddr leaf_paddr(std::uint64_t raw, PagingLevel level) noexcept {
-    return ppn_paddr(raw) & pte_detail::leaf_addr_mask(level, 56);
+    return ppn_paddr(raw) & internal::leaf_addr_mask(level, 56);
   }
 
   static constexpr std::uint64_t pbmt_bits(CachePolicy cache) noexcept {
@@ -186,7 +186,7 @@ struct RiscvPteImpl {
   }
 
   static constexpr PageProperty leaf_prop(std::uint64_t raw) noexcept {
-    auto flag = [raw](std::uint64_t mask, auto f) { return pte_detail::flag_if_set(raw, mask, f); };
+    auto flag = [raw](std::uint64_t mask, auto f) { return internal::flag_if_set(raw, mask, f); };
     const PageFlags flags = flag(kRead, PageFlags::R) | flag(kWrite, PageFlags::W) |
                             flag(kExec, PageFlags::X) | flag(kAccessed, PageFlags::ACCESSED) |
                             flag(kDirty, PageFlags::DIRTY) | flag(kRsw1, PageFlags::AVAIL2);
@@ -221,15 +221,15 @@ struct Sv39Consts {
   static constexpr std::size_t kPteSize = 8;
 };
 
-}  // namespace riscv_detail
+}  // namespace internal
 
 // Sv48: 4 levels, 48-bit virtual addresses, leaves at every level (OSTD's RISC-V default).
-struct RiscvSv48Pte : riscv_detail::RiscvPteImpl<riscv_detail::Sv48Consts> {
+struct RiscvSv48Pte : internal::RiscvPteImpl<internal::Sv48Consts> {
   static constexpr std::string_view kName = "riscv-sv48";
 };
 
 // Sv39: 3 levels, 39-bit virtual addresses, leaves up to 2 MiB as in OSTD's riscv_sv39_mode.
-struct RiscvSv39Pte : riscv_detail::RiscvPteImpl<riscv_detail::Sv39Consts> {
+struct RiscvSv39Pte : internal::RiscvPteImpl<internal::Sv39Consts> {
   static constexpr std::string_view kName = "riscv-sv39";
 };
 

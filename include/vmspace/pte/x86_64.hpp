@@ -66,19 +66,19 @@ struct X86_64Pte {
   // The largest level at which the hardware (and this encoder) accepts a leaf.
   static constexpr PagingLevel kMaxLeafLevel = 3;
 
-  static constexpr std::uint64_t kPresent = pte_detail::bit(0);
-  static constexpr std::uint64_t kWritable = pte_detail::bit(1);
-  static constexpr std::uint64_t kUser = pte_detail::bit(2);
-  static constexpr std::uint64_t kWriteThrough = pte_detail::bit(3);  // PWT
-  static constexpr std::uint64_t kNoCache = pte_detail::bit(4);       // PCD
-  static constexpr std::uint64_t kAccessed = pte_detail::bit(5);
-  static constexpr std::uint64_t kDirty = pte_detail::bit(6);
-  static constexpr std::uint64_t kHuge = pte_detail::bit(7);  // PS; PAT at level 1
-  static constexpr std::uint64_t kGlobal = pte_detail::bit(8);
-  static constexpr std::uint64_t kShared = pte_detail::bit(51);
-  static constexpr std::uint64_t kAvail1 = pte_detail::bit(52);  // OSTD's HIGH_IGN1
-  static constexpr std::uint64_t kAvail2 = pte_detail::bit(53);  // OSTD's HIGH_IGN2
-  static constexpr std::uint64_t kNoExecute = pte_detail::bit(63);
+  static constexpr std::uint64_t kPresent = internal::bit(0);
+  static constexpr std::uint64_t kWritable = internal::bit(1);
+  static constexpr std::uint64_t kUser = internal::bit(2);
+  static constexpr std::uint64_t kWriteThrough = internal::bit(3);  // PWT
+  static constexpr std::uint64_t kNoCache = internal::bit(4);       // PCD
+  static constexpr std::uint64_t kAccessed = internal::bit(5);
+  static constexpr std::uint64_t kDirty = internal::bit(6);
+  static constexpr std::uint64_t kHuge = internal::bit(7);  // PS; PAT at level 1
+  static constexpr std::uint64_t kGlobal = internal::bit(8);
+  static constexpr std::uint64_t kShared = internal::bit(51);
+  static constexpr std::uint64_t kAvail1 = internal::bit(52);  // OSTD's HIGH_IGN1
+  static constexpr std::uint64_t kAvail2 = internal::bit(53);  // OSTD's HIGH_IGN2
+  static constexpr std::uint64_t kNoExecute = internal::bit(63);
 
   static constexpr std::uint64_t kAccessedBit = kAccessed;
   static constexpr std::uint64_t kDirtyBit = kDirty;
@@ -94,11 +94,11 @@ struct X86_64Pte {
 
   // Bits of a leaf's physical address at `level` (the level's address field without SHARED).
   static constexpr std::uint64_t leaf_paddr_mask(PagingLevel level) noexcept {
-    return pte_detail::leaf_addr_mask(level, 51);
+    return internal::leaf_addr_mask(level, 51);
   }
 
   static constexpr bool can_encode(const PageProperty& prop) noexcept {
-    return pte_detail::is_well_formed(prop) && prop.cache != CachePolicy::WriteProtected;
+    return internal::is_well_formed(prop) && prop.cache != CachePolicy::WriteProtected;
   }
 
   // Preconditions (checked in debug builds): see PteFormat in pte.hpp; in addition a leaf's
@@ -110,8 +110,8 @@ struct X86_64Pte {
         VMS_DEBUG_ASSERT(level > 1 && level <= Consts::kNrLevels, "page table at level {}", level);
         VMS_DEBUG_ASSERT((s.paddr & ~kChildPaddrMask) == 0, "bad child paddr {:#x}", s.paddr);
         return (s.paddr & kChildPaddrMask) | kPresent | kWritable | kUser |
-               pte_detail::bits_if(has(s.pt_flags, PageTableFlags::AVAIL1), kAvail1) |
-               pte_detail::bits_if(has(s.pt_flags, PageTableFlags::AVAIL2), kAvail2);
+               internal::bits_if(has(s.pt_flags, PageTableFlags::AVAIL1), kAvail1) |
+               internal::bits_if(has(s.pt_flags, PageTableFlags::AVAIL2), kAvail2);
       }
       case PteScalar::Kind::Mapped: {
         VMS_DEBUG_ASSERT(level >= 1 && level <= kMaxLeafLevel, "leaf at level {}", level);
@@ -121,16 +121,16 @@ struct X86_64Pte {
         const PageFlags f = s.prop.flags;
         const PrivilegedPageFlags p = s.prop.priv_flags;
         return (s.paddr & leaf_paddr_mask(level)) | kHuge |
-               pte_detail::bits_if(has(f, PageFlags::R), kPresent) |
-               pte_detail::bits_if(has(f, PageFlags::W), kWritable) |
-               pte_detail::bits_if(!has(f, PageFlags::X), kNoExecute) |
-               pte_detail::bits_if(has(f, PageFlags::ACCESSED), kAccessed) |
-               pte_detail::bits_if(has(f, PageFlags::DIRTY), kDirty) |
-               pte_detail::bits_if(has(f, PageFlags::AVAIL2), kAvail2) |
-               pte_detail::bits_if(has(p, PrivilegedPageFlags::USER), kUser) |
-               pte_detail::bits_if(has(p, PrivilegedPageFlags::GLOBAL), kGlobal) |
-               pte_detail::bits_if(has(p, PrivilegedPageFlags::AVAIL1), kAvail1) |
-               pte_detail::bits_if(has(p, PrivilegedPageFlags::SHARED), kShared) |
+               internal::bits_if(has(f, PageFlags::R), kPresent) |
+               internal::bits_if(has(f, PageFlags::W), kWritable) |
+               internal::bits_if(!has(f, PageFlags::X), kNoExecute) |
+               internal::bits_if(has(f, PageFlags::ACCESSED), kAccessed) |
+               internal::bits_if(has(f, PageFlags::DIRTY), kDirty) |
+               internal::bits_if(has(f, PageFlags::AVAIL2), kAvail2) |
+               internal::bits_if(has(p, PrivilegedPageFlags::USER), kUser) |
+               internal::bits_if(has(p, PrivilegedPageFlags::GLOBAL), kGlobal) |
+               internal::bits_if(has(p, PrivilegedPageFlags::AVAIL1), kAvail1) |
+               internal::bits_if(has(p, PrivilegedPageFlags::SHARED), kShared) |
                cache_bits(s.prop.cache);
       }
     }
@@ -173,7 +173,7 @@ struct X86_64Pte {
   }
 
   static constexpr PageProperty leaf_prop(std::uint64_t raw) noexcept {
-    auto flag = [raw](std::uint64_t mask, auto f) { return pte_detail::flag_if_set(raw, mask, f); };
+    auto flag = [raw](std::uint64_t mask, auto f) { return internal::flag_if_set(raw, mask, f); };
     const PageFlags flags = flag(kPresent, PageFlags::R) | flag(kWritable, PageFlags::W) |
                             ((raw & kNoExecute) == 0 ? PageFlags::X : PageFlags::None) |
                             flag(kAccessed, PageFlags::ACCESSED) | flag(kDirty, PageFlags::DIRTY) |
