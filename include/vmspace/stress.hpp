@@ -389,7 +389,7 @@ struct StressReport {
   std::uint64_t copies_checked = 0;
   // TLB hits on freed frames seen by the TLB check mode (must be 0).
   std::uint64_t tlb_stale_hits = 0;
-  // TLB flush dispatches that handed frames over.
+  // TLB flush dispatches during the run (tlb_dispatch_stats() difference).
   std::uint64_t tlb_dispatches = 0;
   // Page faults the handler resolved.
   std::uint64_t faults_handled = 0;
