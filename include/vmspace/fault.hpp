@@ -1,4 +1,5 @@
-// User page faults during fallible copies (OSTD `mm/fault`, reference/ostd-mm.md §2.20).
+// User page faults during fallible copies (OSTD `ostd/src/arch/x86/trap/mod.rs`,
+// `inject_user_page_fault_handler`).
 //
 // When a VmReader<Fallible>/VmWriter<Fallible> access finds no usable translation (not mapped,
 // or mapped without the needed permission), the library calls the injected user page-fault
