@@ -40,6 +40,7 @@ struct BootConfig {
 
   // The largest CPU count a machine may have.
   static constexpr std::uint32_t kMaxCpus = 1024;
+  // The smallest emulated physical memory boot accepts: 4 MiB.
   static constexpr std::uint64_t kMinPhysMemBytes = std::uint64_t{4} << 20;
   // Boot initialises every frame's 64-byte metadata slot eagerly, which writes 1/64 of the
   // physical size: the 64 GiB maximum costs 1 GiB of metadata writes (and that much resident

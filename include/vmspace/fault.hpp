@@ -29,10 +29,13 @@ class VmSpace;
 // copy never executes, so the injected handler sees Execute only if a client passes it on).
 enum class PageFaultAccess : std::uint8_t { Read, Write, Execute };
 
+// What the user page-fault handler is told about one fault. `space` keeps the faulting space alive
+// for the duration of the call.
 struct PageFaultInfo {
   std::shared_ptr<VmSpace> space;  // the space active on the faulting CPU
   Vaddr address;                   // the faulting address (not rounded)
   PageFaultAccess access;          // Read, Write or Execute (instruction fetch)
+  // The emulated CPU the faulting thread was bound to.
   CpuId cpu;
 };
 
@@ -45,11 +48,14 @@ using UserPageFaultHandler = std::function<Result<void>(const PageFaultInfo&)>;
 // it started with.
 UserPageFaultHandler inject_user_page_fault_handler(UserPageFaultHandler handler);
 
+// Process-wide counters of user page faults since start-up, read by fault_stats().
 struct FaultStats {
   std::uint64_t handled = 0;     // faults the handler resolved
   std::uint64_t unresolved = 0;  // faults that ended a copy with PageFault
   std::uint64_t refused = 0;     // kernel addresses, unbound threads, no handler
 };
+// A snapshot of the fault counters. Each counter is read on its own (relaxed), so under concurrent
+// faults the three values need not be from one instant; every counter only grows. Thread-safe.
 FaultStats fault_stats() noexcept;
 
 // A handler that keeps returning success without making the access possible would retry

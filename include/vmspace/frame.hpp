@@ -41,7 +41,9 @@ using UFrame = Frame<AnyUFrameMeta>;
 
 // A fill_zeros that failed: why, and how many bytes were zeroed before it stopped.
 struct FillError {
+  // Why the fill stopped.
   Error error;
+  // Bytes zeroed before it stopped, from the start of the range.
   std::size_t filled;
 };
 

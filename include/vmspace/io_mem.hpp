@@ -16,14 +16,19 @@
 
 namespace vmspace {
 
+// A shared claim on a range of device physical memory, for VmSpace::map_iomem. Copies share one
+// claim; the range is released when the last copy is dropped.
 class IoMem {
  public:
   // Claims `range`. Errors: InvalidArgs if it is empty or not 4 KiB-aligned at both ends;
   // AccessDenied if it overlaps emulated RAM or a range claimed by a live IoMem.
   static Result<IoMem> acquire(PaRange range);
 
+  // First physical address of the claimed range.
   Paddr paddr() const noexcept { return range_.start; }
+  // Length of the claimed range in bytes (a multiple of 4 KiB).
   std::size_t size() const noexcept { return static_cast<std::size_t>(range_.end - range_.start); }
+  // The claimed range [paddr(), paddr() + size()).
   PaRange paddr_range() const noexcept { return range_; }
 
   // Same claim (not merely the same addresses).

@@ -26,21 +26,30 @@ namespace vmspace {
 // Kernel tables track frames of any metadata type, base pages only.
 template <>
 struct TrackedMemory<DynFrame> {
+  // Always 1: a kernel frame is mapped as one 4 KiB leaf.
   static PagingLevel level(const DynFrame&) noexcept { return 1; }
+  // Takes back the frame reference a leaf at `pa` owns. Precondition: into_raw leaked it into the
+  // PTE.
   static DynFrame from_raw(Paddr pa, PagingLevel) noexcept { return DynFrame::from_raw(pa); }
 };
 
 // An owned kernel mapping (KernelItem::tracked(frame, prop), KernelItem::untracked(pa, level,
 // prop)) and its borrowed view.
 using KernelItem = PtItem<DynFrame>;
+// A borrowed view of a kernel mapping, valid while its PTE stays.
 using KernelItemRef = PtItemRef<DynFrame>;
 
 // AVAIL1 marks tracked items, the opposite of UserPtConfig.
 struct KernelPtConfig : PtItemCodec<DynFrame, Avail1Marks::Tracked> {
+  // Kernel tables use the x86-64 entry format.
   using Pte = X86_64Pte;
+  // The upper half of the root (entries 256..511): kernel space.
   static constexpr std::size_t kTopLevelIndexStart = 256;
+  // End (exclusive) of the root entries kernel tables manage.
   static constexpr std::size_t kTopLevelIndexEnd = 512;
+  // Root entries are never removed: user tables share the level-3 nodes under them.
   static constexpr bool kTopLevelCanUnmap = false;
+  // Leaves up to 2 MiB.
   static constexpr PagingLevel kHighestTranslationLevel = Pte::Consts::kHighestTranslationLevel;
 };
 static_assert(PageTableConfig<KernelPtConfig>);

@@ -54,9 +54,14 @@ enum class CachePolicy : std::uint8_t {
   Writeback,
 };
 
+// How a page is mapped (OSTD `ostd/src/mm/page_prop.rs`, `PageProperty`): access flags, cache
+// policy and the privileged bits only the library and kernels set.
 struct PageProperty {
+  // Access permissions and the ACCESSED/DIRTY/AVAIL2 bits.
   PageFlags flags = PageFlags::None;
+  // Memory type of the mapping.
   CachePolicy cache = CachePolicy::Writeback;
+  // USER, GLOBAL, SHARED and AVAIL1; user mappings get USER only.
   PrivilegedPageFlags priv_flags = PrivilegedPageFlags::None;
 
   // A user mapping: USER is set, every other privileged bit clear (OSTD's only public
@@ -73,9 +78,13 @@ struct PageProperty {
   friend constexpr bool operator==(const PageProperty&, const PageProperty&) = default;
 };
 
+// Prints the set flags by name (for messages and test failures).
 std::ostream& operator<<(std::ostream& os, PageFlags f);
+// Prints the set privileged flags by name.
 std::ostream& operator<<(std::ostream& os, PrivilegedPageFlags f);
+// Prints the policy's name.
 std::ostream& operator<<(std::ostream& os, CachePolicy c);
+// Prints flags, cache policy and privileged flags.
 std::ostream& operator<<(std::ostream& os, const PageProperty& p);
 
 }  // namespace vmspace

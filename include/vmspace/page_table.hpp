@@ -34,7 +34,9 @@ namespace vmspace {
 template <PageTableConfig C>
 class PageTable {
  public:
+  // The owned item type leaves hold (C::Item).
   using Item = typename C::Item;
+  // The paging constants of the table's PTE format.
   using Consts = ConstsOf<C>;
 
   // A table with an empty root. Errors: NoMemory.
@@ -44,7 +46,10 @@ class PageTable {
     return PageTable(PageTableNode<C>::from_raw(*root));
   }
 
+  // Moves ownership of the tree; the moved-from table owns nothing and may only be destroyed or
+  // assigned to.
   PageTable(PageTable&&) noexcept = default;
+  // Move assignment: drops the target's tree first, under the destructor's precondition.
   PageTable& operator=(PageTable&&) noexcept = default;
   PageTable(const PageTable&) = delete;
   PageTable& operator=(const PageTable&) = delete;
@@ -52,7 +57,10 @@ class PageTable {
   // CPU can still walk it (VmSpace guarantees both).
   ~PageTable() = default;
 
+  // Physical address of the root node (what a CPU translating through this table loads).
   Paddr root_paddr() const noexcept { return root_.paddr(); }
+  // The root node handle, for walks and invariant checks; changing the tree goes through cursors
+  // only.
   const PageTableNode<C>& root_node() const noexcept { return root_; }
 
   // A read-only cursor over `va`, blocking while an overlapping cursor lives.
@@ -66,11 +74,14 @@ class PageTable {
   Result<Cursor<C>, PageTableError> try_cursor(const DisabledPreemptGuard& guard, VaRange va) const {
     return Cursor<C>::create(*this, guard, va, internal::LockWait::Try);
   }
+  // A cursor that may map, unmap and protect in `va`; same locking, blocking, errors and guard rule
+  // as cursor().
   Result<CursorMut<C>, PageTableError> cursor_mut(const DisabledPreemptGuard& guard, VaRange va) const {
     auto c = Cursor<C>::create(*this, guard, va, internal::LockWait::Block);
     if (!c) return err(c.error());
     return CursorMut<C>(std::move(*c));
   }
+  // As cursor_mut(), but fails with WouldBlock instead of waiting.
   Result<CursorMut<C>, PageTableError> try_cursor_mut(const DisabledPreemptGuard& guard,
                                                       VaRange va) const {
     auto c = Cursor<C>::create(*this, guard, va, internal::LockWait::Try);

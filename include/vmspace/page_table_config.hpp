@@ -22,8 +22,11 @@ namespace vmspace {
 
 // The raw form of a mapped item: what one leaf PTE records.
 struct RawItem {
+  // Physical base of the mapped page.
   Paddr paddr = 0;
+  // Level of the leaf (its size is page_size(level)).
   PagingLevel level = 1;
+  // The property as the PTE holds it, including the AVAIL1 tracking marker.
   PageProperty prop{};
   friend constexpr bool operator==(const RawItem&, const RawItem&) = default;
 };
@@ -58,9 +61,11 @@ concept PageTableConfig =
     (C::kHighestTranslationLevel >= 1) && (C::kHighestTranslationLevel <= C::Pte::Consts::kNrLevels);
 
 template <PageTableConfig C>
+// The paging constants of config C (those of its PTE format).
 using ConstsOf = typename C::Pte::Consts;
 
 template <PageTableConfig C>
+// Number of levels of config C's tables (the root's level).
 inline constexpr PagingLevel kNrLevelsOf = ConstsOf<C>::kNrLevels;
 
 // Why a page-table operation failed. The page-table layer reports these; VmSpace folds most of
@@ -79,7 +84,9 @@ enum class PageTableError : std::uint8_t {
   TooManyTables,      // the thread holds cursors on too many page tables at once (16)
 };
 
+// Prints to_string(e).
 std::ostream& operator<<(std::ostream& os, PageTableError e);
+// The enumerator's name, e.g. "AlreadyMapped".
 const char* to_string(PageTableError e) noexcept;
 
 // The error a VmSpace-level caller sees for a page-table error.
@@ -128,10 +135,14 @@ constexpr bool is_canonical_vaddr(Vaddr va) noexcept {
 // The inclusive virtual-address range [first, last] a config manages.
 template <PageTableConfig C>
 struct VaddrBounds {
+  // First managed address (sign-extended where the format requires).
   Vaddr first;
+  // Last managed address (inclusive, so a range can end at 2^64).
   Vaddr last;
 };
 template <PageTableConfig C>
+// The bounds of config C: the addresses its root entries [kTopLevelIndexStart, kTopLevelIndexEnd)
+// cover.
 constexpr VaddrBounds<C> vaddr_bounds() noexcept {
   using K = ConstsOf<C>;
   constexpr unsigned shift = 12u + 9u * (K::kNrLevels - 1u);

@@ -56,22 +56,31 @@ constexpr std::size_t pte_index(Vaddr va, PagingLevel level) noexcept {
 
 // The arch-neutral value of one PTE. An all-zero raw entry is always Absent.
 struct PteScalar {
+  // What the entry holds: nothing, a child node, or a leaf mapping.
   enum class Kind : std::uint8_t { Absent, PageTable, Mapped };
 
+  // Which of the fields below are meaningful.
   Kind kind = Kind::Absent;
   Paddr paddr = 0;                                 // PageTable: child node; Mapped: page base
   PageTableFlags pt_flags = PageTableFlags::None;  // PageTable only
   PageProperty prop{};                             // Mapped only
 
+  // The empty entry.
   static constexpr PteScalar absent() noexcept { return {}; }
+  // An entry pointing at the child node at `pa` (4 KiB-aligned).
   static constexpr PteScalar page_table(Paddr pa, PageTableFlags flags) noexcept {
     return PteScalar{Kind::PageTable, pa, flags, {}};
   }
+  // A leaf mapping the page at `pa` (aligned to the page size of the level it is written at) with
+  // `prop`.
   static constexpr PteScalar mapped(Paddr pa, PageProperty prop) noexcept {
     return PteScalar{Kind::Mapped, pa, PageTableFlags::None, prop};
   }
+  // kind == Absent.
   constexpr bool is_absent() const noexcept { return kind == Kind::Absent; }
+  // kind == PageTable.
   constexpr bool is_page_table() const noexcept { return kind == Kind::PageTable; }
+  // kind == Mapped.
   constexpr bool is_mapped() const noexcept { return kind == Kind::Mapped; }
 
   friend constexpr bool operator==(const PteScalar& a, const PteScalar& b) noexcept {
@@ -85,6 +94,7 @@ struct PteScalar {
   }
 };
 
+// Prints the entry for messages and test failures, e.g. the kind, address and property.
 std::ostream& operator<<(std::ostream& os, const PteScalar& s);
 
 // A hardware PTE format. All functions are pure and total over their documented domain;

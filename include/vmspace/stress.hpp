@@ -77,7 +77,9 @@ namespace vmspace::stress {
 //   Mixed          all of the above plus a region that straddles a top-level (512 GiB) entry,
 //                  nested cursor attempts and more copies and activations.
 enum class Profile : std::uint8_t { Disjoint, LeafContended, Overlapping, Mixed };
+// The profile's name: "disjoint", "leaf-contended", "overlapping" or "mixed".
 const char* to_string(Profile p) noexcept;
+// The profile called `name` (as to_string spells it), or nullopt if there is none.
 std::optional<Profile> parse_profile(std::string_view name) noexcept;
 
 // What the engine counts. Every kind but Fault draws tickets; Fault counts page-fault handler
@@ -85,24 +87,33 @@ std::optional<Profile> parse_profile(std::string_view name) noexcept;
 enum class OpKind : std::uint8_t {
   Open,        // cursor creation (read-only or mutable)
   OpenNested,  // cursor creation while the thread holds a cursor in the same space
+  // Cursor query.
   Query,
+  // Cursor find_next.
   FindNext,
+  // Cursor jump.
   Jump,
   Map,      // 4 KiB frame
   MapHuge,  // 2 MiB segment
+  // Cursor unmap.
   Unmap,
   Protect,  // protect_next + TLB flush of the changed range
   Read,     // fallible copy from user memory
   Write,    // fallible copy into user memory
+  // Activation or deactivation of a space on the worker's CPU.
   Activate,
+  // Page-fault handler invocation (draws no ticket).
   Fault,
   Custom,  // StressOptions::custom_op invocations
 };
+// Number of OpKind values (the rows of StressReport::counts).
 inline constexpr std::size_t kOpKinds = 14;
+// The kind's name as reports print it.
 const char* to_string(OpKind k) noexcept;
 
 // Outcome columns of the counters: 0 = success, 1 + static_cast<int>(Error) otherwise.
 inline constexpr std::size_t kOutcomes = 1 + 11;
+// The outcome column for a result: 0 for success (nullopt), 1 + the error's value otherwise.
 constexpr std::size_t outcome_index(std::optional<Error> e) noexcept {
   return e ? 1 + static_cast<std::size_t>(*e) : 0;
 }
@@ -112,22 +123,35 @@ struct OpMix {
   // Top-level actions, chosen when the worker holds nothing.
   unsigned mut_session = 6;  // open a CursorMut and run operations in it
   unsigned ro_session = 2;   // open a Cursor and run query/find_next/jump in it
+  // Fallible copy out of the active space.
   unsigned read = 1;
+  // Fallible copy into the active space.
   unsigned write = 1;
+  // Activate a random space (or none) on the worker's CPU.
   unsigned activate = 1;
   unsigned custom = 0;  // StressOptions::custom_op
   // Operations inside a session (read-only sessions use the first three).
+  // Cursor query.
   unsigned query = 3;
+  // Cursor find_next.
   unsigned find_next = 2;
+  // Cursor jump inside the locked range.
   unsigned jump = 2;
+  // Map a fresh 4 KiB frame.
   unsigned map = 6;
+  // Map a fresh 2 MiB segment.
   unsigned map_huge = 1;
+  // Unmap a random length.
   unsigned unmap = 4;
+  // protect_next over a random length with a random ProtectChange.
   unsigned protect = 3;
+  // Upper bound on the operations of one session (the count is drawn uniformly from 1 to this). Not
+  // a weight.
   unsigned max_ops_per_session = 6;
   // Chance per session of a nested cursor attempt in the same space (must fail when it
   // overlaps), and chance per operation of deliberately bad arguments.
   double p_nested = 0.0;
+  // Probability that an operation gets deliberately invalid arguments.
   double p_invalid = 0.02;
   // Chance that a session uses try_cursor/try_cursor_mut instead of blocking.
   double p_try = 0.05;
@@ -135,8 +159,11 @@ struct OpMix {
 // The mix each profile uses unless StressOptions::mix overrides it.
 OpMix default_mix(Profile p) noexcept;
 
+// A named address range of every space that the profiles open cursors over.
 struct Region {
+  // Static name, e.g. "leaf" or "disjoint.3".
   const char* name;
+  // The addresses, page-aligned.
   VaRange range;
 };
 // The address regions of every space for `threads` workers: "disjoint.<i>" slots, "leaf",
@@ -149,10 +176,14 @@ bool demand_mappable(Vaddr va, unsigned threads) noexcept;
 // A protect_next operation the model can replay: flags = (flags & ~clear) | set, then the cache
 // policy is replaced if one is given.
 struct ProtectChange {
+  // Flags to turn on.
   PageFlags set = PageFlags::None;
+  // Flags to turn off (applied before `set`).
   PageFlags clear = PageFlags::None;
+  // New cache policy, or nullopt to keep the current one.
   std::optional<CachePolicy> cache;
 
+  // Applies the change to one property; both the real protect_next and the model's replay use it.
   void apply(PageFlags& flags, CachePolicy& cache_policy) const noexcept {
     flags = (flags & ~clear) | set;
     if (cache) cache_policy = *cache;
@@ -168,19 +199,30 @@ class Worker;
 // ticket while the cursor is held and is replayed on the model at the next quiescent point.
 class StressCursor {
  public:
+  // Whether this is a CursorMut (map, unmap and protect are allowed).
   bool is_mut() const noexcept { return mut_ != nullptr; }
+  // Index of the space the cursor is in.
   std::size_t space() const noexcept { return space_; }
+  // The cursor's current address (not recorded).
   Vaddr virt_addr() const noexcept;
+  // The locked range the cursor was opened over.
   VaRange range() const noexcept;
 
+  // Recorded VmSpace::Cursor::query, with the same results and errors.
   Result<std::pair<VaRange, std::optional<VmQueriedItem>>> query();
+  // Recorded VmSpace::Cursor::find_next, with the same results and errors.
   Result<std::optional<Vaddr>> find_next(std::size_t len);
+  // Recorded VmSpace::Cursor::jump, with the same results and errors.
   Result<void> jump(Vaddr va);
   // Allocate a zeroed 4 KiB frame / 2 MiB segment and map it at virt_addr(). The frame goes
   // back to the allocator on error. Errors as VmSpace::CursorMut::map; NoMemory if the
   // allocation fails (not recorded); InvalidArgs on a read-only cursor (not recorded).
   Result<void> map_frame(PageProperty prop);
+  // The 2 MiB form of map_frame (VmSpace::CursorMut::map_segment of a fresh zeroed segment), with
+  // the same error rules.
   Result<void> map_huge(PageProperty prop);
+  // Recorded VmSpace::CursorMut::unmap, with the same results and errors; InvalidArgs on a
+  // read-only cursor (not recorded).
   Result<std::size_t> unmap(std::size_t len);
   // protect_next, then a TLB flush of the changed range dispatched before returning (so the
   // new permissions hold on every CPU once the operation is recorded).
@@ -199,16 +241,25 @@ class StressCursor {
   VmSpace::CursorMut* mut_;
 };
 
+// Which cursor StressContext::with_cursor opens.
 enum class CursorKind : std::uint8_t { ReadOnly, Mutable };
+// Whether StressContext::with_cursor waits for the range lock (Block) or uses
+// try_cursor/try_cursor_mut (Try).
 enum class LockMode : std::uint8_t { Block, Try };
 
 // What a worker (or a hook running on it) uses to act on the spaces with recording.
 class StressContext {
  public:
+  // The worker's index, 0 .. threads - 1.
   unsigned thread_index() const noexcept;
+  // The emulated CPU the worker is bound to.
   CpuId cpu() const noexcept;
+  // The worker's random generator, seeded from StressOptions::seed and the worker index.
   std::mt19937_64& rng() noexcept;
+  // Number of spaces in the run.
   std::size_t num_spaces() const noexcept;
+  // Space `i` of the run; precondition i < num_spaces(). Acting on it directly bypasses the
+  // recording, so the replay will not know about it.
   VmSpace& space(std::size_t i) const noexcept;
   // The index of `s` among the run's spaces.
   std::optional<std::size_t> space_index(const VmSpace& s) const noexcept;
@@ -224,7 +275,9 @@ class StressContext {
   Result<void> with_cursor(std::size_t i, VaRange range, CursorKind kind, LockMode mode,
                            const std::function<void(StressCursor&)>& body);
 
+  // What a recorded copy achieved.
   struct CopyResult {
+    // Bytes copied before the copy finished or stopped.
     std::size_t copied = 0;
     bool faulted = false;  // stopped early at an unresolved fault
   };
@@ -232,6 +285,7 @@ class StressContext {
   // multiples of 8 and len at most 64 KiB. Errors: InvalidArgs (alignment, length), AccessDenied
   // (no active space, or the range leaves user space).
   Result<CopyResult> read(Vaddr va, std::size_t len);
+  // The writing counterpart of read, with the same rules; it writes the checkable word pattern.
   Result<CopyResult> write(Vaddr va, std::size_t len);
 
  private:
@@ -246,30 +300,38 @@ using FaultHook = std::function<Result<void>(StressContext& ctx, const PageFault
 // A user operation, chosen with weight OpMix::custom when the worker holds nothing.
 using CustomOp = std::function<void(StressContext& ctx)>;
 
+// How a report is printed: StressReport::to_text or StressReport::to_json.
 enum class OutputFormat : std::uint8_t { Text, Json };
 
 struct StressReport;
 
+// What run() and run_forked() do. Out-of-range values are reported in StressReport::setup_error,
+// and nothing runs then.
 struct StressOptions {
   unsigned threads = 4;  // 1..255
   unsigned spaces = 2;   // 1..64
   double seconds = 5.0;  // run time, unless `ops` is set
   std::uint64_t ops = 0; // stop after about this many operations instead (0: use seconds)
+  // Seed of the workers' random generators.
   std::uint64_t seed = 1;
+  // Which address ranges the workers use.
   Profile profile = Profile::Mixed;
   std::optional<OpMix> mix;  // default: default_mix(profile)
 
   // Quiescent checkpoints: every `checkpoint_ops` operations or `checkpoint_ms`, whichever
   // comes first, and once at the end.
   std::uint64_t checkpoint_ops = 200'000;
+  // Milliseconds between checkpoints (see checkpoint_ops).
   double checkpoint_ms = 250;
   // Deadlock watchdog: no operation completing for this long fails the run.
   double watchdog_seconds = 10;
+  // End the run at the first checkpoint that finds a violation.
   bool stop_on_violation = true;
   std::size_t max_violations = 20;  // descriptions kept (all are counted)
   double minimize_seconds = 10;     // time budget for the shortest-history search
 
   FaultHook fault_hook;  // empty: the default demand-paging handler
+  // Chosen with weight OpMix::custom; empty disables it.
   CustomOp custom_op;
 
   // Deliberate faults (mutation builds only; run() refuses anything else in other builds).
@@ -282,6 +344,7 @@ struct StressOptions {
   std::function<void(const StressReport&)> on_deadlock;
 };
 
+// One failed check.
 struct StressViolation {
   std::string kind;         // e.g. "serializability", "refinement", "copy", "invariant"
   std::string description;  // readable, with tickets, addresses and both results
@@ -296,35 +359,52 @@ struct FailingHistory {
   bool minimal = false;               // ddmin finished (1-minimal) within the time budget
 };
 
+// Everything a run measured and found; passed() is the verdict.
 struct StressReport {
   // The configuration that ran.
+  // The profile.
   Profile profile = Profile::Mixed;
+  // Number of worker threads.
   unsigned threads = 0;
+  // Number of spaces.
   unsigned spaces = 0;
+  // The seed.
   std::uint64_t seed = 0;
+  // The deliberate fault the run was built with (None normally).
   vmspace::internal::Mutation mutation = vmspace::internal::Mutation::None;
 
   // counts[kind][outcome_index(error)]
   std::array<std::array<std::uint64_t, kOutcomes>, kOpKinds> counts{};
   std::uint64_t total_ops = 0;  // sum of counts except Fault
+  // Wall time of the run, in seconds.
   double seconds = 0;
+  // total_ops / seconds.
   double ops_per_second = 0;
+  // Quiescent checkpoints done (including the final one).
   std::uint64_t checkpoints = 0;
   double check_seconds = 0;  // time the workers spent parked for checkpoints (part of `seconds`)
+  // Cursor records replayed on the model.
   std::uint64_t records_replayed = 0;
+  // Copies whose data and stopping point were checked.
   std::uint64_t copies_checked = 0;
+  // TLB hits on freed frames seen by the TLB check mode (must be 0).
   std::uint64_t tlb_stale_hits = 0;
+  // TLB flush dispatches during the run (tlb_dispatch_stats() difference).
   std::uint64_t tlb_dispatches = 0;
+  // Page faults the handler resolved.
   std::uint64_t faults_handled = 0;
   std::uint64_t faults_refused = 0;  // unresolved + refused by the library
   std::int64_t leaked_bytes = 0;     // free bytes before the run minus after
 
   std::vector<StressViolation> violations;  // the first max_violations
+  // Violations found, including those not kept in `violations`.
   std::uint64_t violations_total = 0;
+  // The shortest failing history, when a serializability violation was found and the search ran.
   std::optional<FailingHistory> history;
   // Set when the run could not start (bad options, machine too small); no checks ran.
   std::string setup_error;
 
+  // The verdict: the run started and no check failed.
   bool passed() const noexcept { return setup_error.empty() && violations_total == 0; }
   std::uint64_t count(OpKind k) const noexcept;     // all outcomes
   std::uint64_t count_ok(OpKind k) const noexcept;  // successes

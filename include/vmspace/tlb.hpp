@@ -27,6 +27,7 @@ class TlbFlushOp {
  public:
   static constexpr std::size_t kFlushAllThreshold = 32;  // pages
 
+  // Every non-global entry of the TLB.
   static constexpr TlbFlushOp for_all() noexcept { return TlbFlushOp(kAll); }
   // One page; `va` is rounded down to its page.
   static constexpr TlbFlushOp for_single(Vaddr va) noexcept {
@@ -36,7 +37,9 @@ class TlbFlushOp {
   // empty (OSTD panics).
   static Result<TlbFlushOp> for_range(VaRange range) noexcept;
 
+  // Whether this flushes every non-global entry.
   bool is_all() const noexcept { return raw_ == kAll; }
+  // First page flushed (meaningless for is_all()).
   Vaddr start() const noexcept { return raw_ & ~kNpagesMask; }
   // Pages covered (meaningless for is_all()).
   std::size_t num_pages() const noexcept { return static_cast<std::size_t>(raw_ & kNpagesMask); }
@@ -58,8 +61,13 @@ class TlbFlushOp {
 // grace period only — as in OSTD; callers that unmapped something must dispatch first.
 class TlbFlusher {
  public:
+  // A flusher with nothing queued that will flush the CPUs in `targets` (read at each dispatch).
+  // `targets` must outlive the flusher.
   explicit TlbFlusher(const AtomicCpuSet& targets) noexcept : targets_(&targets) {}
+  // Moves the queued operations and kept frames into the new flusher; the moved-from flusher
+  // may only be destroyed or assigned to.
   TlbFlusher(TlbFlusher&&) noexcept = default;
+  // Move assignment; whatever the target had queued is dropped as by the destructor.
   TlbFlusher& operator=(TlbFlusher&&) noexcept = default;
   TlbFlusher(const TlbFlusher&) = delete;
   TlbFlusher& operator=(const TlbFlusher&) = delete;
@@ -79,6 +87,7 @@ class TlbFlusher {
   // once; it exists so kernels written against OSTD's asynchronous API keep their shape.
   void sync_tlb_flush() noexcept {}
 
+  // Whether anything (an operation or a kept frame) is waiting for dispatch_tlb_flush.
   bool has_pending() const noexcept { return flush_all_ || !ops_.empty() || !kept_.empty(); }
 
  private:
@@ -93,12 +102,15 @@ class TlbFlusher {
 
 // Per-CPU TLB counters (approximate under concurrency).
 struct TlbStats {
+  // Lookups served from the TLB.
   std::uint64_t hits = 0;
   std::uint64_t misses = 0;            // lookups that walked the page table
   std::uint64_t single_flushes = 0;    // pages invalidated by single/range operations
   std::uint64_t full_flushes = 0;      // whole-TLB invalidations (flush-all, activation)
   std::uint64_t stale_frame_hits = 0;  // checking mode: hits whose frame was freed since fill
 };
+// The counters of `cpu`. Boots the machine with defaults if it is not booted; `cpu` must be one of
+// its CPUs.
 TlbStats tlb_stats(CpuId cpu);
 
 // Global TLB-shootdown counters.
@@ -107,6 +119,7 @@ struct TlbDispatchStats {
   std::uint64_t cpu_flushes = 0;       // per-target-CPU invalidations performed
   std::uint64_t frames_kept = 0;       // frames handed to RCU after a flush
 };
+// The shootdown counters since start-up (each read on its own, relaxed; they only grow).
 TlbDispatchStats tlb_dispatch_stats() noexcept;
 
 // Checking mode: every TLB hit also checks that the frame it translates to has not been freed
@@ -114,7 +127,10 @@ TlbDispatchStats tlb_dispatch_stats() noexcept;
 // level and counted in TlbStats::stale_frame_hits; with kAbort the process aborts instead.
 // Off by default; the environment variable VMSPACE_TLB_CHECK=1 (or =abort) turns it on.
 enum class TlbCheckMode : std::uint8_t { Off, Count, Abort };
+// Switches the checking mode for all CPUs; takes effect for lookups that start afterwards.
+// Thread-safe.
 void set_tlb_check_mode(TlbCheckMode mode) noexcept;
+// The current checking mode.
 TlbCheckMode tlb_check_mode() noexcept;
 // Total stale hits detected on all CPUs.
 std::uint64_t tlb_stale_hits() noexcept;
@@ -135,7 +151,9 @@ std::vector<TlbEntryInfo> tlb_entries(CpuId cpu);
 
 // The number of distinct entries a CPU's TLB can hold.
 inline constexpr std::size_t kTlbSets = 64;
+// Associativity: entries per set (a set is chosen by the page number).
 inline constexpr std::size_t kTlbWays = 4;
+// Total capacity: kTlbSets * kTlbWays.
 inline constexpr std::size_t kTlbEntries = kTlbSets * kTlbWays;
 
 }  // namespace vmspace

@@ -35,7 +35,11 @@ constexpr PagingLevel level_of_size(std::uint64_t bytes) noexcept {
 // leaf; a huge leaf's pieces each take back one frame of it.
 template <>
 struct TrackedMemory<USegment> {
+  // The leaf level `segment` maps as: 1 for 4 KiB, 2 for 2 MiB, 0 for other sizes (cannot be one
+  // leaf).
   static PagingLevel level(const USegment& segment) noexcept { return level_of_size(segment.size()); }
+  // Takes back the page_size(level) bytes at `pa` that a leaf owns (one reference per frame).
+  // Precondition: those references were leaked into the PTE by into_raw.
   static USegment from_raw(Paddr pa, PagingLevel level) noexcept {
     const std::uint64_t size = std::uint64_t{kPageSize} << (9u * (level - 1u));
     return USegment::from_raw(PaRange{pa, pa + size});
@@ -50,10 +54,15 @@ using UserItemRef = PtItemRef<USegment>;
 
 // AVAIL1 marks untracked items, as in OSTD.
 struct UserPtConfig : PtItemCodec<USegment, Avail1Marks::Untracked> {
+  // User tables use the x86-64 entry format.
   using Pte = X86_64Pte;
+  // The lower half of the root (entries 0..255): user space.
   static constexpr std::size_t kTopLevelIndexStart = 0;
+  // End (exclusive) of the root entries user tables manage.
   static constexpr std::size_t kTopLevelIndexEnd = 256;
+  // Root entries of user tables may be removed (unmapping frees whole sub-trees).
   static constexpr bool kTopLevelCanUnmap = true;
+  // Leaves up to 2 MiB.
   static constexpr PagingLevel kHighestTranslationLevel = Pte::Consts::kHighestTranslationLevel;
 };
 static_assert(PageTableConfig<UserPtConfig>);

@@ -40,7 +40,9 @@ namespace vmspace {
 
 // What a cursor finds at its address (OSTD's VmQueriedItem).
 struct VmQueriedItem {
+  // Tracked RAM (a frame) or untracked device memory (an IoMem).
   enum class Kind : std::uint8_t { MappedRam, MappedIoMem };
+  // Which of the two is mapped.
   Kind kind;
   // MappedRam: the first frame of the mapping (borrowed; valid while the cursor lives).
   std::optional<FrameRef<AnyUFrameMeta>> frame;
@@ -49,6 +51,7 @@ struct VmQueriedItem {
   PagingLevel level;  // 1 for 4 KiB mappings, 2 for 2 MiB ones
   PageProperty prop;  // as mapped (USER set; AVAIL1 never shown)
 
+  // The mapping's property (OSTD's accessor name).
   const PageProperty& property() const noexcept { return prop; }
 };
 
@@ -60,6 +63,10 @@ std::optional<PageTableError> last_page_table_error() noexcept;
 // kernel table's root when none is active (also for unbound threads).
 Paddr current_page_table_paddr() noexcept;
 
+// A user address space (OSTD `ostd/src/mm/vm_space.rs`, `VmSpace`): a user page table that shares
+// the kernel half, the set of CPUs it is active on, and the I/O memory mapped into it. Always held
+// by shared_ptr (create()). All members are thread-safe; mappings change only through cursors,
+// which lock the ranges they cover.
 class VmSpace : public std::enable_shared_from_this<VmSpace> {
  public:
   class Cursor;
@@ -82,7 +89,9 @@ class VmSpace : public std::enable_shared_from_this<VmSpace> {
   Result<Cursor> cursor(const DisabledPreemptGuard& guard, VaRange range) const;
   // As cursor(), but WouldBlock instead of waiting for another thread's cursor.
   Result<Cursor> try_cursor(const DisabledPreemptGuard& guard, VaRange range) const;
+  // A cursor that may change mappings in `range`; same locking, blocking and errors as cursor().
   Result<CursorMut> cursor_mut(const DisabledPreemptGuard& guard, VaRange range) const;
+  // As cursor_mut(), but WouldBlock instead of waiting for another thread's cursor.
   Result<CursorMut> try_cursor_mut(const DisabledPreemptGuard& guard, VaRange range) const;
 
   // Makes this the calling CPU's user address space: adds the CPU to the space's CPU set,
@@ -103,6 +112,7 @@ class VmSpace : public std::enable_shared_from_this<VmSpace> {
   // kernel that wants NULL checks never maps it). The vostd success condition excludes both,
   // but the spec is one-directional there and OSTD's code accepts them too.
   Result<VmReader<Fallible>> reader(Vaddr vaddr, std::size_t len) const;
+  // The writing counterpart of reader(), with the same checks and errors.
   Result<VmWriter<Fallible>> writer(Vaddr vaddr, std::size_t len) const;
   // Both over the same range (e.g. for atomic_compare_exchange), with one check.
   Result<std::pair<VmReader<Fallible>, VmWriter<Fallible>>> reader_writer(Vaddr vaddr,
@@ -110,9 +120,11 @@ class VmSpace : public std::enable_shared_from_this<VmSpace> {
 
   // The user page table (for walks, checks and tests; mutate it only through cursors).
   const PageTable<UserPtConfig>& page_table() const noexcept { return pt_; }
+  // Physical address of the user page table's root (what activate() loads into the CPU).
   Paddr root_paddr() const noexcept { return pt_.root_paddr(); }
   // The CPUs this space is active on (a superset of the CPUs that may cache its translations).
   CpuSet active_cpus() const { return cpus_.load(std::memory_order_acquire); }
+  // The live set behind active_cpus(), the target set of this space's TLB flushers.
   const AtomicCpuSet& cpu_set() const noexcept { return cpus_; }
 
   // The IoMem mapped into this space containing `paddr`, and the offset of `paddr` in it.
@@ -144,7 +156,9 @@ class VmSpace::Cursor {
   Result<std::optional<Vaddr>> find_next(std::size_t len);
   // Errors: InvalidArgs if va is unaligned; AccessDenied if va is outside [start, end).
   Result<void> jump(Vaddr va);
+  // The cursor's current address.
   Vaddr virt_addr() const noexcept { return inner_.virt_addr(); }
+  // The range the cursor was created over (and keeps locked).
   VaRange range() const noexcept { return inner_.locked_range(); }
 
  protected:
@@ -241,10 +255,17 @@ class VmSpace::CursorMut : public VmSpace::Cursor {
   // moves past it. nullopt when nothing is mapped there (the cursor sits at the window end).
   // Errors: InvalidArgs if len is unaligned or goes past the range end.
   struct AccessedDirty {
+    // The whole range of the mapping (its size-aligned extent).
     VaRange range;
+    // The MMU set ACCESSED since it was last cleared.
     bool accessed;
+    // The MMU set DIRTY since it was last cleared.
     bool dirty;
   };
+  // The page-replacement operation described above AccessedDirty: reports and clears the next
+  // mapping's ACCESSED and DIRTY bits, flushes that page on every CPU the space is active on, and
+  // moves past it; nullopt (cursor at the window end) when nothing is mapped there. Errors:
+  // InvalidArgs if len is unaligned or goes past the range end.
   Result<std::optional<AccessedDirty>> take_accessed_dirty_next(std::size_t len);
   // ---- end of kernel extensions ----
 

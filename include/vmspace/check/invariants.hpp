@@ -41,17 +41,25 @@
 
 namespace vmspace::check {
 
+// One broken (or, as a warning, suspicious) invariant.
 struct Violation {
   std::string rule;    // e.g. "nr_children" — the invariant's short name
   std::string detail;  // what was found, with addresses
 };
 
+// What a check found: violations (the check failed) and warnings (allowed but worth knowing). Not
+// thread-safe.
 class CheckReport {
  public:
+  // Records a violation of `rule`.
   void add(std::string rule, std::string detail) { violations_.push_back({std::move(rule), std::move(detail)}); }
+  // Records a warning about `rule`; warnings do not affect ok().
   void warn(std::string rule, std::string detail) { warnings_.push_back({std::move(rule), std::move(detail)}); }
+  // Whether no violation was found.
   bool ok() const noexcept { return violations_.empty(); }
+  // The violations, in the order found.
   const std::vector<Violation>& violations() const noexcept { return violations_; }
+  // The warnings, in the order found.
   const std::vector<Violation>& warnings() const noexcept { return warnings_; }
   // All violations (then warnings), one per line, for test failure messages.
   std::string to_string() const;
@@ -65,6 +73,7 @@ class CheckReport {
 // count the child node), accumulated over any number of tables.
 using RawRefs = std::unordered_map<Paddr, std::uint64_t>;
 
+// What check_page_table and check_user_table additionally require.
 struct TableCheckOptions {
   // Report PA-overlapping leaves as warnings (OSTD allows one frame at several addresses).
   bool warn_pa_overlap = true;

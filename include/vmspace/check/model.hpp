@@ -43,19 +43,27 @@ constexpr std::uint64_t model_page_size(PagingLevel level) noexcept {
   return std::uint64_t{4096} << (9u * (level - 1u));
 }
 
+// One leaf of the abstract model: [va, va + size()) maps to [pa, pa + size()) with `prop`.
 struct Mapping {
+  // Start address, aligned to size().
   Vaddr va = 0;
+  // Leaf level; fixes the size (model_page_size).
   PagingLevel level = 1;
+  // Physical start, aligned to size().
   Paddr pa = 0;
+  // The raw property, AVAIL1 (tracked/untracked marker) included.
   PageProperty prop{};
 
+  // Bytes mapped: model_page_size(level).
   std::uint64_t size() const noexcept { return model_page_size(level); }
   // Last byte (inclusive): a mapping may end at 2^64 in a kernel-style table.
   Vaddr last() const noexcept { return va + (size() - 1); }
+  // Whether `x` lies in the mapping.
   bool contains(Vaddr x) const noexcept { return x >= va && x <= last(); }
 
   friend bool operator==(const Mapping&, const Mapping&) = default;
 };
+// Prints the mapping for messages and test failures.
 std::ostream& operator<<(std::ostream& os, const Mapping& m);
 
 // Mask for comparing properties: ACCESSED/DIRTY are set by the software MMU.
@@ -63,16 +71,22 @@ PageProperty without_access_bits(PageProperty p) noexcept;
 
 // What the model needs to know about a PageTableConfig.
 struct ModelConfig {
+  // Levels of the tree (the root's level).
   PagingLevel nr_levels = 4;
+  // Highest level a leaf may be mapped at (kHighestTranslationLevel).
   PagingLevel highest_level = 2;
+  // Whether unmap may remove root-level entries (PageTableConfig::kTopLevelCanUnmap).
   bool top_level_can_unmap = true;
   Vaddr first = 0;  // inclusive bounds of the managed range
+  // Last managed address (inclusive).
   Vaddr last = 0;
   Paddr paddr_limit = ~Paddr{0};  // exclusive; from the PTE format when it has one
+  // Whether the PTE format can encode a property (map and protect refuse others).
   std::function<bool(const PageProperty&)> can_encode;
 };
 
 template <PageTableConfig C>
+// The model configuration of page-table configuration C (levels, managed range, PTE limits).
 ModelConfig model_config() {
   ModelConfig m;
   m.nr_levels = ConstsOf<C>::kNrLevels;
@@ -86,13 +100,18 @@ ModelConfig model_config() {
   return m;
 }
 
+// The abstract state of one page table: a set of non-overlapping mappings, changed by the spec's
+// operations. Not thread-safe; single-threaded replay and checking only.
 class AbstractModel {
  public:
+  // An empty model (nothing mapped).
   explicit AbstractModel(ModelConfig config) : config_(std::move(config)) {}
 
+  // The configuration it was built with.
   const ModelConfig& config() const noexcept { return config_; }
   // Every mapping, keyed by start address.
   const std::map<Vaddr, Mapping>& mappings() const noexcept { return mappings_; }
+  // Number of mappings.
   std::size_t size() const noexcept { return mappings_.size(); }
 
   // The mapping containing `va`.
@@ -132,10 +151,16 @@ class AbstractModel {
 // Precondition for construction: `range` passed cursor creation (model_check_cursor_range).
 class ModelCursor {
  public:
+  // A cursor at range.start over `range` of `model`; `model` must outlive it (or be replaced with
+  // rebind).
   ModelCursor(AbstractModel& model, VaRange range);
 
+  // Current position.
   Vaddr virt_addr() const noexcept { return va_; }
+  // The range the cursor was created over (its barrier).
   VaRange range() const noexcept { return barrier_; }
+  // The level of the sub-tree the library would lock for this range (AbstractModel::guard_level at
+  // creation).
   PagingLevel guard_level() const noexcept { return guard_level_; }
   // Points the cursor at `model`, a copy of the model it was created on (model-based test
   // frameworks copy their state; the copy's cursor must follow the copied model).
@@ -143,11 +168,16 @@ class ModelCursor {
 
   // The mapping at virt_addr() (nullopt: nothing mapped there). Errors: InvalidVaddr.
   Result<std::optional<Mapping>, PageTableError> query() const;
+  // Cursor::find_next on the model: same arguments, movement, results and errors.
   Result<std::optional<Vaddr>, PageTableError> find_next(std::uint64_t len);
+  // Cursor::jump on the model: same checks and errors.
   Result<void, PageTableError> jump(Vaddr va);
+  // CursorMut::map on the model, of `raw_prop` (AVAIL1 included) at `level`: same checks, errors
+  // and advance.
   Result<void, PageTableError> map(Paddr pa, PagingLevel level, PageProperty raw_prop);
   // A whole unmap: take_next until nothing is left. Returns the removed pieces.
   Result<std::vector<Mapping>, PageTableError> unmap(std::uint64_t len);
+  // CursorMut::protect_next on the model: same splitting, results and errors.
   Result<std::optional<VaRange>, PageTableError> protect_next(
       std::uint64_t len, const std::function<void(PageProperty&)>& op);
   // CursorMut::protect: protect_next repeated until nothing is left in [virt_addr(),

@@ -38,17 +38,24 @@ class CursorMut;
 template <PageTableConfig C>
 class Cursor {
  public:
+  // The owned item type leaves hold (C::Item).
   using Item = typename C::Item;
+  // The borrowed item view query returns (C::ItemRef).
   using ItemRef = typename C::ItemRef;
+  // The paging constants of the table's PTE format.
   using Consts = ConstsOf<C>;
 
+  // What query() finds at the cursor's address.
   struct Queried {
     VaRange range;                 // the whole entry covering virt_addr() (aligned to its size)
     std::optional<ItemRef> item;   // nullopt: nothing mapped there
     PagingLevel level = 1;         // the entry's level
   };
 
+  // Takes over `o`'s locks and position; `o` becomes inert (holds nothing, only destruction and
+  // assignment are allowed). Same-thread rule as for any cursor.
   Cursor(Cursor&& o) noexcept { take(o); }
+  // Releases this cursor's locks, then takes over `o`'s; `o` becomes inert.
   Cursor& operator=(Cursor&& o) noexcept {
     if (this != &o) {
       release();
@@ -62,6 +69,7 @@ class Cursor {
 
   // The current address; may equal the range end after an operation consumed the range.
   Vaddr virt_addr() const noexcept { return va_; }
+  // The range the cursor was created over; operations stay inside it.
   VaRange locked_range() const noexcept { return locked_range_; }
   // The level of the locked sub-tree root.
   PagingLevel guard_level() const noexcept { return guard_level_; }

@@ -35,9 +35,13 @@ class CursorMut : public Cursor<C> {
   using Base::kRootLevel;
 
  public:
+  // The item type the configuration maps (what map takes and take_next returns).
   using Item = typename C::Item;
+  // The paging constants of the configuration (levels, page sizes, entries per node).
   using Consts = ConstsOf<C>;
 
+  // Turns a locked read-only cursor into a mutating one over the same locked range (used by
+  // PageTable::cursor_mut; the lock moves with it).
   explicit CursorMut(Base&& c) noexcept : Base(std::move(c)) {}
 
   // Maps `item` at virt_addr() and advances past it. The item is consumed only on success.

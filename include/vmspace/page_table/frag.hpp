@@ -23,6 +23,9 @@ struct MappedFrag {
   RcuDrop<typename C::Item> item;  // the item, with the property it had when removed
 };
 template <PageTableConfig C>
+// A whole page-table sub-tree removed by CursorMut::take_next (an intermediate node that covered
+// the range, with everything below it). The same keep-until-flushed rule as for MappedFrag applies;
+// dropping it frees the sub-tree and its mapped items after an RCU grace period.
 struct StrayPageTableFrag {
   Vaddr va;                          // start of the range the sub-tree covered
   std::uint64_t len;                 // size of that range
@@ -31,6 +34,7 @@ struct StrayPageTableFrag {
   RcuDrop<PageTableNode<C>> node;    // the detached sub-tree's root
 };
 template <PageTableConfig C>
+// What CursorMut::take_next removed: a single mapping or a whole sub-tree.
 using PageTableFrag = std::variant<MappedFrag<C>, StrayPageTableFrag<C>>;
 
 

@@ -21,6 +21,7 @@ namespace vmspace {
 // Metadata of a page-table node frame.
 template <PageTableConfig C>
 struct PageTablePageMeta {
+  // Name of this metadata type, for messages.
   static constexpr const char* kTypeName = "PageTablePageMeta";
 
   // The node lock word (internal/node_lock.hpp). Accessed only atomically.
@@ -41,6 +42,8 @@ struct PageTablePageMeta {
 };
 
 template <PageTableConfig C>
+// A handle to one page-table node: a frame whose metadata is PageTablePageMeta. Holding it keeps
+// the node frame alive, not its place in a table.
 using PageTableNode = Frame<PageTablePageMeta<C>>;
 
 

@@ -73,51 +73,80 @@
 
 namespace vmspace {
 
+// The AArch64 (4 KiB granule, 48-bit) PteFormat (layout and classification rules above). All
+// members are pure functions of their arguments.
 struct Aarch64Pte {
+  // Paging constants of 4-level AArch64 paging with a 4 KiB granule.
   struct Consts {
+    // Smallest page: 4 KiB.
     static constexpr std::size_t kBasePageSize = 4096;
+    // Levels of the tree (4 = root, 1 = leaf tables).
     static constexpr PagingLevel kNrLevels = 4;
+    // Bits of a virtual address that translation uses.
     static constexpr unsigned kAddressWidth = 48;
+    // Virtual addresses are canonical: bits above kAddressWidth copy bit 47.
     static constexpr bool kVaSignExt = true;
+    // Highest level at which the library places leaves by default (1 GiB blocks).
     static constexpr PagingLevel kHighestTranslationLevel = 3;
+    // Bytes per entry.
     static constexpr std::size_t kPteSize = 8;
   };
 
+  // Short name of the format, for messages.
   static constexpr std::string_view kName = "aarch64";
   // The largest level at which the hardware (and this encoder) accepts a leaf.
   static constexpr PagingLevel kMaxLeafLevel = 3;
 
+  // Descriptor bit 0: the MMU may use the entry.
   static constexpr std::uint64_t kValid = internal::bit(0);
+  // Descriptor type field (bits 0..1).
   static constexpr std::uint64_t kDescTypeMask = 0b11;
   static constexpr std::uint64_t kDescTable = 0b11;  // levels 4..2
   static constexpr std::uint64_t kDescBlock = 0b01;  // levels 3..2
   static constexpr std::uint64_t kDescPage = 0b11;   // level 1
+  // Position of AttrIndx, the MAIR slot index (bits 2..4).
   static constexpr unsigned kAttrIndxShift = 2;
+  // The AttrIndx field.
   static constexpr std::uint64_t kAttrIndxMask = std::uint64_t{0b111} << kAttrIndxShift;
   static constexpr std::uint64_t kApUser = internal::bit(6);      // AP[1]
   static constexpr std::uint64_t kApReadOnly = internal::bit(7);  // AP[2]
+  // Shareability field SH (bits 8..9).
   static constexpr std::uint64_t kShMask = std::uint64_t{0b11} << 8;
+  // SH = inner shareable, written on every leaf.
   static constexpr std::uint64_t kShInner = std::uint64_t{0b11} << 8;
+  // AF: access flag, set on any access.
   static constexpr std::uint64_t kAf = internal::bit(10);
+  // nG: the translation is per address space (clear for GLOBAL).
   static constexpr std::uint64_t kNotGlobal = internal::bit(11);
+  // PXN: privileged instruction fetches fault.
   static constexpr std::uint64_t kPxn = internal::bit(53);
+  // UXN: user instruction fetches fault.
   static constexpr std::uint64_t kUxn = internal::bit(54);
+  // Software dirty bit (PageFlags::DIRTY).
   static constexpr std::uint64_t kSwDirty = internal::bit(55);
+  // Software bit: AVAIL1 (PrivilegedPageFlags on leaves, PageTableFlags on tables).
   static constexpr std::uint64_t kSwAvail1 = internal::bit(56);
+  // Software bit: AVAIL2 (PageFlags on leaves, PageTableFlags on tables).
   static constexpr std::uint64_t kSwAvail2 = internal::bit(57);
   static constexpr std::uint64_t kSwLeaf = internal::bit(58);  // only on invalid descriptors
 
+  // What the software MMU sets on access (PteFormat).
   static constexpr std::uint64_t kAccessedBit = kAf;
+  // What the software MMU sets on a write (PteFormat).
   static constexpr std::uint64_t kDirtyBit = kSwDirty;
 
+  // Exclusive upper bound of encodable physical addresses (48-bit output addresses).
   static constexpr Paddr kPaddrLimit = Paddr{1} << 48;
+  // Child-node address of a table descriptor: bits 12..47.
   static constexpr std::uint64_t kTableAddrMask = 0x0000'ffff'ffff'f000ULL;
 
   // MAIR_EL1 value the emulated machine is "programmed" with; see the header comment.
   static constexpr std::array<std::uint8_t, 8> kMairAttrs = {0x00, 0x44, 0xaa, 0xbb,
                                                              0xff, 0x00, 0x00, 0x00};
+  // kMairAttrs packed into the 64-bit register value (slot i in bits 8i..8i+7).
   static constexpr std::uint64_t kMairEl1 = 0x0000'00ff'bbaa'4400ULL;
 
+  // The MAIR slot that encodes `cache` (every policy has one).
   static constexpr std::uint64_t attr_index(CachePolicy cache) noexcept {
     switch (cache) {
       case CachePolicy::Uncacheable: return 0;
@@ -128,6 +157,8 @@ struct Aarch64Pte {
     }
     return 0;
   }
+  // The policy of MAIR slot `index`: the inverse of attr_index; the unused Device slots 5-7 read as
+  // Uncacheable.
   static constexpr CachePolicy cache_of_index(std::uint64_t index) noexcept {
     switch (index) {
       case 1: return CachePolicy::WriteCombining;
@@ -143,6 +174,7 @@ struct Aarch64Pte {
     return internal::leaf_addr_mask(level, 48);
   }
 
+  // Whether `prop` has an encoding: no undefined flag bits and no SHARED (AArch64 has no such bit).
   static constexpr bool can_encode(const PageProperty& prop) noexcept {
     return internal::is_well_formed(prop) &&
            !has(prop.priv_flags, PrivilegedPageFlags::SHARED);
@@ -203,15 +235,19 @@ struct Aarch64Pte {
     return PteScalar::absent();
   }
 
+  // A valid table or block/page descriptor, or an invalid descriptor with the software leaf marker
+  // at a leaf level.
   static constexpr bool is_present(std::uint64_t raw, PagingLevel level) noexcept {
     if ((raw & kValid) == 0) return (raw & kSwLeaf) != 0 && level <= kMaxLeafLevel;
     return (raw & kDescTypeMask) == kDescTable || (level >= 2 && level <= kMaxLeafLevel);
   }
+  // A block (levels 2..3), a page (level 1), or a marked invalid leaf.
   static constexpr bool is_leaf(std::uint64_t raw, PagingLevel level) noexcept {
     if ((raw & kValid) == 0) return (raw & kSwLeaf) != 0 && level <= kMaxLeafLevel;
     if ((raw & kDescTypeMask) == kDescPage) return level <= 1;
     return level >= 2 && level <= kMaxLeafLevel;  // a block
   }
+  // The leaf's output address or the child table's address; meaningless for an absent entry.
   static constexpr Paddr paddr(std::uint64_t raw, PagingLevel level) noexcept {
     return raw & (is_leaf(raw, level) ? leaf_paddr_mask(level) : kTableAddrMask);
   }

@@ -225,11 +225,13 @@ struct Sv39Consts {
 
 // Sv48: 4 levels, 48-bit virtual addresses, leaves at every level (OSTD's RISC-V default).
 struct RiscvSv48Pte : internal::RiscvPteImpl<internal::Sv48Consts> {
+  // Short name of the format, for messages.
   static constexpr std::string_view kName = "riscv-sv48";
 };
 
 // Sv39: 3 levels, 39-bit virtual addresses, leaves up to 2 MiB as in OSTD's riscv_sv39_mode.
 struct RiscvSv39Pte : internal::RiscvPteImpl<internal::Sv39Consts> {
+  // Short name of the format, for messages.
   static constexpr std::string_view kName = "riscv-sv39";
 };
 

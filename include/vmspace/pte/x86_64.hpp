@@ -52,44 +52,68 @@
 
 namespace vmspace {
 
+// The x86-64 PteFormat (layout and classification rules above). All members are pure functions of
+// their arguments.
 struct X86_64Pte {
+  // Paging constants of 4-level x86-64 paging, as in OSTD's PagingConsts for x86.
   struct Consts {
+    // Smallest page: 4 KiB.
     static constexpr std::size_t kBasePageSize = 4096;
+    // Levels of the tree (4 = root, 1 = leaf tables).
     static constexpr PagingLevel kNrLevels = 4;
+    // Bits of a virtual address that translation uses.
     static constexpr unsigned kAddressWidth = 48;
+    // Virtual addresses are canonical: bits above kAddressWidth copy bit 47.
     static constexpr bool kVaSignExt = true;
+    // Highest level at which the library places leaves by default (2 MiB pages; see the file
+    // comment for 1 GiB).
     static constexpr PagingLevel kHighestTranslationLevel = 2;
+    // Bytes per entry.
     static constexpr std::size_t kPteSize = 8;
   };
 
+  // Short name of the format, for messages.
   static constexpr std::string_view kName = "x86-64";
   // The largest level at which the hardware (and this encoder) accepts a leaf.
   static constexpr PagingLevel kMaxLeafLevel = 3;
 
+  // P: the hardware may use the entry.
   static constexpr std::uint64_t kPresent = internal::bit(0);
+  // RW: writes allowed.
   static constexpr std::uint64_t kWritable = internal::bit(1);
+  // US: user-mode accesses allowed.
   static constexpr std::uint64_t kUser = internal::bit(2);
   static constexpr std::uint64_t kWriteThrough = internal::bit(3);  // PWT
   static constexpr std::uint64_t kNoCache = internal::bit(4);       // PCD
+  // A: set on any access.
   static constexpr std::uint64_t kAccessed = internal::bit(5);
+  // D: set on a write (leaves only).
   static constexpr std::uint64_t kDirty = internal::bit(6);
   static constexpr std::uint64_t kHuge = internal::bit(7);  // PS; PAT at level 1
+  // G: the translation survives address-space switches.
   static constexpr std::uint64_t kGlobal = internal::bit(8);
+  // TDX shared bit (PrivilegedPageFlags::SHARED); the top bit of the address field.
   static constexpr std::uint64_t kShared = internal::bit(51);
   static constexpr std::uint64_t kAvail1 = internal::bit(52);  // OSTD's HIGH_IGN1
   static constexpr std::uint64_t kAvail2 = internal::bit(53);  // OSTD's HIGH_IGN2
+  // XD: instruction fetches fault.
   static constexpr std::uint64_t kNoExecute = internal::bit(63);
 
+  // What the software MMU sets on access (PteFormat).
   static constexpr std::uint64_t kAccessedBit = kAccessed;
+  // What the software MMU sets on a write (PteFormat).
   static constexpr std::uint64_t kDirtyBit = kDirty;
 
   // OSTD's address-field masks per level (bits 12/21/30 .. 51).
   static constexpr std::uint64_t kPhysAddrMaskLvl1 = 0xf'ffff'ffff'f000ULL;
+  // Address field of a 2 MiB leaf (bits 21..51).
   static constexpr std::uint64_t kPhysAddrMaskLvl2 = 0xf'ffff'ffe0'0000ULL;
+  // Address field of a 1 GiB leaf (bits 30..51).
   static constexpr std::uint64_t kPhysAddrMaskLvl3 = 0xf'ffff'c000'0000ULL;
 
   // Exclusive upper bound of encodable physical addresses: bit 51 is the SHARED bit.
   static constexpr Paddr kPaddrLimit = Paddr{1} << 51;
+  // Child-node address of a page-table entry: bits 12..50.
   static constexpr std::uint64_t kChildPaddrMask = kPhysAddrMaskLvl1 & ~kShared;
 
   // Bits of a leaf's physical address at `level` (the level's address field without SHARED).
@@ -97,6 +121,8 @@ struct X86_64Pte {
     return internal::leaf_addr_mask(level, 51);
   }
 
+  // Whether `prop` has an encoding: it has no undefined flag bits and its cache policy is not
+  // WriteProtected (no PAT slot holds WP).
   static constexpr bool can_encode(const PageProperty& prop) noexcept {
     return internal::is_well_formed(prop) && prop.cache != CachePolicy::WriteProtected;
   }
@@ -150,12 +176,15 @@ struct X86_64Pte {
     return PteScalar::absent();
   }
 
+  // P or PS is set (a leaf without R is present to the library); the level does not matter.
   static constexpr bool is_present(std::uint64_t raw, PagingLevel /*level*/) noexcept {
     return (raw & (kPresent | kHuge)) != 0;
   }
+  // PS is set, at any level.
   static constexpr bool is_leaf(std::uint64_t raw, PagingLevel /*level*/) noexcept {
     return (raw & kHuge) != 0;
   }
+  // The leaf's page base or the child node's address; meaningless for an absent entry.
   static constexpr Paddr paddr(std::uint64_t raw, PagingLevel level) noexcept {
     return raw & (((raw & kHuge) != 0) ? leaf_paddr_mask(level) : kChildPaddrMask);
   }
