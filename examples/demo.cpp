@@ -46,7 +46,8 @@ void must(Result<void> r, const char* what) {
 }
 
 std::uint64_t frames_in_use() {
-  return builtin_frame_allocator().stats().total_frames - global_frame_allocator().free_bytes() / kPageSize;
+  return builtin_frame_allocator().stats().total_frames -
+         global_frame_allocator().free_bytes() / kPageSize;
 }
 
 void map_frame(const VmSpace& space, Vaddr va, UFrame frame) {
@@ -84,10 +85,11 @@ void step_frames() {
   must(segment.write_bytes(3 * kPageSize, std::as_bytes(std::span(text))), "write_bytes");
   char back[sizeof text] = {};
   must(segment.read_bytes(3 * kPageSize, std::as_writable_bytes(std::span(back))), "read_bytes");
-  std::printf("  segment [%#lx, %#lx): read back \"%s\"\n", segment.paddr(), segment.end_paddr(), back);
+  std::printf("  segment [%#lx, %#lx): read back \"%s\"\n", segment.paddr(), segment.end_paddr(),
+              back);
   auto stats = builtin_frame_allocator().stats();
-  std::printf("  allocator: %lu frames total, %lu free (%lu in per-CPU caches)\n", stats.total_frames,
-              stats.free_frames, stats.cached_frames);
+  std::printf("  allocator: %lu frames total, %lu free (%lu in per-CPU caches)\n",
+              stats.total_frames, stats.free_frames, stats.cached_frames);
   std::printf("  free blocks by order:");
   for (unsigned o = 0; o <= BuddyFrameAllocator::kMaxOrder; ++o) {
     if (stats.free_blocks[o] != 0) std::printf(" %u:%lu", o, stats.free_blocks[o]);
@@ -112,7 +114,8 @@ void step_spaces() {
   // The heap of A grows on demand.
   std::atomic<unsigned> heap_faults{0};
   inject_user_page_fault_handler([&](const PageFaultInfo& info) -> Result<void> {
-    if (info.address < kHeapStart || info.address >= kHeapStart + kHeapBytes) return err(Error::PageFault);
+    if (info.address < kHeapStart || info.address >= kHeapStart + kHeapBytes)
+      return err(Error::PageFault);
     auto frame = FrameAllocOptions().alloc_frame();
     if (!frame) return err(frame.error());
     const Vaddr page = align_down(info.address, kPageSize);
@@ -141,12 +144,13 @@ void step_spaces() {
     auto rm = must(a->reader(kMessageVa, sizeof msg), "reader");
     VmWriter<Infallible> dst{std::span<std::byte>(kernel_buffer)};
     auto copied = rm.read_fallible(dst);
-    std::printf("  cpu0: wrote 0xa11ce through A, copied %zu bytes of A's message to the kernel\n", *copied);
+    std::printf("  cpu0: wrote 0xa11ce through A, copied %zu bytes of A's message to the kernel\n",
+                *copied);
     // Demand-fault a 64 KiB heap in A.
     auto heap = must(a->writer(kHeapStart, kHeapBytes), "writer");
     auto filled = heap.fill_zeros(kHeapBytes);
-    std::printf("  cpu0: zeroed a %zu KiB heap in A: %s, %u page faults served\n", kHeapBytes / 1024,
-                filled ? "ok" : "FAILED", heap_faults.load());
+    std::printf("  cpu0: zeroed a %zu KiB heap in A: %s, %u page faults served\n",
+                kHeapBytes / 1024, filled ? "ok" : "FAILED", heap_faults.load());
     // A store alone does not wake a thread already asleep in wait(): without the notify, cpu1
     // slept forever in most runs (regression_demo_lost_phase_wakeup).
     phase.store(1);
@@ -195,8 +199,8 @@ void step_spaces() {
   print_mappings("B", *b, kHeapStart + kHeapBytes);
   for (std::uint32_t i = 0; i < 2; ++i) {
     auto s = tlb_stats(CpuId::from_raw_unchecked(i));
-    std::printf("  cpu%u TLB: %lu hits, %lu misses, %lu page flushes, %lu full flushes\n", i, s.hits,
-                s.misses, s.single_flushes, s.full_flushes);
+    std::printf("  cpu%u TLB: %lu hits, %lu misses, %lu page flushes, %lu full flushes\n", i,
+                s.hits, s.misses, s.single_flushes, s.full_flushes);
   }
   auto f = fault_stats();
   std::printf("  faults: %lu served by the handler, %lu unresolved, %lu refused\n", f.handled,
@@ -220,7 +224,8 @@ int main() {
   step_spaces();
   rcu_barrier();
   const std::uint64_t end = frames_in_use();
-  std::printf("\n== Teardown\n  frames in use: %lu (boot: %lu) -> %s; stale TLB hits detected: %lu\n", end,
-              baseline, end == baseline ? "every frame came back" : "LEAK", tlb_stale_hits());
+  std::printf(
+      "\n== Teardown\n  frames in use: %lu (boot: %lu) -> %s; stale TLB hits detected: %lu\n", end,
+      baseline, end == baseline ? "every frame came back" : "LEAK", tlb_stale_hits());
   return end == baseline && tlb_stale_hits() == 0 ? 0 : 1;
 }

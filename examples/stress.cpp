@@ -46,8 +46,10 @@ void usage(std::FILE* to) {
 }
 
 std::optional<vmspace::internal::Mutation> parse_mutation(std::string_view s) {
-  for (auto m : {vmspace::internal::Mutation::None, vmspace::internal::Mutation::SkipPhase2Locks, vmspace::internal::Mutation::ReleaseFrameBeforeDispatch,
-                 vmspace::internal::Mutation::SkipStrayCheck, vmspace::internal::Mutation::UnlockWrongOrder}) {
+  for (auto m : {vmspace::internal::Mutation::None, vmspace::internal::Mutation::SkipPhase2Locks,
+                 vmspace::internal::Mutation::ReleaseFrameBeforeDispatch,
+                 vmspace::internal::Mutation::SkipStrayCheck,
+                 vmspace::internal::Mutation::UnlockWrongOrder}) {
     if (s == vmspace::internal::to_string(m)) return m;
   }
   return std::nullopt;
@@ -75,10 +77,12 @@ int run_trials(StressOptions o, std::uint64_t trials) {
     o.seed = first_seed + t;
     const auto t0 = std::chrono::steady_clock::now();
     const StressReport r = run_isolated(o);
-    const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double took =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     seconds += took;
     if (!r.setup_error.empty()) {
-      std::printf("seed %llu: ERROR: %s\n", static_cast<unsigned long long>(o.seed), r.setup_error.c_str());
+      std::printf("seed %llu: ERROR: %s\n", static_cast<unsigned long long>(o.seed),
+                  r.setup_error.c_str());
       return 2;
     }
     if (!r.passed()) ++failed;
@@ -88,14 +92,17 @@ int run_trials(StressOptions o, std::uint64_t trials) {
     for (char& ch : what) {
       if (ch == '\n') ch = ' ';
     }
-    std::printf("seed %llu: %s in %.1f s (first check: %s) %s\n", static_cast<unsigned long long>(o.seed),
-                r.passed() ? "passed" : "FAILED", took, first.c_str(), what.c_str());
+    std::printf("seed %llu: %s in %.1f s (first check: %s) %s\n",
+                static_cast<unsigned long long>(o.seed), r.passed() ? "passed" : "FAILED", took,
+                first.c_str(), what.c_str());
     std::fflush(stdout);
   }
   std::printf("%s: %llu of %llu runs %s (%.0f%%), %.1f s per run on average\n",
-              mutated ? vmspace::internal::to_string(o.mutation) : "no mutation", static_cast<unsigned long long>(failed),
-              static_cast<unsigned long long>(trials), mutated ? "detected the mutation" : "failed",
-              100.0 * static_cast<double>(failed) / static_cast<double>(trials), seconds / static_cast<double>(trials));
+              mutated ? vmspace::internal::to_string(o.mutation) : "no mutation",
+              static_cast<unsigned long long>(failed), static_cast<unsigned long long>(trials),
+              mutated ? "detected the mutation" : "failed",
+              100.0 * static_cast<double>(failed) / static_cast<double>(trials),
+              seconds / static_cast<double>(trials));
   return (mutated ? failed == trials : failed == 0) ? 0 : 1;
 }
 

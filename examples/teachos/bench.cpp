@@ -43,7 +43,8 @@ std::string slurp(const char* path) {
 }
 
 // Runs argv with stderr captured into `err` and stdout into `out`; returns the exit status.
-int run(const std::vector<std::string>& args, std::string* err = nullptr, std::string* out = nullptr) {
+int run(const std::vector<std::string>& args, std::string* err = nullptr,
+        std::string* out = nullptr) {
   char tmpl[] = "/tmp/teachos-bench-XXXXXX";
   char otmpl[] = "/tmp/teachos-bench-XXXXXX";
   const int errfd = mkstemp(tmpl);
@@ -80,8 +81,9 @@ double compute_instructions() {
 }
 
 void report_mips(benchmark::State& state) {
-  state.counters["MIPS"] = benchmark::Counter(compute_instructions() / 1e6 * static_cast<double>(state.iterations()),
-                                              benchmark::Counter::kIsRate);
+  state.counters["MIPS"] =
+      benchmark::Counter(compute_instructions() / 1e6 * static_cast<double>(state.iterations()),
+                         benchmark::Counter::kIsRate);
 }
 
 void BM_Teachos_Compute(benchmark::State& state) {
@@ -90,7 +92,8 @@ void BM_Teachos_Compute(benchmark::State& state) {
     return;
   }
   for (auto _ : state) {
-    if (run({kTeachos, "--harts", "1", kUserDir + "/compute", kWork}) != 0) state.SkipWithError("teachos failed");
+    if (run({kTeachos, "--harts", "1", kUserDir + "/compute", kWork}) != 0)
+      state.SkipWithError("teachos failed");
   }
   report_mips(state);
 }
@@ -112,7 +115,8 @@ BENCHMARK(BM_Baseline_QemuCompute)->Unit(benchmark::kMillisecond)->UseRealTime()
 void teachos_fork(benchmark::State& state, const char* mode) {
   for (auto _ : state) {
     std::string out;
-    if (run({kTeachos, "--harts", "1", "--mem", "512M", kBenchUser, mode, "64", "4"}, nullptr, &out) != 0) {
+    if (run({kTeachos, "--harts", "1", "--mem", "512M", kBenchUser, mode, "64", "4"}, nullptr,
+            &out) != 0) {
       state.SkipWithError("teachos bench_user failed");
       return;
     }
@@ -149,13 +153,19 @@ void BM_Teachos_Procs(benchmark::State& state) {
   const std::string harts = std::to_string(state.range(0));
   for (auto _ : state) {
     std::string out;
-    if (run({kTeachos, "--harts", harts, kBenchUser, "procs", kUserDir + "/compute", "10"}, nullptr, &out) != 0) {
+    if (run({kTeachos, "--harts", harts, kBenchUser, "procs", kUserDir + "/compute", "10"}, nullptr,
+            &out) != 0) {
       state.SkipWithError("teachos bench_user procs failed");
       return;
     }
   }
 }
-BENCHMARK(BM_Teachos_Procs)->ArgName("harts")->Arg(1)->Arg(4)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_Teachos_Procs)
+    ->ArgName("harts")
+    ->Arg(1)
+    ->Arg(4)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 }  // namespace
 

@@ -21,7 +21,8 @@ constexpr std::size_t kMaxPhnum = 64;
 // Little-endian field readers: the file is untrusted bytes, never cast to a struct.
 std::uint64_t rd(std::span<const std::byte> f, std::size_t off, std::size_t n) {
   std::uint64_t v = 0;
-  for (std::size_t i = 0; i < n; ++i) v |= std::uint64_t(std::to_integer<std::uint8_t>(f[off + i])) << (8 * i);
+  for (std::size_t i = 0; i < n; ++i)
+    v |= std::uint64_t(std::to_integer<std::uint8_t>(f[off + i])) << (8 * i);
   return v;
 }
 
@@ -45,8 +46,10 @@ ElfResult elf_parse(std::span<const std::byte> f) {
   const std::uint64_t phoff = rd(f, 32, 8);
   const std::uint64_t phentsize = rd(f, 54, 2);
   const std::uint64_t phnum = rd(f, 56, 2);
-  if (phentsize != kPhdrSize || phnum == 0 || phnum > kMaxPhnum) return fail(ENOEXEC, "bad program header table");
-  if (phoff > f.size() || phnum * kPhdrSize > f.size() - phoff) return fail(ENOEXEC, "truncated program headers");
+  if (phentsize != kPhdrSize || phnum == 0 || phnum > kMaxPhnum)
+    return fail(ENOEXEC, "bad program header table");
+  if (phoff > f.size() || phnum * kPhdrSize > f.size() - phoff)
+    return fail(ENOEXEC, "truncated program headers");
 
   ElfResult r;
   ElfImage& img = r.image;
@@ -67,9 +70,12 @@ ElfResult elf_parse(std::span<const std::byte> f) {
     s.prot = ((flags & kPfR) ? 1u : 0u) | ((flags & kPfW) ? 2u : 0u) | ((flags & kPfX) ? 4u : 0u);
     if (s.memsz == 0) continue;
     if (s.filesz > s.memsz) return fail(EINVAL, "segment with filesz > memsz");
-    if (s.offset > f.size() || s.filesz > f.size() - s.offset) return fail(EINVAL, "segment data beyond the file");
-    if (s.vaddr % kPage != s.offset % kPage) return fail(EINVAL, "segment vaddr and offset not congruent");
-    if (s.vaddr >= kUserTop || s.memsz > kUserTop - s.vaddr) return fail(EINVAL, "segment beyond user space");
+    if (s.offset > f.size() || s.filesz > f.size() - s.offset)
+      return fail(EINVAL, "segment data beyond the file");
+    if (s.vaddr % kPage != s.offset % kPage)
+      return fail(EINVAL, "segment vaddr and offset not congruent");
+    if (s.vaddr >= kUserTop || s.memsz > kUserTop - s.vaddr)
+      return fail(EINVAL, "segment beyond user space");
     img.segments.push_back(s);
   }
   if (img.segments.empty()) return fail(ENOEXEC, "no PT_LOAD segment");
@@ -86,7 +92,8 @@ ElfResult elf_parse(std::span<const std::byte> f) {
       if (s.vaddr / kPage * kPage < prev_end_page) return fail(EINVAL, "overlapping segments");
     }
     if ((s.prot & 4) && img.entry >= s.vaddr && img.entry < end) entry_ok = true;
-    if (img.phdr_vaddr == 0 && phoff >= s.offset && phoff + phnum * kPhdrSize <= s.offset + s.filesz) {
+    if (img.phdr_vaddr == 0 && phoff >= s.offset &&
+        phoff + phnum * kPhdrSize <= s.offset + s.filesz) {
       img.phdr_vaddr = s.vaddr + (phoff - s.offset);
     }
     img.highest = std::max(img.highest, end);
@@ -114,8 +121,10 @@ InitialStack build_initial_stack(std::uint64_t stack_top, const std::vector<std:
   const std::uint64_t zero = 0;
   push_bytes(&zero, 8);  // Linux ends the area with a NULL word
   std::vector<std::uint64_t> argv_ptrs, envp_ptrs;
-  for (auto it = envp.rbegin(); it != envp.rend(); ++it) envp_ptrs.insert(envp_ptrs.begin(), push_bytes(it->c_str(), it->size() + 1));
-  for (auto it = argv.rbegin(); it != argv.rend(); ++it) argv_ptrs.insert(argv_ptrs.begin(), push_bytes(it->c_str(), it->size() + 1));
+  for (auto it = envp.rbegin(); it != envp.rend(); ++it)
+    envp_ptrs.insert(envp_ptrs.begin(), push_bytes(it->c_str(), it->size() + 1));
+  for (auto it = argv.rbegin(); it != argv.rend(); ++it)
+    argv_ptrs.insert(argv_ptrs.begin(), push_bytes(it->c_str(), it->size() + 1));
   std::mt19937_64 rng(random_seed);
   std::uint64_t random[2] = {rng(), rng()};
   sp &= ~std::uint64_t{15};
@@ -129,8 +138,9 @@ InitialStack build_initial_stack(std::uint64_t stack_top, const std::vector<std:
   table.push_back(0);
   table.insert(table.end(), envp_ptrs.begin(), envp_ptrs.end());
   table.push_back(0);
-  const std::uint64_t aux[][2] = {{3, image.phdr_vaddr}, {4, 56},  {5, image.phnum}, {6, 4096},
-                                  {9, image.entry},      {25, at_random}, {0, 0}};
+  const std::uint64_t aux[][2] = {
+      {3, image.phdr_vaddr}, {4, 56}, {5, image.phnum}, {6, 4096}, {9, image.entry},
+      {25, at_random},       {0, 0}};
   for (const auto& a : aux) table.insert(table.end(), {a[0], a[1]});
   const std::size_t table_bytes = table.size() * 8;
   if (table_bytes > sp - (stack_top - max_bytes)) overflow = true;
@@ -141,7 +151,8 @@ InitialStack build_initial_stack(std::uint64_t stack_top, const std::vector<std:
   InitialStack st;
   if (overflow) return st;
   st.sp = sp;
-  st.bytes.assign(buf.begin() + static_cast<std::ptrdiff_t>(sp - (stack_top - max_bytes)), buf.end());
+  st.bytes.assign(buf.begin() + static_cast<std::ptrdiff_t>(sp - (stack_top - max_bytes)),
+                  buf.end());
   return st;
 }
 

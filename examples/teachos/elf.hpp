@@ -31,14 +31,14 @@ struct ElfImage {
   std::uint64_t entry = 0;
   std::uint64_t phdr_vaddr = 0;  // where the program headers are visible (AT_PHDR), or 0
   std::uint64_t phnum = 0;
-  std::uint64_t highest = 0;     // end of the highest segment: brk starts at its page end
+  std::uint64_t highest = 0;  // end of the highest segment: brk starts at its page end
   std::vector<ElfSegment> segments;
 };
 
 // The outcome of elf_parse: an image, or the errno exec returns (ENOEXEC: not an executable we
 // can run at all; EINVAL: an executable whose layout is impossible).
 struct ElfResult {
-  int error = 0;  // 0 on success
+  int error = 0;    // 0 on success
   std::string why;  // for the trace / messages
   ElfImage image;
 };
@@ -55,8 +55,8 @@ ElfResult elf_parse(std::span<const std::byte> file);
 // random bytes for AT_RANDOM, then (16-byte aligned) argc, argv[], NULL, envp[], NULL and the
 // auxiliary vector (AT_PHDR, AT_PHENT, AT_PHNUM, AT_PAGESZ, AT_ENTRY, AT_RANDOM, AT_NULL).
 struct InitialStack {
-  std::uint64_t sp = 0;            // user sp: points at argc
-  std::vector<std::byte> bytes;    // the memory [sp, stack_top)
+  std::uint64_t sp = 0;          // user sp: points at argc
+  std::vector<std::byte> bytes;  // the memory [sp, stack_top)
 };
 // Fails (empty bytes, sp 0) when the arguments take more than `max_bytes` (exec returns E2BIG).
 InitialStack build_initial_stack(std::uint64_t stack_top, const std::vector<std::string>& argv,

@@ -59,9 +59,13 @@ U rem_signed(U a, U b) noexcept {
   return static_cast<U>(sa % sb);
 }
 template <class U>
-U div_unsigned(U a, U b) noexcept { return b == 0 ? static_cast<U>(-1) : static_cast<U>(a / b); }
+U div_unsigned(U a, U b) noexcept {
+  return b == 0 ? static_cast<U>(-1) : static_cast<U>(a / b);
+}
 template <class U>
-U rem_unsigned(U a, U b) noexcept { return b == 0 ? a : static_cast<U>(a % b); }
+U rem_unsigned(U a, U b) noexcept {
+  return b == 0 ? a : static_cast<U>(a % b);
+}
 
 // The upper 64 bits of the 128-bit product, for the three signedness combinations. gcc and
 // clang's 128-bit integers are an extension (__extension__ keeps -Wpedantic quiet).
@@ -96,15 +100,33 @@ std::uint64_t mulhu(std::uint64_t a, std::uint64_t b) noexcept {
 // memory. Every AMO is sequentially consistent, which satisfies any aq/rl combination.
 
 enum AmoOp : unsigned {  // funct5
-  kAmoAdd = 0x00, kAmoSwap = 0x01, kLr = 0x02, kSc = 0x03, kAmoXor = 0x04, kAmoOr = 0x08,
-  kAmoAnd = 0x0c, kAmoMin = 0x10, kAmoMax = 0x14, kAmoMinu = 0x18, kAmoMaxu = 0x1c,
+  kAmoAdd = 0x00,
+  kAmoSwap = 0x01,
+  kLr = 0x02,
+  kSc = 0x03,
+  kAmoXor = 0x04,
+  kAmoOr = 0x08,
+  kAmoAnd = 0x0c,
+  kAmoMin = 0x10,
+  kAmoMax = 0x14,
+  kAmoMinu = 0x18,
+  kAmoMaxu = 0x1c,
 };
 
 constexpr bool is_amo(unsigned op) noexcept {
   switch (op) {
-    case kAmoAdd: case kAmoSwap: case kAmoXor: case kAmoOr: case kAmoAnd:
-    case kAmoMin: case kAmoMax: case kAmoMinu: case kAmoMaxu: return true;
-    default: return false;
+    case kAmoAdd:
+    case kAmoSwap:
+    case kAmoXor:
+    case kAmoOr:
+    case kAmoAnd:
+    case kAmoMin:
+    case kAmoMax:
+    case kAmoMinu:
+    case kAmoMaxu:
+      return true;
+    default:
+      return false;
   }
 }
 
@@ -113,28 +135,45 @@ template <class U>
 U amo(U* p, unsigned op, U v) noexcept {
   using S = std::make_signed_t<U>;
   switch (op) {
-    case kAmoAdd: return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST);
-    case kAmoSwap: return __atomic_exchange_n(p, v, __ATOMIC_SEQ_CST);
-    case kAmoXor: return __atomic_fetch_xor(p, v, __ATOMIC_SEQ_CST);
-    case kAmoOr: return __atomic_fetch_or(p, v, __ATOMIC_SEQ_CST);
-    case kAmoAnd: return __atomic_fetch_and(p, v, __ATOMIC_SEQ_CST);
-    case kAmoMin: case kAmoMax: case kAmoMinu: case kAmoMaxu: {
+    case kAmoAdd:
+      return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST);
+    case kAmoSwap:
+      return __atomic_exchange_n(p, v, __ATOMIC_SEQ_CST);
+    case kAmoXor:
+      return __atomic_fetch_xor(p, v, __ATOMIC_SEQ_CST);
+    case kAmoOr:
+      return __atomic_fetch_or(p, v, __ATOMIC_SEQ_CST);
+    case kAmoAnd:
+      return __atomic_fetch_and(p, v, __ATOMIC_SEQ_CST);
+    case kAmoMin:
+    case kAmoMax:
+    case kAmoMinu:
+    case kAmoMaxu: {
       // No host instruction for these: a compare-and-swap loop is still one atomic step.
       U old = __atomic_load_n(p, __ATOMIC_RELAXED);
       for (;;) {
         U next;
         switch (op) {
-          case kAmoMin: next = static_cast<S>(v) < static_cast<S>(old) ? v : old; break;
-          case kAmoMax: next = static_cast<S>(v) > static_cast<S>(old) ? v : old; break;
-          case kAmoMinu: next = v < old ? v : old; break;
-          default: next = v > old ? v : old; break;
+          case kAmoMin:
+            next = static_cast<S>(v) < static_cast<S>(old) ? v : old;
+            break;
+          case kAmoMax:
+            next = static_cast<S>(v) > static_cast<S>(old) ? v : old;
+            break;
+          case kAmoMinu:
+            next = v < old ? v : old;
+            break;
+          default:
+            next = v > old ? v : old;
+            break;
         }
         if (__atomic_compare_exchange_n(p, &old, next, false, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED)) {
           return old;
         }
       }
     }
-    default: return 0;  // not reached: the caller checked is_amo(op)
+    default:
+      return 0;  // not reached: the caller checked is_amo(op)
   }
 }
 
@@ -146,19 +185,32 @@ const std::atomic<std::uint64_t> g_no_cpu_flushes{0};
 
 const char* trap_cause_name(TrapCause cause) noexcept {
   switch (cause) {
-    case TrapCause::None: return "preempted";
-    case TrapCause::Ecall: return "ecall";
-    case TrapCause::Breakpoint: return "breakpoint";
-    case TrapCause::IllegalInstruction: return "illegal instruction";
-    case TrapCause::InstructionMisaligned: return "misaligned instruction address";
-    case TrapCause::LoadMisaligned: return "misaligned load";
-    case TrapCause::StoreMisaligned: return "misaligned store";
-    case TrapCause::InstructionPageFault: return "instruction page fault";
-    case TrapCause::LoadPageFault: return "load page fault";
-    case TrapCause::StorePageFault: return "store page fault";
-    case TrapCause::InstructionAccessFault: return "instruction access fault";
-    case TrapCause::LoadAccessFault: return "load access fault";
-    case TrapCause::StoreAccessFault: return "store access fault";
+    case TrapCause::None:
+      return "preempted";
+    case TrapCause::Ecall:
+      return "ecall";
+    case TrapCause::Breakpoint:
+      return "breakpoint";
+    case TrapCause::IllegalInstruction:
+      return "illegal instruction";
+    case TrapCause::InstructionMisaligned:
+      return "misaligned instruction address";
+    case TrapCause::LoadMisaligned:
+      return "misaligned load";
+    case TrapCause::StoreMisaligned:
+      return "misaligned store";
+    case TrapCause::InstructionPageFault:
+      return "instruction page fault";
+    case TrapCause::LoadPageFault:
+      return "load page fault";
+    case TrapCause::StorePageFault:
+      return "store page fault";
+    case TrapCause::InstructionAccessFault:
+      return "instruction access fault";
+    case TrapCause::LoadAccessFault:
+      return "load access fault";
+    case TrapCause::StoreAccessFault:
+      return "store access fault";
   }
   return "unknown trap";
 }
@@ -236,10 +288,12 @@ struct Hart::Exec {
   // Host pointer to the byte at `va` for a read (Write: for a write), or nullptr with the trap
   // recorded. The caller has checked alignment, so the access stays within the page.
   // The hit path is inlined into every load and store; a miss calls fill().
-  [[gnu::always_inline]] inline std::byte* data_ptr(std::uint64_t va, PageFaultAccess access) noexcept {
+  [[gnu::always_inline]] inline std::byte* data_ptr(std::uint64_t va,
+                                                    PageFaultAccess access) noexcept {
     const PageEntry& e = hart.data_[(va >> vmspace::kPageShift) % kDataCacheEntries];
     const bool write = access == PageFaultAccess::Write;
-    if (e.page != (va & ~kPageMask) || (write && !e.writable)) [[unlikely]] return fill(va, access);
+    if (e.page != (va & ~kPageMask) || (write && !e.writable)) [[unlikely]]
+      return fill(va, access);
     return e.host + (va & kPageMask);
   }
 
@@ -289,10 +343,12 @@ struct Hart::Exec {
     // writing is a defined race); the decode table only remembers what a word means. It is
     // indexed by pc, and an entry is used only if it was decoded from this very word, so it
     // never needs invalidating: self-modifying code and remapped pages just miss.
-    const std::uint32_t insn = __atomic_load_n(
-        reinterpret_cast<const std::uint32_t*>(hart.code_.host + (pc & kPageMask)), __ATOMIC_RELAXED);
+    const std::uint32_t insn =
+        __atomic_load_n(reinterpret_cast<const std::uint32_t*>(hart.code_.host + (pc & kPageMask)),
+                        __ATOMIC_RELAXED);
     Decoded& d = hart.decoded_[(pc >> 2) % kDecodeEntries];
-    if (d.raw != insn) [[unlikely]] d = decode(insn);
+    if (d.raw != insn) [[unlikely]]
+      d = decode(insn);
     return &d;
   }
 
@@ -338,8 +394,8 @@ struct Hart::Exec {
       // then equivalent to one in which the LR read the second A. A program that reads other
       // memory in between (say, a lock-free stack popping through the loaded pointer) can see
       // the difference: for it this hart is not a faithful RISC-V implementation.
-      const bool matches = st.reservation_valid && st.reservation_addr == va &&
-                           st.reservation_bytes == sizeof(U);
+      const bool matches =
+          st.reservation_valid && st.reservation_addr == va && st.reservation_bytes == sizeof(U);
       st.reservation_valid = false;  // SC always ends the reservation, success or not
       if (!matches) {
         result = 1;
@@ -348,9 +404,9 @@ struct Hart::Exec {
       std::byte* p = data_ptr(va, PageFaultAccess::Write);
       if (p == nullptr) return false;
       U expected = static_cast<U>(st.reservation_value);
-      const bool ok = __atomic_compare_exchange_n(reinterpret_cast<U*>(p), &expected,
-                                                  static_cast<U>(x[d.rs2]), false,
-                                                  __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+      const bool ok =
+          __atomic_compare_exchange_n(reinterpret_cast<U*>(p), &expected, static_cast<U>(x[d.rs2]),
+                                      false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
       result = ok ? 0 : 1;
       return true;
     }
@@ -390,9 +446,14 @@ struct Hart::Exec {
       return ok;
     };
     switch (d.op) {
-      case Op::Illegal: return illegal(d.raw);
-      case Op::Lui: r = imm; break;
-      case Op::Auipc: r = pc + imm; break;
+      case Op::Illegal:
+        return illegal(d.raw);
+      case Op::Lui:
+        r = imm;
+        break;
+      case Op::Auipc:
+        r = pc + imm;
+        break;
       case Op::Jal:
         if (!jump_ok(pc + imm)) return false;
         r = pc + 4;
@@ -405,70 +466,177 @@ struct Hart::Exec {
         next_pc = target;
         break;
       }
-      case Op::Beq: return branch(a == b);
-      case Op::Bne: return branch(a != b);
-      case Op::Blt: return branch(as_signed(a) < as_signed(b));
-      case Op::Bge: return branch(as_signed(a) >= as_signed(b));
-      case Op::Bltu: return branch(a < b);
-      case Op::Bgeu: return branch(a >= b);
+      case Op::Beq:
+        return branch(a == b);
+      case Op::Bne:
+        return branch(a != b);
+      case Op::Blt:
+        return branch(as_signed(a) < as_signed(b));
+      case Op::Bge:
+        return branch(as_signed(a) >= as_signed(b));
+      case Op::Bltu:
+        return branch(a < b);
+      case Op::Bgeu:
+        return branch(a >= b);
       // Loads: the signed forms sign-extend the value, the U forms zero-extend it.
-      case Op::Lb: if (!load<std::int8_t>(a + imm, r)) return false; break;
-      case Op::Lh: if (!load<std::int16_t>(a + imm, r)) return false; break;
-      case Op::Lw: if (!load<std::int32_t>(a + imm, r)) return false; break;
-      case Op::Ld: if (!load<std::uint64_t>(a + imm, r)) return false; break;
-      case Op::Lbu: if (!load<std::uint8_t>(a + imm, r)) return false; break;
-      case Op::Lhu: if (!load<std::uint16_t>(a + imm, r)) return false; break;
-      case Op::Lwu: if (!load<std::uint32_t>(a + imm, r)) return false; break;
-      case Op::Sb: return stored(store(a + imm, static_cast<std::uint8_t>(b)));
-      case Op::Sh: return stored(store(a + imm, static_cast<std::uint16_t>(b)));
-      case Op::Sw: return stored(store(a + imm, static_cast<std::uint32_t>(b)));
-      case Op::Sd: return stored(store(a + imm, b));
-      case Op::Addi: r = a + imm; break;
-      case Op::Slti: r = as_signed(a) < as_signed(imm) ? 1 : 0; break;
-      case Op::Sltiu: r = a < imm ? 1 : 0; break;
-      case Op::Xori: r = a ^ imm; break;
-      case Op::Ori: r = a | imm; break;
-      case Op::Andi: r = a & imm; break;
-      case Op::Slli: r = a << imm; break;
-      case Op::Srli: r = a >> imm; break;
-      case Op::Srai: r = static_cast<std::uint64_t>(as_signed(a) >> imm); break;
-      case Op::Addiw: r = sext32(a + imm); break;
-      case Op::Slliw: r = sext32(static_cast<std::uint32_t>(a) << imm); break;
-      case Op::Srliw: r = sext32(static_cast<std::uint32_t>(a) >> imm); break;
-      case Op::Sraiw: r = sext32(static_cast<std::uint32_t>(static_cast<std::int32_t>(a) >> imm)); break;
+      case Op::Lb:
+        if (!load<std::int8_t>(a + imm, r)) return false;
+        break;
+      case Op::Lh:
+        if (!load<std::int16_t>(a + imm, r)) return false;
+        break;
+      case Op::Lw:
+        if (!load<std::int32_t>(a + imm, r)) return false;
+        break;
+      case Op::Ld:
+        if (!load<std::uint64_t>(a + imm, r)) return false;
+        break;
+      case Op::Lbu:
+        if (!load<std::uint8_t>(a + imm, r)) return false;
+        break;
+      case Op::Lhu:
+        if (!load<std::uint16_t>(a + imm, r)) return false;
+        break;
+      case Op::Lwu:
+        if (!load<std::uint32_t>(a + imm, r)) return false;
+        break;
+      case Op::Sb:
+        return stored(store(a + imm, static_cast<std::uint8_t>(b)));
+      case Op::Sh:
+        return stored(store(a + imm, static_cast<std::uint16_t>(b)));
+      case Op::Sw:
+        return stored(store(a + imm, static_cast<std::uint32_t>(b)));
+      case Op::Sd:
+        return stored(store(a + imm, b));
+      case Op::Addi:
+        r = a + imm;
+        break;
+      case Op::Slti:
+        r = as_signed(a) < as_signed(imm) ? 1 : 0;
+        break;
+      case Op::Sltiu:
+        r = a < imm ? 1 : 0;
+        break;
+      case Op::Xori:
+        r = a ^ imm;
+        break;
+      case Op::Ori:
+        r = a | imm;
+        break;
+      case Op::Andi:
+        r = a & imm;
+        break;
+      case Op::Slli:
+        r = a << imm;
+        break;
+      case Op::Srli:
+        r = a >> imm;
+        break;
+      case Op::Srai:
+        r = static_cast<std::uint64_t>(as_signed(a) >> imm);
+        break;
+      case Op::Addiw:
+        r = sext32(a + imm);
+        break;
+      case Op::Slliw:
+        r = sext32(static_cast<std::uint32_t>(a) << imm);
+        break;
+      case Op::Srliw:
+        r = sext32(static_cast<std::uint32_t>(a) >> imm);
+        break;
+      case Op::Sraiw:
+        r = sext32(static_cast<std::uint32_t>(static_cast<std::int32_t>(a) >> imm));
+        break;
       // Register shifts use only the low 6 (or, for *W, 5) bits of the amount.
-      case Op::Add: r = a + b; break;
-      case Op::Sub: r = a - b; break;
-      case Op::Sll: r = a << (b & 63); break;
-      case Op::Slt: r = as_signed(a) < as_signed(b) ? 1 : 0; break;
-      case Op::Sltu: r = a < b ? 1 : 0; break;
-      case Op::Xor: r = a ^ b; break;
-      case Op::Srl: r = a >> (b & 63); break;
-      case Op::Sra: r = static_cast<std::uint64_t>(as_signed(a) >> (b & 63)); break;
-      case Op::Or: r = a | b; break;
-      case Op::And: r = a & b; break;
-      case Op::Addw: r = sext32(a + b); break;
-      case Op::Subw: r = sext32(a - b); break;
-      case Op::Sllw: r = sext32(static_cast<std::uint32_t>(a) << (b & 31)); break;
-      case Op::Srlw: r = sext32(static_cast<std::uint32_t>(a) >> (b & 31)); break;
-      case Op::Sraw: r = sext32(static_cast<std::uint32_t>(static_cast<std::int32_t>(a) >> (b & 31))); break;
-      case Op::Mul: r = a * b; break;
-      case Op::Mulh: r = mulh(a, b); break;
-      case Op::Mulhsu: r = mulhsu(a, b); break;
-      case Op::Mulhu: r = mulhu(a, b); break;
-      case Op::Div: r = div_signed<std::int64_t>(a, b); break;
-      case Op::Divu: r = div_unsigned(a, b); break;
-      case Op::Rem: r = rem_signed<std::int64_t>(a, b); break;
-      case Op::Remu: r = rem_unsigned(a, b); break;
-      case Op::Mulw: r = sext32(a * b); break;
-      case Op::Divw: r = sext32(div_signed<std::int32_t>(lo32(a), lo32(b))); break;
-      case Op::Divuw: r = sext32(div_unsigned(lo32(a), lo32(b))); break;
-      case Op::Remw: r = sext32(rem_signed<std::int32_t>(lo32(a), lo32(b))); break;
-      case Op::Remuw: r = sext32(rem_unsigned(lo32(a), lo32(b))); break;
+      case Op::Add:
+        r = a + b;
+        break;
+      case Op::Sub:
+        r = a - b;
+        break;
+      case Op::Sll:
+        r = a << (b & 63);
+        break;
+      case Op::Slt:
+        r = as_signed(a) < as_signed(b) ? 1 : 0;
+        break;
+      case Op::Sltu:
+        r = a < b ? 1 : 0;
+        break;
+      case Op::Xor:
+        r = a ^ b;
+        break;
+      case Op::Srl:
+        r = a >> (b & 63);
+        break;
+      case Op::Sra:
+        r = static_cast<std::uint64_t>(as_signed(a) >> (b & 63));
+        break;
+      case Op::Or:
+        r = a | b;
+        break;
+      case Op::And:
+        r = a & b;
+        break;
+      case Op::Addw:
+        r = sext32(a + b);
+        break;
+      case Op::Subw:
+        r = sext32(a - b);
+        break;
+      case Op::Sllw:
+        r = sext32(static_cast<std::uint32_t>(a) << (b & 31));
+        break;
+      case Op::Srlw:
+        r = sext32(static_cast<std::uint32_t>(a) >> (b & 31));
+        break;
+      case Op::Sraw:
+        r = sext32(static_cast<std::uint32_t>(static_cast<std::int32_t>(a) >> (b & 31)));
+        break;
+      case Op::Mul:
+        r = a * b;
+        break;
+      case Op::Mulh:
+        r = mulh(a, b);
+        break;
+      case Op::Mulhsu:
+        r = mulhsu(a, b);
+        break;
+      case Op::Mulhu:
+        r = mulhu(a, b);
+        break;
+      case Op::Div:
+        r = div_signed<std::int64_t>(a, b);
+        break;
+      case Op::Divu:
+        r = div_unsigned(a, b);
+        break;
+      case Op::Rem:
+        r = rem_signed<std::int64_t>(a, b);
+        break;
+      case Op::Remu:
+        r = rem_unsigned(a, b);
+        break;
+      case Op::Mulw:
+        r = sext32(a * b);
+        break;
+      case Op::Divw:
+        r = sext32(div_signed<std::int32_t>(lo32(a), lo32(b)));
+        break;
+      case Op::Divuw:
+        r = sext32(div_unsigned(lo32(a), lo32(b)));
+        break;
+      case Op::Remw:
+        r = sext32(rem_signed<std::int32_t>(lo32(a), lo32(b)));
+        break;
+      case Op::Remuw:
+        r = sext32(rem_unsigned(lo32(a), lo32(b)));
+        break;
       case Op::AmoW:
       case Op::AmoD: {
         std::uint64_t old = 0;  // a separate variable: taking r's address would keep r in memory
-        if (!(d.op == Op::AmoW ? atomic_op<std::uint32_t>(d, old) : atomic_op<std::uint64_t>(d, old))) {
+        if (!(d.op == Op::AmoW ? atomic_op<std::uint32_t>(d, old)
+                               : atomic_op<std::uint64_t>(d, old))) {
           return false;
         }
         r = old;
@@ -488,11 +656,19 @@ struct Hart::Exec {
         // Nothing to do: every fetch reads memory afresh, and the decode table checks the word.
         pc_ref = next_pc;
         return true;
-      case Op::Ecall: return fail(TrapCause::Ecall, 0);
-      case Op::Ebreak: return fail(TrapCause::Breakpoint, pc);
-      case Op::RdCycle: r = hart.counters_.cycles + done; break;
-      case Op::RdTime: r = hart.time_ ? hart.time_() : 0; break;
-      case Op::RdInstret: r = hart.counters_.instret + done; break;
+      case Op::Ecall:
+        return fail(TrapCause::Ecall, 0);
+      case Op::Ebreak:
+        return fail(TrapCause::Breakpoint, pc);
+      case Op::RdCycle:
+        r = hart.counters_.cycles + done;
+        break;
+      case Op::RdTime:
+        r = hart.time_ ? hart.time_() : 0;
+        break;
+      case Op::RdInstret:
+        r = hart.counters_.instret + done;
+        break;
     }
     if (d.rd != 0) x[d.rd] = r;
     pc_ref = next_pc;

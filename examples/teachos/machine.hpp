@@ -68,8 +68,19 @@ struct Trap {
 
 // ABI register numbers the kernel needs (the RISC-V calling convention).
 enum Reg : unsigned {
-  kZero = 0, kRa = 1, kSp = 2, kGp = 3, kTp = 4,
-  kA0 = 10, kA1 = 11, kA2 = 12, kA3 = 13, kA4 = 14, kA5 = 15, kA6 = 16, kA7 = 17,
+  kZero = 0,
+  kRa = 1,
+  kSp = 2,
+  kGp = 3,
+  kTp = 4,
+  kA0 = 10,
+  kA1 = 11,
+  kA2 = 12,
+  kA3 = 13,
+  kA4 = 14,
+  kA5 = 15,
+  kA6 = 16,
+  kA7 = 17,
 };
 
 // The user-visible state of one thread; the kernel saves it in the thread (the trapframe).
@@ -83,21 +94,21 @@ struct HartState {
   // breakpoint): an SC is allowed to fail spuriously, but it must not succeed on a reservation
   // that another thread's LR made.
   bool reservation_valid = false;
-  std::uint8_t reservation_bytes = 0;      // 4 (LR.W) or 8 (LR.D)
-  std::uint64_t reservation_addr = 0;      // the virtual address LR read
-  std::uint64_t reservation_value = 0;     // what LR read (SC compares against it, see machine.cpp)
+  std::uint8_t reservation_bytes = 0;   // 4 (LR.W) or 8 (LR.D)
+  std::uint64_t reservation_addr = 0;   // the virtual address LR read
+  std::uint64_t reservation_value = 0;  // what LR read (SC compares against it, see machine.cpp)
 
   void clear_reservation() noexcept { reservation_valid = false; }
 };
 
 // What one hart has done since it was created (statistics; rdcycle/rdinstret read them).
 struct HartCounters {
-  std::uint64_t instret = 0;        // instructions retired (a trapping instruction does not retire)
-  std::uint64_t cycles = 0;         // = instret: the model charges one cycle per instruction
-  std::uint64_t translations = 0;   // calls to mmu_translate (misses in the hart's page cache)
-  std::uint64_t cache_drops = 0;    // times the hart's page cache was dropped by a TLB flush
-  std::uint64_t traps = 0;          // run() returns other than TrapCause::None
-  std::uint64_t sections = 0;       // RCU read sections entered (one per kInstructionsPerSection)
+  std::uint64_t instret = 0;       // instructions retired (a trapping instruction does not retire)
+  std::uint64_t cycles = 0;        // = instret: the model charges one cycle per instruction
+  std::uint64_t translations = 0;  // calls to mmu_translate (misses in the hart's page cache)
+  std::uint64_t cache_drops = 0;   // times the hart's page cache was dropped by a TLB flush
+  std::uint64_t traps = 0;         // run() returns other than TrapCause::None
+  std::uint64_t sections = 0;      // RCU read sections entered (one per kInstructionsPerSection)
 };
 
 // One emulated hart. Belongs to one host thread (the one bound to an emulated CPU that calls
@@ -138,7 +149,7 @@ class Hart {
   // the start of every read section; see machine.cpp for why that keeps it correct.
   static constexpr std::size_t kDataCacheEntries = 64;
   static constexpr std::uint64_t kNoPage = ~std::uint64_t{0};  // never a page address
-  struct PageEntry {  // emptied by drop_cache(), which the constructor calls
+  struct PageEntry {     // emptied by drop_cache(), which the constructor calls
     std::uint64_t page;  // user virtual page address, kNoPage when empty
     std::byte* host;     // host pointer to the start of the physical page
     bool writable;       // translated for Write (W and DIRTY set in the PTE)

@@ -43,10 +43,23 @@ std::uint64_t parse_size(const std::string& s) {
   std::uint64_t v = std::strtoull(s.c_str(), &end, 0);
   if (end == s.c_str()) usage("bad size");
   switch (*end) {
-    case 'K': case 'k': v <<= 10; ++end; break;
-    case 'M': case 'm': v <<= 20; ++end; break;
-    case 'G': case 'g': v <<= 30; ++end; break;
-    default: break;
+    case 'K':
+    case 'k':
+      v <<= 10;
+      ++end;
+      break;
+    case 'M':
+    case 'm':
+      v <<= 20;
+      ++end;
+      break;
+    case 'G':
+    case 'g':
+      v <<= 30;
+      ++end;
+      break;
+    default:
+      break;
   }
   if (*end != '\0') usage("bad size");
   return v;
@@ -57,15 +70,19 @@ void print_stats(unsigned harts) {
     const auto s = vmspace::tlb_stats(vmspace::CpuId::from_raw_unchecked(i + 1));
     const double total = static_cast<double>(s.hits + s.misses);
     std::fprintf(stderr,
-                 "teachos: hart %u: %llu instructions; TLB %llu hits, %llu misses (%.1f%% hit rate), %llu full "
+                 "teachos: hart %u: %llu instructions; TLB %llu hits, %llu misses (%.1f%% hit "
+                 "rate), %llu full "
                  "flushes, %llu page flushes\n",
-                 i, static_cast<unsigned long long>(hart_instret(i)), static_cast<unsigned long long>(s.hits), static_cast<unsigned long long>(s.misses),
+                 i, static_cast<unsigned long long>(hart_instret(i)),
+                 static_cast<unsigned long long>(s.hits), static_cast<unsigned long long>(s.misses),
                  total > 0 ? 100.0 * static_cast<double>(s.hits) / total : 0.0,
-                 static_cast<unsigned long long>(s.full_flushes), static_cast<unsigned long long>(s.single_flushes));
+                 static_cast<unsigned long long>(s.full_flushes),
+                 static_cast<unsigned long long>(s.single_flushes));
   }
   const auto d = vmspace::tlb_dispatch_stats();
   std::fprintf(stderr, "teachos: TLB shootdowns: %llu dispatches reaching %llu CPUs\n",
-               static_cast<unsigned long long>(d.dispatches), static_cast<unsigned long long>(d.cpu_flushes));
+               static_cast<unsigned long long>(d.dispatches),
+               static_cast<unsigned long long>(d.cpu_flushes));
 }
 
 }  // namespace
@@ -131,7 +148,8 @@ int main(int argc, char** argv) {
                  static_cast<long long>(free_at_boot) - static_cast<long long>(free_now));
     return 99;
   }
-  std::fprintf(stderr, "teachos: all %llu frames came back\n", static_cast<unsigned long long>(free_now / 4096));
+  std::fprintf(stderr, "teachos: all %llu frames came back\n",
+               static_cast<unsigned long long>(free_now / 4096));
   if ((status & 0x7f) != 0) return 128 + (status & 0x7f);
   return (status >> 8) & 0xff;
 }

@@ -80,8 +80,10 @@ void print_exit_stats(proc* p) {
                "teachos: pid %d (%s) %s: faults %llu demand-zero, %llu cow-copy, %llu cow-reuse, "
                "%llu stack, %llu fatal; %llu frames in use\n",
                p->pid, p->name.c_str(), how, static_cast<unsigned long long>(s.demand_zero.load()),
-               static_cast<unsigned long long>(s.cow_copy.load()), static_cast<unsigned long long>(s.cow_reuse.load()),
-               static_cast<unsigned long long>(s.stack_growth.load()), static_cast<unsigned long long>(s.fatal.load()),
+               static_cast<unsigned long long>(s.cow_copy.load()),
+               static_cast<unsigned long long>(s.cow_reuse.load()),
+               static_cast<unsigned long long>(s.stack_growth.load()),
+               static_cast<unsigned long long>(s.fatal.load()),
                static_cast<unsigned long long>(p->vm->frames_mapped()));
 }
 
@@ -92,14 +94,17 @@ void proc_finish_locked(proc* p) VMS_REQUIRES(ptable_lock) {
   // The exiting thread's hart still translates through p's space: leave it now, so the memory
   // is freed here and not whenever this hart next runs something (a parent woken below may
   // need those frames at once).
-  if (current_thread() != nullptr && current_thread()->p == p) (void)vmspace::VmSpace::deactivate_current();
+  if (current_thread() != nullptr && current_thread()->p == p)
+    (void)vmspace::VmSpace::deactivate_current();
   p->vm.reset();  // frees the address space once no CPU has it active any more
   proc* init = find_proc_locked(1);
   if (init == p || (init && init->zombie)) init = nullptr;
   for (const auto& c : g_procs) {
     if (c->parent == p) c->parent = init;  // orphans go to init, as in Unix
   }
-  std::erase_if(g_procs, [](const std::unique_ptr<proc>& c) { return c->zombie && c->parent == nullptr && c->pid != 1; });
+  std::erase_if(g_procs, [](const std::unique_ptr<proc>& c) {
+    return c->zombie && c->parent == nullptr && c->pid != 1;
+  });
   if (p->parent) {
     for (const auto& t : g_threads) {
       if (t->p == p->parent && t->state == ThreadState::Sleeping && t->wait_for == WaitFor::Child) {
@@ -124,7 +129,8 @@ void remove_thread_locked(thread* t) VMS_REQUIRES(ptable_lock) {
   if (--p->live_threads == 0) proc_finish_locked(p);
 }
 
-std::int64_t futex_wake_locked(const Vm* vm, std::uint64_t addr, std::uint32_t n) VMS_REQUIRES(ptable_lock) {
+std::int64_t futex_wake_locked(const Vm* vm, std::uint64_t addr, std::uint32_t n)
+    VMS_REQUIRES(ptable_lock) {
   std::int64_t woken = 0;
   for (const auto& w : g_threads) {
     if (woken >= n) break;
@@ -177,10 +183,13 @@ int exec_into(proc* p, thread* t, const std::string& name, const std::vector<std
   std::span<const std::byte> file(raw);
   ElfResult elf = elf_parse(file);
   if (elf.error != 0) {
-    if (trace().syscalls || p->live_threads == 0) std::fprintf(stderr, "teachos: exec %s: %s\n", path.c_str(), elf.why.c_str());
+    if (trace().syscalls || p->live_threads == 0)
+      std::fprintf(stderr, "teachos: exec %s: %s\n", path.c_str(), elf.why.c_str());
     return -elf.error;
   }
-  InitialStack stack = build_initial_stack(kStackTop, argv, envp, elf.image, 0x7eac0 + static_cast<std::uint64_t>(p->pid), kMaxArgBytes + 4096);
+  InitialStack stack =
+      build_initial_stack(kStackTop, argv, envp, elf.image,
+                          0x7eac0 + static_cast<std::uint64_t>(p->pid), kMaxArgBytes + 4096);
   if (stack.sp == 0) return -E2BIG;
   auto vm = Vm::create();
   if (!vm) return -ENOMEM;
@@ -241,7 +250,8 @@ int init_exit_status() {
 }
 
 void proc_kill(thread* t, int signal, const std::string& why) {
-  std::fprintf(stderr, "teachos: pid %d (%s) killed: %s\n", t->p->pid, t->p->name.c_str(), why.c_str());
+  std::fprintf(stderr, "teachos: pid %d (%s) killed: %s\n", t->p->pid, t->p->name.c_str(),
+               why.c_str());
   vmspace::LockGuard<vmspace::Mutex> g(ptable_lock);
   kill_locked(t->p, signal);
 }
@@ -264,10 +274,11 @@ void thread_exit_killed(thread* t) {
   remove_thread_locked(t);
 }
 
-std::int64_t sys_clone(thread* t, std::uint64_t flags, std::uint64_t newsp, std::uint64_t ptid, std::uint64_t tls,
-                       std::uint64_t ctid) {
+std::int64_t sys_clone(thread* t, std::uint64_t flags, std::uint64_t newsp, std::uint64_t ptid,
+                       std::uint64_t tls, std::uint64_t ctid) {
   proc* p = t->p;
-  if ((flags & kCloneVm) && !(flags & kCloneThread)) return -EINVAL;  // vfork-style sharing: not supported
+  if ((flags & kCloneVm) && !(flags & kCloneThread))
+    return -EINVAL;  // vfork-style sharing: not supported
   std::shared_ptr<Vm> child_vm;
   if (!(flags & kCloneVm)) {
     {
@@ -279,8 +290,8 @@ std::int64_t sys_clone(thread* t, std::uint64_t flags, std::uint64_t newsp, std:
   }
   auto nt = std::make_unique<thread>();
   nt->tf = t->tf;
-  nt->tf.pc += 4;      // the child continues after the ecall...
-  nt->tf.x[kA0] = 0;   // ...seeing 0
+  nt->tf.pc += 4;     // the child continues after the ecall...
+  nt->tf.x[kA0] = 0;  // ...seeing 0
   if (newsp != 0) nt->tf.x[kSp] = newsp;
   if (flags & kCloneSettls) nt->tf.x[kTp] = tls;
   if (flags & kCloneChildCleartid) nt->clear_child_tid = ctid;
@@ -339,7 +350,8 @@ std::int64_t sys_wait4(thread* t, std::int64_t pid, std::uint64_t ustatus, std::
     if (c->parent != t->p || (pid > 0 && c->pid != pid)) continue;
     have_kids = true;
     if (!c->zombie) continue;
-    if (ustatus != 0 && copyout_u32(t, ustatus, static_cast<std::uint32_t>(c->exit_status)) != 0) return -EFAULT;
+    if (ustatus != 0 && copyout_u32(t, ustatus, static_cast<std::uint32_t>(c->exit_status)) != 0)
+      return -EFAULT;
     const int cpid = c->pid;
     free_proc_locked(c.get());
     return cpid;
@@ -350,7 +362,8 @@ std::int64_t sys_wait4(thread* t, std::int64_t pid, std::uint64_t ustatus, std::
   return kBlocked;
 }
 
-std::int64_t sys_futex(thread* t, std::uint64_t addr, int op, std::uint32_t val, std::uint64_t utimeout) {
+std::int64_t sys_futex(thread* t, std::uint64_t addr, int op, std::uint32_t val,
+                       std::uint64_t utimeout) {
   op &= ~kFutexPrivate;
   if (addr % 4 != 0) return -EINVAL;
   std::uint64_t timeout_ns = 0;  // 0: wait until woken
@@ -358,7 +371,8 @@ std::int64_t sys_futex(thread* t, std::uint64_t addr, int op, std::uint32_t val,
     std::int64_t ts[2];
     if (copyin(t, ts, utimeout, sizeof ts) != 0) return -EFAULT;
     if (ts[0] < 0 || ts[1] < 0 || ts[1] >= 1'000'000'000) return -EINVAL;
-    timeout_ns = static_cast<std::uint64_t>(ts[0]) * 1'000'000'000ULL + static_cast<std::uint64_t>(ts[1]);
+    timeout_ns =
+        static_cast<std::uint64_t>(ts[0]) * 1'000'000'000ULL + static_cast<std::uint64_t>(ts[1]);
     if (timeout_ns == 0) timeout_ns = 1;
   }
   vmspace::LockGuard<vmspace::Mutex> g(ptable_lock);
@@ -378,7 +392,8 @@ std::int64_t sys_nanosleep(thread* t, std::uint64_t ureq) {
   std::int64_t ts[2];
   if (copyin(t, ts, ureq, sizeof ts) != 0) return -EFAULT;
   if (ts[0] < 0 || ts[1] < 0 || ts[1] >= 1'000'000'000) return -EINVAL;
-  const std::uint64_t ns = static_cast<std::uint64_t>(ts[0]) * 1'000'000'000ULL + static_cast<std::uint64_t>(ts[1]);
+  const std::uint64_t ns =
+      static_cast<std::uint64_t>(ts[0]) * 1'000'000'000ULL + static_cast<std::uint64_t>(ts[1]);
   if (ns == 0) return 0;
   vmspace::LockGuard<vmspace::Mutex> g(ptable_lock);
   t->wake_at = now_ns() + ns;

@@ -52,8 +52,8 @@ struct thread {
   HartState tf;  // the trapframe: user registers while not running
   ThreadState state = ThreadState::Runnable;
   WaitFor wait_for = WaitFor::Child;
-  std::uint64_t futex_addr = 0;  // WaitFor::Futex: the word, in p->vm
-  std::uint64_t wake_at = 0;     // Timer, or Futex with a timeout (else 0): in now_ns() time
+  std::uint64_t futex_addr = 0;       // WaitFor::Futex: the word, in p->vm
+  std::uint64_t wake_at = 0;          // Timer, or Futex with a timeout (else 0): in now_ns() time
   std::uint64_t clear_child_tid = 0;  // CLONE_CHILD_CLEARTID / set_tid_address
   std::atomic<bool> zapped{false};    // another thread exec'd: this one ends at its next trap
 };
@@ -64,9 +64,10 @@ struct proc {
   std::string name;
   std::shared_ptr<Vm> vm;  // guarded by ptable_lock; threads use their own copy (thread::vm)
   int live_threads = 0;
-  std::atomic<bool> killed{false};  // exit_group or a fatal signal: every thread stops at its next trap
-  int exit_status = 0;    // the wait status (Linux encoding) once killed/exiting
-  bool zombie = false;    // exited, waiting for wait4
+  std::atomic<bool> killed{
+      false};           // exit_group or a fatal signal: every thread stops at its next trap
+  int exit_status = 0;  // the wait status (Linux encoding) once killed/exiting
+  bool zombie = false;  // exited, waiting for wait4
 };
 
 // Creates init (pid 1) running `path` with `argv` (envp empty). Returns -errno on failure
@@ -83,7 +84,8 @@ std::int64_t sys_clone(thread* t, std::uint64_t flags, std::uint64_t newsp, std:
                        std::uint64_t tls, std::uint64_t ctid);
 std::int64_t sys_execve(thread* t, std::uint64_t path, std::uint64_t argv, std::uint64_t envp);
 std::int64_t sys_wait4(thread* t, std::int64_t pid, std::uint64_t status, std::uint64_t options);
-std::int64_t sys_futex(thread* t, std::uint64_t addr, int op, std::uint32_t val, std::uint64_t timeout);
+std::int64_t sys_futex(thread* t, std::uint64_t addr, int op, std::uint32_t val,
+                       std::uint64_t timeout);
 std::int64_t sys_nanosleep(thread* t, std::uint64_t req);
 
 // Ends the calling thread (exit) or its whole process (exit_group). The thread is gone when

@@ -19,9 +19,9 @@ namespace teachos {
 
 namespace {
 
-constexpr std::uint64_t kSlice = 20'000;           // instructions per time slice (parallel mode)
+constexpr std::uint64_t kSlice = 20'000;  // instructions per time slice (parallel mode)
 constexpr std::uint64_t kMinSlice = 200, kMaxSlice = 20'000;  // deterministic mode draws from here
-constexpr std::uint64_t kIdleTickNs = 100'000;     // virtual time an idle deterministic hart lets pass
+constexpr std::uint64_t kIdleTickNs = 100'000;  // virtual time an idle deterministic hart lets pass
 
 struct Scheduler {
   SchedOptions opts;
@@ -75,7 +75,8 @@ thread* pick(unsigned id, bool& stop) VMS_NO_THREAD_SAFETY_ANALYSIS {
       // virtual time jump to the next deadline, or at least one tick, and hand on the baton.
       const std::uint64_t now = g_sched.vclock.load(std::memory_order_relaxed);
       const std::uint64_t next = earliest_timer_locked();
-      g_sched.vclock.store(next != UINT64_MAX && next > now ? next : now + kIdleTickNs, std::memory_order_relaxed);
+      g_sched.vclock.store(next != UINT64_MAX && next > now ? next : now + kIdleTickNs,
+                           std::memory_order_relaxed);
       return nullptr;
     }
     g_sched.wakeup.wait_for(l, std::chrono::milliseconds(1));
@@ -83,7 +84,8 @@ thread* pick(unsigned id, bool& stop) VMS_NO_THREAD_SAFETY_ANALYSIS {
   thread* t = g_sched.runq.front();
   g_sched.runq.pop_front();
   t->state = ThreadState::Running;
-  if (trace().sched) std::fprintf(stderr, "sched: hart %u runs pid %d tid %d\n", id, t->p->pid, t->tid);
+  if (trace().sched)
+    std::fprintf(stderr, "sched: hart %u runs pid %d tid %d\n", id, t->p->pid, t->tid);
   return t;
 }
 
@@ -97,7 +99,8 @@ void run_slice(Hart& hart, thread* t) {
   }
   t->tf.clear_reservation();
   std::uint64_t budget = kSlice;
-  if (deterministic()) budget = std::uniform_int_distribution<std::uint64_t>(kMinSlice, kMaxSlice)(g_sched.rng);
+  if (deterministic())
+    budget = std::uniform_int_distribution<std::uint64_t>(kMinSlice, kMaxSlice)(g_sched.rng);
   Next next = Next::Resume;
   while (next == Next::Resume) {
     // The context switch: this CPU now translates through t's address space (again after an
@@ -105,7 +108,8 @@ void run_slice(Hart& hart, thread* t) {
     const vmspace::Paddr before_root = vmspace::current_page_table_paddr();
     (void)t->vm->space()->activate();
     if (trace().tlb && before_root != vmspace::current_page_table_paddr()) {
-      std::fprintf(stderr, "tlb: hart %u switches to pid %d: whole TLB flushed\n", nharts_index(), t->p->pid);
+      std::fprintf(stderr, "tlb: hart %u switches to pid %d: whole TLB flushed\n", nharts_index(),
+                   t->p->pid);
     }
     const std::uint64_t before = hart.counters().instret;
     Trap trap = hart.run(t->tf, budget);
@@ -166,8 +170,9 @@ void sleep_on(thread* t, WaitFor why) {
 
 std::uint64_t now_ns() {
   if (deterministic()) return g_sched.vclock.load(std::memory_order_relaxed);
-  return static_cast<std::uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - g_sched.boot).count());
+  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                        std::chrono::steady_clock::now() - g_sched.boot)
+                                        .count());
 }
 
 bool deterministic() { return g_sched.opts.seed.has_value(); }
@@ -180,7 +185,9 @@ void sched_configure(const SchedOptions& opts) {
   if (opts.seed) g_sched.rng.seed(*opts.seed);
 }
 
-std::uint64_t hart_instret(unsigned hart) { return hart < g_sched.instret.size() ? g_sched.instret[hart] : 0; }
+std::uint64_t hart_instret(unsigned hart) {
+  return hart < g_sched.instret.size() ? g_sched.instret[hart] : 0;
+}
 
 void sched_run() {
   g_sched.instret.assign(g_sched.opts.harts, 0);

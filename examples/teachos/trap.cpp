@@ -33,8 +33,10 @@ Next kill(thread* t, int signal, const std::string& why) {
 
 Next memory_fault(thread* t, const Trap& trap) {
   Access access = Access::Read;
-  if (trap.cause == TrapCause::StorePageFault || trap.cause == TrapCause::StoreAccessFault) access = Access::Write;
-  if (trap.cause == TrapCause::InstructionPageFault || trap.cause == TrapCause::InstructionAccessFault) {
+  if (trap.cause == TrapCause::StorePageFault || trap.cause == TrapCause::StoreAccessFault)
+    access = Access::Write;
+  if (trap.cause == TrapCause::InstructionPageFault ||
+      trap.cause == TrapCause::InstructionAccessFault) {
     access = Access::Execute;
   }
   const std::string what = std::string(trap_cause_name(trap.cause)) + " at " + hex(trap.tval);
@@ -50,8 +52,10 @@ Next memory_fault(thread* t, const Trap& trap) {
                  out.kind == FaultOutcome::Kind::Resolved ? "resolved" : out.why);
   }
   switch (out.kind) {
-    case FaultOutcome::Kind::Resolved: return Next::Resume;
-    case FaultOutcome::Kind::OutOfMemory: return kill(t, kSigKill, what + ": " + out.why);
+    case FaultOutcome::Kind::Resolved:
+      return Next::Resume;
+    case FaultOutcome::Kind::OutOfMemory:
+      return kill(t, kSigKill, what + ": " + out.why);
     case FaultOutcome::Kind::Fatal:
       t->vm->stats().fatal.fetch_add(1, std::memory_order_relaxed);
       return kill(t, kSigSegv, what + ": " + out.why);
@@ -62,40 +66,47 @@ Next memory_fault(thread* t, const Trap& trap) {
 }  // namespace
 
 void trap_init() {
-  vmspace::inject_user_page_fault_handler([](const vmspace::PageFaultInfo& info) -> vmspace::Result<void> {
-    thread* t = current_thread();
-    if (t == nullptr || t->vm == nullptr || t->vm->space() != info.space) {
-      return vmspace::err(vmspace::Error::PageFault);
-    }
-    const Access access = info.access == vmspace::PageFaultAccess::Write ? Access::Write : Access::Read;
-    FaultOutcome out = t->vm->fault(info.address, access);
-    if (trace().faults) {
-      std::fprintf(stderr, "fault: pid %d syscall %s at %s -> %s\n", t->p->pid, access_name(access),
-                   hex(info.address).c_str(), out.kind == FaultOutcome::Kind::Resolved ? "resolved" : out.why);
-    }
-    if (out.kind == FaultOutcome::Kind::Resolved) return {};
-    if (out.kind == FaultOutcome::Kind::OutOfMemory) t_out_of_memory = true;
-    return vmspace::err(vmspace::Error::PageFault);
-  });
+  vmspace::inject_user_page_fault_handler(
+      [](const vmspace::PageFaultInfo& info) -> vmspace::Result<void> {
+        thread* t = current_thread();
+        if (t == nullptr || t->vm == nullptr || t->vm->space() != info.space) {
+          return vmspace::err(vmspace::Error::PageFault);
+        }
+        const Access access =
+            info.access == vmspace::PageFaultAccess::Write ? Access::Write : Access::Read;
+        FaultOutcome out = t->vm->fault(info.address, access);
+        if (trace().faults) {
+          std::fprintf(stderr, "fault: pid %d syscall %s at %s -> %s\n", t->p->pid,
+                       access_name(access), hex(info.address).c_str(),
+                       out.kind == FaultOutcome::Kind::Resolved ? "resolved" : out.why);
+        }
+        if (out.kind == FaultOutcome::Kind::Resolved) return {};
+        if (out.kind == FaultOutcome::Kind::OutOfMemory) t_out_of_memory = true;
+        return vmspace::err(vmspace::Error::PageFault);
+      });
 }
 
 Next trap_handle(thread* t, const Trap& trap) {
   switch (trap.cause) {
-    case TrapCause::None: return Next::Requeue;
+    case TrapCause::None:
+      return Next::Requeue;
     case TrapCause::Ecall: {
       t_out_of_memory = false;
       Next n = syscall(t);
-      if (t_out_of_memory && n != Next::Gone) return kill(t, kSigKill, "out of physical memory in a system call");
+      if (t_out_of_memory && n != Next::Gone)
+        return kill(t, kSigKill, "out of physical memory in a system call");
       return n;
     }
-    case TrapCause::Breakpoint: return kill(t, kSigTrap, "breakpoint at " + hex(t->tf.pc));
+    case TrapCause::Breakpoint:
+      return kill(t, kSigTrap, "breakpoint at " + hex(t->tf.pc));
     case TrapCause::IllegalInstruction:
       return kill(t, kSigIll, "illegal instruction " + hex(trap.tval) + " at " + hex(t->tf.pc));
     case TrapCause::InstructionMisaligned:
     case TrapCause::LoadMisaligned:
     case TrapCause::StoreMisaligned:
       return kill(t, kSigBus, std::string(trap_cause_name(trap.cause)) + " at " + hex(trap.tval));
-    default: return memory_fault(t, trap);
+    default:
+      return memory_fault(t, trap);
   }
 }
 

@@ -20,13 +20,18 @@ namespace {
 
 std::uint64_t page_down(std::uint64_t a) { return a & ~(kPage - 1); }
 std::uint64_t page_up(std::uint64_t a) { return (a + kPage - 1) & ~(kPage - 1); }
-PageProperty user_prop(unsigned prot) { return PageProperty::new_user(flags_for(prot), CachePolicy::Writeback); }
+PageProperty user_prop(unsigned prot) {
+  return PageProperty::new_user(flags_for(prot), CachePolicy::Writeback);
+}
 
 bool allows(unsigned prot, Access a) {
   switch (a) {
-    case Access::Read: return (prot & (kProtRead | kProtWrite | kProtExec)) != 0;
-    case Access::Write: return (prot & kProtWrite) != 0;
-    case Access::Execute: return (prot & kProtExec) != 0;
+    case Access::Read:
+      return (prot & (kProtRead | kProtWrite | kProtExec)) != 0;
+    case Access::Write:
+      return (prot & kProtWrite) != 0;
+    case Access::Execute:
+      return (prot & kProtExec) != 0;
   }
   return false;
 }
@@ -41,9 +46,12 @@ std::optional<vmspace::UFrame> alloc_frame(vmspace::FrameAllocOptions opts = {})
 
 const char* access_name(Access a) {
   switch (a) {
-    case Access::Read: return "load";
-    case Access::Write: return "store";
-    case Access::Execute: return "instruction fetch";
+    case Access::Read:
+      return "load";
+    case Access::Write:
+      return "store";
+    case Access::Execute:
+      return "instruction fetch";
   }
   return "?";
 }
@@ -105,7 +113,8 @@ FaultOutcome Vm::fault_once(std::uint64_t va, Access access) {
     // Lazy allocation: the first touch of a page gets a zeroed frame.
     auto frame = alloc_frame();
     if (!frame) return {K::OutOfMemory, "out of physical memory"};
-    if (!c->map(std::move(*frame), user_prop(region.prot))) return {K::OutOfMemory, "out of memory mapping a page"};
+    if (!c->map(std::move(*frame), user_prop(region.prot)))
+      return {K::OutOfMemory, "out of memory mapping a page"};
     if (region.kind == Region::Kind::Stack && page < stack_low_) {
       stack_low_ = page;
       stats_.stack_growth.fetch_add(1, std::memory_order_relaxed);
@@ -133,7 +142,8 @@ FaultOutcome Vm::fault_once(std::uint64_t va, Access access) {
   // Replace the shared mapping with the private copy. unmap() flushes every CPU that may cache
   // the read-only translation and drops our reference to the shared frame after a grace period.
   if (!c->unmap(kPage) || !c->jump(page)) return {K::OutOfMemory, "unmap failed"};
-  if (!c->map(std::move(*copy), user_prop(region.prot))) return {K::OutOfMemory, "out of memory mapping a page"};
+  if (!c->map(std::move(*copy), user_prop(region.prot)))
+    return {K::OutOfMemory, "out of memory mapping a page"};
   stats_.cow_copy.fetch_add(1, std::memory_order_relaxed);
   return {};
 }
@@ -152,13 +162,14 @@ int Vm::load(const ElfImage& image, std::span<const std::byte> file, const Initi
       auto frame = alloc_frame();
       if (!frame) return -ENOMEM;
       const std::uint64_t from = std::max(page, s.vaddr), to = std::min(page + kPage, file_end);
-      std::memcpy(vmspace::paddr_to_vaddr(frame->paddr()) + (from - page), file.data() + s.offset + (from - s.vaddr),
-                  to - from);
+      std::memcpy(vmspace::paddr_to_vaddr(frame->paddr()) + (from - page),
+                  file.data() + s.offset + (from - s.vaddr), to - from);
       if (!c->jump(page) || !c->map(std::move(*frame), user_prop(s.prot))) return -ENOMEM;
     }
   }
   brk_start_ = brk_ = page_up(image.highest);
-  regions_[brk_start_] = Region{brk_start_, brk_start_, kProtRead | kProtWrite, false, Region::Kind::Heap};
+  regions_[brk_start_] =
+      Region{brk_start_, brk_start_, kProtRead | kProtWrite, false, Region::Kind::Heap};
   Region st{kStackTop - kStackMax, kStackTop, kProtRead | kProtWrite, false, Region::Kind::Stack};
   regions_[st.start] = st;
   // The initial stack (arguments and auxv) is written into fresh frames before the process
@@ -170,8 +181,8 @@ int Vm::load(const ElfImage& image, std::span<const std::byte> file, const Initi
     auto frame = alloc_frame();
     if (!frame) return -ENOMEM;
     const std::uint64_t from = std::max(page, stack.sp);
-    std::memcpy(vmspace::paddr_to_vaddr(frame->paddr()) + (from - page), stack.bytes.data() + (from - stack.sp),
-                page + kPage - from);
+    std::memcpy(vmspace::paddr_to_vaddr(frame->paddr()) + (from - page),
+                stack.bytes.data() + (from - stack.sp), page + kPage - from);
     if (!c->map(std::move(*frame), user_prop(kProtRead | kProtWrite))) return -ENOMEM;
   }
   stack_low_ = sp_page;
@@ -261,7 +272,8 @@ std::int64_t Vm::brk(std::uint64_t new_brk) {
   LockGuard<Mutex> g(lock_);
   if (new_brk < brk_start_ || new_brk >= kMmapTop) return static_cast<std::int64_t>(brk_);
   const std::uint64_t old_end = page_up(brk_), new_end = page_up(new_brk);
-  if (new_end > old_end && !is_free_locked(old_end, new_end)) return static_cast<std::int64_t>(brk_);
+  if (new_end > old_end && !is_free_locked(old_end, new_end))
+    return static_cast<std::int64_t>(brk_);
   if (new_end < old_end) {
     auto guard = disable_preempt();
     auto c = space_->cursor_mut(guard, {new_end, old_end});
@@ -272,7 +284,8 @@ std::int64_t Vm::brk(std::uint64_t new_brk) {
   return static_cast<std::int64_t>(brk_);
 }
 
-std::int64_t Vm::mmap(std::uint64_t addr, std::uint64_t len, unsigned prot, unsigned flags, std::int64_t fd) {
+std::int64_t Vm::mmap(std::uint64_t addr, std::uint64_t len, unsigned prot, unsigned flags,
+                      std::int64_t fd) {
   if (!(flags & kMapAnonymous)) return -EBADF;  // no files in teachos: only anonymous memory
   (void)fd;
   const unsigned type = flags & (kMapShared | kMapPrivate);
@@ -319,7 +332,8 @@ std::int64_t Vm::mprotect(std::uint64_t addr, std::uint64_t len, unsigned prot) 
   }
   split_at_locked(addr);
   split_at_locked(end);
-  for (auto it = regions_.lower_bound(addr); it != regions_.end() && it->first < end; ++it) it->second.prot = prot & 7;
+  for (auto it = regions_.lower_bound(addr); it != regions_.end() && it->first < end; ++it)
+    it->second.prot = prot & 7;
   // Permissions only shrink in the page table: a page that gains W keeps its read-only PTE and
   // takes one write fault, which decides between copy-on-write and reuse like any other.
   const PageFlags target = flags_for(prot);

@@ -28,8 +28,8 @@ namespace teachos {
 
 inline constexpr std::uint64_t kPage = 4096;
 inline constexpr std::uint64_t kStackTop = 0x3f'ffff'f000ULL;
-inline constexpr std::uint64_t kStackMax = 8ULL << 20;      // the stack may grow to 8 MiB
-inline constexpr std::uint64_t kStackGuard = 1ULL << 20;    // nothing is placed in the MiB below it
+inline constexpr std::uint64_t kStackMax = 8ULL << 20;    // the stack may grow to 8 MiB
+inline constexpr std::uint64_t kStackGuard = 1ULL << 20;  // nothing is placed in the MiB below it
 inline constexpr std::uint64_t kMmapTop = kStackTop - kStackMax - kStackGuard;
 
 // Linux's PROT_* and MAP_* values.
@@ -81,7 +81,8 @@ class Vm {
 
   // The system calls (return values as the syscall returns them: >= 0 or -errno).
   std::int64_t brk(std::uint64_t new_brk);
-  std::int64_t mmap(std::uint64_t addr, std::uint64_t len, unsigned prot, unsigned flags, std::int64_t fd);
+  std::int64_t mmap(std::uint64_t addr, std::uint64_t len, unsigned prot, unsigned flags,
+                    std::int64_t fd);
   std::int64_t munmap(std::uint64_t addr, std::uint64_t len);
   std::int64_t mprotect(std::uint64_t addr, std::uint64_t len, unsigned prot);
 

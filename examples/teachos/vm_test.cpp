@@ -23,8 +23,8 @@ std::shared_ptr<Vm> new_vm() {
   return vm;
 }
 
-std::uint64_t must_mmap(Vm& vm, std::uint64_t len, unsigned prot, unsigned flags = kMapPrivate | kMapAnonymous,
-                        std::uint64_t addr = 0) {
+std::uint64_t must_mmap(Vm& vm, std::uint64_t len, unsigned prot,
+                        unsigned flags = kMapPrivate | kMapAnonymous, std::uint64_t addr = 0) {
   std::int64_t r = vm.mmap(addr, len, prot, flags, -1);
   REQUIRE(r > 0);
   return static_cast<std::uint64_t>(r);
@@ -80,7 +80,8 @@ TEST_CASE("mmap arguments are checked") {
 TEST_CASE("fork shares private pages copy-on-write and shared pages for real") {
   auto parent = new_vm();
   const std::uint64_t priv = must_mmap(*parent, kPage, kProtRead | kProtWrite);
-  const std::uint64_t shared = must_mmap(*parent, kPage, kProtRead | kProtWrite, kMapShared | kMapAnonymous);
+  const std::uint64_t shared =
+      must_mmap(*parent, kPage, kProtRead | kProtWrite, kMapShared | kMapAnonymous);
   REQUIRE(parent->fault(priv, Access::Write).kind == K::Resolved);
   CHECK(parent->frames_mapped() == 2);  // shared memory is populated at mmap
   auto child = parent->fork();

@@ -13,9 +13,9 @@
 
 namespace vmspace {
 
-using Paddr = std::uint64_t;        // Physical address: an offset into emulated physical memory.
-using Vaddr = std::uint64_t;        // Virtual address in an emulated address space.
-using PagingLevel = std::uint8_t;   // 1 = leaf page table, NR_LEVELS = root.
+using Paddr = std::uint64_t;       // Physical address: an offset into emulated physical memory.
+using Vaddr = std::uint64_t;       // Virtual address in an emulated address space.
+using PagingLevel = std::uint8_t;  // 1 = leaf page table, NR_LEVELS = root.
 
 // The base page size: every frame, and every mapping of level 1.
 inline constexpr std::size_t kPageSize = 4096;

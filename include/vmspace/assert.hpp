@@ -17,13 +17,13 @@ namespace vmspace::internal {
 #define VMS_PANIC(...) ::vmspace::internal::panic_at(__FILE__, __LINE__, ::fmt::format(__VA_ARGS__))
 
 // Always-on check (tests and release builds alike). Use on paths that are not hot.
-#define VMS_ASSERT(cond, ...)                                                          \
-  do {                                                                                 \
-    if (__builtin_expect(!(cond), 0)) {                                                \
-      ::vmspace::internal::panic_at(__FILE__, __LINE__,                                  \
-                                  ::fmt::format("assertion failed: {}: {}", #cond,     \
-                                                ::fmt::format(__VA_ARGS__)));          \
-    }                                                                                  \
+#define VMS_ASSERT(cond, ...)                                                            \
+  do {                                                                                   \
+    if (__builtin_expect(!(cond), 0)) {                                                  \
+      ::vmspace::internal::panic_at(                                                     \
+          __FILE__, __LINE__,                                                            \
+          ::fmt::format("assertion failed: {}: {}", #cond, ::fmt::format(__VA_ARGS__))); \
+    }                                                                                    \
   } while (0)
 
 // Check compiled out of NDEBUG builds; for hot paths.

@@ -1,4 +1,5 @@
-// User page faults during fallible copies (OSTD: `PageFaultInfo` and the injected user page-fault handler).
+// User page faults during fallible copies (OSTD: `PageFaultInfo` and the injected user page-fault
+// handler).
 //
 // When a VmReader<Fallible>/VmWriter<Fallible> access finds no usable translation (not mapped,
 // or mapped without the needed permission), the library calls the injected user page-fault

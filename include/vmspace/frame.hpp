@@ -61,7 +61,7 @@ Result<void> io_write_bytes(Paddr base, std::size_t size, std::size_t offset,
 // (InvalidArgs, bytes zeroed) if the range exceeds size — OSTD reports the short count;
 // Overflow if offset + len wraps.
 Result<void, FillError> io_fill_zeros(Paddr base, std::size_t size, std::size_t offset,
-                                       std::size_t len) noexcept;
+                                      std::size_t len) noexcept;
 }  // namespace internal
 
 // Byte-level I/O on untyped frames and segments (OSTD's VmIo / VmIoFill blanket impls).
@@ -151,9 +151,7 @@ class Frame : public FrameIoBase<Frame<M>, M> {
   // Takes the unused frame at `pa` into use with metadata `meta`; reference count 1. Does not
   // call the allocator (the caller owns the frame's allocation).
   // Errors: NotAligned, OutOfBound, Unique, Busy, InUse. On error the slot is untouched.
-  static Result<Frame, GetFrameError> from_unused(Paddr pa, M meta) noexcept
-    requires FrameMeta<M>
-  {
+  static Result<Frame, GetFrameError> from_unused(Paddr pa, M meta) noexcept requires FrameMeta<M> {
     auto slot = internal::slot_from_unused<M>(pa, std::move(meta), /*as_unique=*/false);
     if (!slot) return err(slot.error());
     VMS_LEDGER(*slot, 1);
@@ -163,9 +161,8 @@ class Frame : public FrameIoBase<Frame<M>, M> {
   // A new handle to the in-use frame at `pa` (+1). Only for DynFrame, as in OSTD; narrow it
   // with try_from afterwards. Errors: NotAligned, OutOfBound, Unused, Unique, Busy. Aborts if
   // the count would reach REF_COUNT_MAX.
-  static Result<Frame, GetFrameError> from_in_use(Paddr pa) noexcept
-    requires std::is_same_v<M, AnyFrameMeta>
-  {
+  static Result<Frame, GetFrameError> from_in_use(
+      Paddr pa) noexcept requires std::is_same_v<M, AnyFrameMeta> {
     auto slot_or = get_slot(pa);
     if (!slot_or) return err(slot_or.error());
     MetaSlot* slot = *slot_or;
@@ -203,11 +200,11 @@ class Frame : public FrameIoBase<Frame<M>, M> {
   Frame(Frame&& o) noexcept : slot_(std::exchange(o.slot_, nullptr)) {}
   // Widening conversions: typed -> erased, untyped -> UFrame.
   template <HandleMeta M2>
-    requires(!std::is_same_v<M2, M> && MetaConvertibleTo<M2, M>)
-  Frame(Frame<M2>&& o) noexcept : slot_(std::exchange(o.slot_, nullptr)) {}  // NOLINT
+  requires(!std::is_same_v<M2, M> && MetaConvertibleTo<M2, M>) Frame(Frame<M2>&& o)
+  noexcept : slot_(std::exchange(o.slot_, nullptr)) {}  // NOLINT
   template <HandleMeta M2>
-    requires(!std::is_same_v<M2, M> && MetaConvertibleTo<M2, M>)
-  Frame(const Frame<M2>& o) noexcept : slot_(o.slot_) {  // NOLINT
+  requires(!std::is_same_v<M2, M> && MetaConvertibleTo<M2, M>) Frame(const Frame<M2>& o)
+  noexcept : slot_(o.slot_) {  // NOLINT
     if (slot_) {
       internal::inc_ref(slot_);
       VMS_LEDGER(slot_, 1);
@@ -259,9 +256,7 @@ class Frame : public FrameIoBase<Frame<M>, M> {
   static constexpr PagingLevel map_level() noexcept { return 1; }
 
   // The metadata (typed handles only). Shared: use interior mutability (atomics) to change it.
-  const M& meta() const noexcept
-    requires FrameMeta<M>
-  {
+  const M& meta() const noexcept requires FrameMeta<M> {
     return *std::launder(static_cast<const M*>(slot_->meta_ptr()));
   }
   // The metadata, of whatever type it is.
@@ -305,7 +300,9 @@ template <HandleMeta M>
 class FrameRef {
  public:
   // Another view of the same frame (no reference taken).
-  FrameRef(const FrameRef& o) noexcept { ::new (&frame_) Frame<M>(internal::kAdopt, o.frame_.slot_); }
+  FrameRef(const FrameRef& o) noexcept {
+    ::new (&frame_) Frame<M>(internal::kAdopt, o.frame_.slot_);
+  }
   // Views `o`'s frame instead (no reference taken or dropped).
   FrameRef& operator=(const FrameRef& o) noexcept {
     frame_.slot_ = o.frame_.slot_;

@@ -86,8 +86,8 @@ class FrameAllocOptions {
 
   // `nframes` contiguous frames with metadata fn(paddr) each. Errors as alloc_segment.
   template <class Fn, class M = std::invoke_result_t<Fn&, Paddr>>
-    requires FrameMeta<M>
-  Result<Segment<M>> alloc_segment_with(std::size_t nframes, Fn&& fn) const noexcept {
+  requires FrameMeta<M> Result<Segment<M>> alloc_segment_with(std::size_t nframes, Fn&& fn)
+  const noexcept {
     if (nframes == 0) return err(Error::InvalidArgs);
     auto bytes = checked_mul(nframes, kPageSize);
     if (!bytes) return err(Error::Overflow);
@@ -123,9 +123,9 @@ class BuddyFrameAllocator final : public GlobalFrameAllocator {
 
   // Counters of the allocator's state (stats()).
   struct Stats {
-    std::uint64_t total_frames = 0;  // frames ever added with add_free_memory
-    std::uint64_t free_frames = 0;   // free in the buddy lists and the caches
-    std::uint64_t cached_frames = 0; // of which in per-CPU / shared caches
+    std::uint64_t total_frames = 0;   // frames ever added with add_free_memory
+    std::uint64_t free_frames = 0;    // free in the buddy lists and the caches
+    std::uint64_t cached_frames = 0;  // of which in per-CPU / shared caches
     std::array<std::uint64_t, kMaxOrder + 1> free_blocks{};  // buddy blocks per order
   };
 

@@ -52,7 +52,9 @@ extern std::atomic<std::uint64_t> g_next_frame_list_id;
 std::uint64_t allocate_frame_list_id() noexcept;
 
 template <class M>
-concept HasOnDrop = requires(M& m, VmReader<Infallible>& r) { m.on_drop(r); };
+concept HasOnDrop = requires(M& m, VmReader<Infallible>& r) {
+  m.on_drop(r);
+};
 
 template <class M>
 constexpr const char* link_type_name() noexcept {
@@ -110,9 +112,7 @@ class Link {
   const M* operator->() const noexcept { return &meta_; }
 
   // Forwards M::on_drop (exists only if M has one).
-  void on_drop(VmReader<Infallible>& reader)
-    requires internal::HasOnDrop<M>
-  {
+  void on_drop(VmReader<Infallible>& reader) requires internal::HasOnDrop<M> {
     meta_.on_drop(reader);
   }
 
@@ -149,8 +149,9 @@ class Link {
 template <FrameMeta M>
 class LinkedList {
   using Hook = boost::intrusive::list_member_hook<>;
-  using List = boost::intrusive::list<Link<M>, boost::intrusive::member_hook<Link<M>, Hook, &Link<M>::hook_>,
-                                      boost::intrusive::constant_time_size<true>>;
+  using List =
+      boost::intrusive::list<Link<M>, boost::intrusive::member_hook<Link<M>, Hook, &Link<M>::hook_>,
+                             boost::intrusive::constant_time_size<true>>;
   using Iter = typename List::iterator;
 
   static_assert(sizeof(Link<M>) <= kFrameMetadataMaxSize,

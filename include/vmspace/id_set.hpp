@@ -43,11 +43,11 @@ namespace vmspace {
 //   - `Id::from_index(i)` is only called with i < cardinality(); it need not check.
 template <class T>
 concept IdType = std::copyable<T> && std::equality_comparable<T> &&
-                 requires(const T& id, std::uint32_t index) {
-                   { T::cardinality() } -> std::convertible_to<std::uint32_t>;
-                   { id.as_index() } -> std::convertible_to<std::uint32_t>;
-                   { T::from_index(index) } -> std::same_as<T>;
-                 };
+    requires(const T& id, std::uint32_t index) {
+  { T::cardinality() } -> std::convertible_to<std::uint32_t>;
+  { id.as_index() } -> std::convertible_to<std::uint32_t>;
+  { T::from_index(index) } -> std::same_as<T>;
+};
 
 // The number of ids an IdSet (and AtomicIdSet) stores without a heap allocation.
 inline constexpr std::uint32_t kIdSetInlineIds = 128;
@@ -90,7 +90,9 @@ std::uint32_t id_index(const Id& id) noexcept {
 }
 
 template <class T>
-concept Streamable = requires(std::ostream& os, const T& value) { os << value; };
+concept Streamable = requires(std::ostream& os, const T& value) {
+  os << value;
+};
 
 // Prints an id with its own operator<< if it has one, else as its index.
 template <IdType Id>
@@ -193,15 +195,27 @@ class IdRange {
     // Indices are 32-bit, so `index + 1` cannot overflow a size_t.
     std::size_t first = 0;
     switch (lower_.kind()) {
-      case Bound::Kind::Included: first = index_of(lower_); break;
-      case Bound::Kind::Excluded: first = index_of(lower_) + 1; break;
-      case Bound::Kind::Unbounded: first = 0; break;
+      case Bound::Kind::Included:
+        first = index_of(lower_);
+        break;
+      case Bound::Kind::Excluded:
+        first = index_of(lower_) + 1;
+        break;
+      case Bound::Kind::Unbounded:
+        first = 0;
+        break;
     }
     std::size_t second = num_ids;
     switch (upper_.kind()) {
-      case Bound::Kind::Included: second = index_of(upper_) + 1; break;
-      case Bound::Kind::Excluded: second = index_of(upper_); break;
-      case Bound::Kind::Unbounded: second = num_ids; break;
+      case Bound::Kind::Included:
+        second = index_of(upper_) + 1;
+        break;
+      case Bound::Kind::Excluded:
+        second = index_of(upper_);
+        break;
+      case Bound::Kind::Unbounded:
+        second = num_ids;
+        break;
     }
     return {first, std::min<std::size_t>(second, num_ids)};
   }
@@ -233,9 +247,9 @@ class IdSet {
  public:
   class Iterator;
   class View;
-  using value_type = Id;         // The element type.
-  using Range = IdRange<Id>;     // A range of ids, for iter_in().
-  using Bound = IdBound<Id>;     // One end of a Range.
+  using value_type = Id;      // The element type.
+  using Range = IdRange<Id>;  // A range of ids, for iter_in().
+  using Bound = IdBound<Id>;  // One end of a Range.
 
   // An empty set. Does not allocate.
   IdSet() noexcept : num_ids_(internal::id_cardinality<Id>()), num_words_(0) {
@@ -519,10 +533,10 @@ class IdSet<Id>::Iterator {
   }
 
   const std::uint64_t* words_ = nullptr;
-  std::uint32_t end_word_ = 0;     // Words [0, end_word_) hold the slice.
-  std::uint64_t last_mask_ = 0;    // The slice's bits within word end_word_ - 1.
-  std::uint32_t word_ = 0;         // The word being visited.
-  std::uint64_t bits_ = 0;         // Its ids not yet visited (0 only at the end).
+  std::uint32_t end_word_ = 0;   // Words [0, end_word_) hold the slice.
+  std::uint64_t last_mask_ = 0;  // The slice's bits within word end_word_ - 1.
+  std::uint32_t word_ = 0;       // The word being visited.
+  std::uint64_t bits_ = 0;       // Its ids not yet visited (0 only at the end).
 };
 
 // The ids of an IdSet within an index interval, as a forward range and std::ranges::view.

@@ -39,12 +39,12 @@ struct Fallible {};
 // Plain-old-data: any bit pattern is a valid value, so it may be copied from raw memory.
 template <class T>
 concept Pod = std::is_trivially_copyable_v<T> && std::is_trivially_default_constructible_v<T> &&
-              !std::is_pointer_v<T>;
+    !std::is_pointer_v<T>;
 
 // PODs that one machine instruction can load or store without tearing.
 template <class T>
 concept PodOnce = Pod<T> && std::is_integral_v<T> &&
-                  (sizeof(T) == 1 || sizeof(T) == 2 || sizeof(T) == 4 || sizeof(T) == 8);
+    (sizeof(T) == 1 || sizeof(T) == 2 || sizeof(T) == 4 || sizeof(T) == 8);
 
 // A fallible copy that stopped early: why, and how many bytes were copied before it stopped.
 struct CopyError {
@@ -127,7 +127,8 @@ class FallibleWindow : public Side<Self, std::uint64_t> {
   // ends above kMaxUserspaceVaddr. Mapping presence is not checked (faults surface on access).
   static Result<Self> from_user_space(Vaddr va, std::size_t len) noexcept {
     std::uint64_t end = 0;
-    if (__builtin_add_overflow(va, len, &end) || end > kMaxUserspaceVaddr) return err(Error::AccessDenied);
+    if (__builtin_add_overflow(va, len, &end) || end > kMaxUserspaceVaddr)
+      return err(Error::AccessDenied);
     return make(va, end, AddressKind::User);
   }
 
@@ -251,7 +252,8 @@ class VmWriter<Infallible> : public internal::WriteWindow<VmWriter<Infallible>, 
 // kernel memory). Every access translates through the CPU's TLB and page table at the time of
 // the access, like an MMU; it does not remember which space it was created for.
 template <>
-class VmReader<Fallible> : public internal::FallibleWindow<VmReader<Fallible>, internal::ReadWindow> {
+class VmReader<Fallible>
+    : public internal::FallibleWindow<VmReader<Fallible>, internal::ReadWindow> {
  public:
   VmReader() noexcept = default;
 
@@ -288,7 +290,8 @@ class VmReader<Fallible> : public internal::FallibleWindow<VmReader<Fallible>, i
 // A writer over user memory of the calling CPU's active VmSpace (or kernel memory after
 // to_fallible()). See VmReader<Fallible>.
 template <>
-class VmWriter<Fallible> : public internal::FallibleWindow<VmWriter<Fallible>, internal::WriteWindow> {
+class VmWriter<Fallible>
+    : public internal::FallibleWindow<VmWriter<Fallible>, internal::WriteWindow> {
  public:
   VmWriter() noexcept = default;
 
@@ -340,7 +343,8 @@ class VmWriter<Fallible> : public internal::FallibleWindow<VmWriter<Fallible>, i
   friend class VmWriter<Infallible>;
 };
 
-inline Result<std::size_t, CopyError> VmReader<Fallible>::read_fallible(VmWriter<Infallible>& writer) noexcept {
+inline Result<std::size_t, CopyError> VmReader<Fallible>::read_fallible(
+    VmWriter<Infallible>& writer) noexcept {
   const std::size_t n = remain() < writer.avail() ? remain() : writer.avail();
   std::uint64_t dst = reinterpret_cast<std::uintptr_t>(writer.cursor());
   const std::uint64_t start = dst;
@@ -349,31 +353,38 @@ inline Result<std::size_t, CopyError> VmReader<Fallible>::read_fallible(VmWriter
   return internal::copy_result(out);
 }
 
-inline Result<std::size_t, CopyError> VmReader<Fallible>::read_fallible(VmWriter<Fallible>& writer) noexcept {
+inline Result<std::size_t, CopyError> VmReader<Fallible>::read_fallible(
+    VmWriter<Fallible>& writer) noexcept {
   const std::size_t n = remain() < writer.avail() ? remain() : writer.avail();
-  return internal::copy_result(internal::copy_advancing(writer.cursor_, writer.kind_, cursor_, kind_, n));
+  return internal::copy_result(
+      internal::copy_advancing(writer.cursor_, writer.kind_, cursor_, kind_, n));
 }
 
-inline Result<std::size_t, CopyError> VmReader<Infallible>::read_fallible(VmWriter<Fallible>& writer) noexcept {
+inline Result<std::size_t, CopyError> VmReader<Infallible>::read_fallible(
+    VmWriter<Fallible>& writer) noexcept {
   const std::size_t n = remain() < writer.avail() ? remain() : writer.avail();
   std::uint64_t src = reinterpret_cast<std::uintptr_t>(cursor_);
   const std::uint64_t start = src;
-  const auto out = internal::copy_advancing(writer.cursor_, writer.kind_, src, internal::AddressKind::Kernel, n);
+  const auto out =
+      internal::copy_advancing(writer.cursor_, writer.kind_, src, internal::AddressKind::Kernel, n);
   cursor_ += (src - start);
   return internal::copy_result(out);
 }
 
-inline Result<std::size_t, CopyError> VmWriter<Infallible>::write_fallible(VmReader<Fallible>& reader) noexcept {
+inline Result<std::size_t, CopyError> VmWriter<Infallible>::write_fallible(
+    VmReader<Fallible>& reader) noexcept {
   return reader.read_fallible(*this);
 }
 
 inline VmReader<Fallible> VmReader<Infallible>::to_fallible() const noexcept {
-  return VmReader<Fallible>::make(reinterpret_cast<std::uintptr_t>(cursor_), reinterpret_cast<std::uintptr_t>(end_),
+  return VmReader<Fallible>::make(reinterpret_cast<std::uintptr_t>(cursor_),
+                                  reinterpret_cast<std::uintptr_t>(end_),
                                   internal::AddressKind::Kernel);
 }
 
 inline VmWriter<Fallible> VmWriter<Infallible>::to_fallible() const noexcept {
-  return VmWriter<Fallible>::make(reinterpret_cast<std::uintptr_t>(cursor_), reinterpret_cast<std::uintptr_t>(end_),
+  return VmWriter<Fallible>::make(reinterpret_cast<std::uintptr_t>(cursor_),
+                                  reinterpret_cast<std::uintptr_t>(end_),
                                   internal::AddressKind::Kernel);
 }
 

@@ -36,7 +36,8 @@ class IoMem {
 
  private:
   struct Claim;
-  IoMem(std::shared_ptr<Claim> claim, PaRange range) noexcept : claim_(std::move(claim)), range_(range) {}
+  IoMem(std::shared_ptr<Claim> claim, PaRange range) noexcept
+      : claim_(std::move(claim)), range_(range) {}
 
   std::shared_ptr<Claim> claim_;
   PaRange range_;

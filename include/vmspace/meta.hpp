@@ -109,8 +109,9 @@ static_assert(boost::atomic_ref<std::uint64_t>::is_always_lock_free);
 //                                             handle drops, before the destructor
 //   static constexpr const char* kTypeName;    for messages
 template <class M>
-concept FrameMeta = std::is_object_v<M> && !std::is_const_v<M> && sizeof(M) <= kFrameMetadataMaxSize &&
-                    (kFrameMetadataMaxAlign % alignof(M) == 0) && std::is_nothrow_destructible_v<M>;
+concept FrameMeta =
+    std::is_object_v<M> && !std::is_const_v<M> && sizeof(M) <= kFrameMetadataMaxSize &&
+    (kFrameMetadataMaxAlign % alignof(M) == 0) && std::is_nothrow_destructible_v<M>;
 
 // Whether metadata type M declares itself untyped (`static constexpr bool kIsUntyped = true`).
 template <class M>
@@ -148,16 +149,16 @@ concept HandleMeta = FrameMeta<M> || ErasedMeta<M>;
 
 // True when a handle with metadata M may be converted to one with metadata To.
 template <class M, class To>
-concept MetaConvertibleTo =
-    std::is_same_v<M, To> || std::is_same_v<To, AnyFrameMeta> ||
-    (std::is_same_v<To, AnyUFrameMeta> && (UntypedFrameMeta<M> || std::is_same_v<M, AnyUFrameMeta>));
+concept MetaConvertibleTo = std::is_same_v<M, To> || std::is_same_v<To, AnyFrameMeta> ||
+    (std::is_same_v<To, AnyUFrameMeta> &&
+     (UntypedFrameMeta<M> || std::is_same_v<M, AnyUFrameMeta>));
 
 namespace internal {
 
 template <FrameMeta M>
 struct MetaVtableHolder {
   static void on_drop(void* meta, VmReader<Infallible>& r) {
-    if constexpr (requires(M& m) { m.on_drop(r); }) static_cast<M*>(meta)->on_drop(r);
+    if constexpr (requires(M & m) { m.on_drop(r); }) static_cast<M*>(meta)->on_drop(r);
   }
   static void destroy(void* meta) noexcept { static_cast<M*>(meta)->~M(); }
   static constexpr const char* name() noexcept {
@@ -167,9 +168,9 @@ struct MetaVtableHolder {
       return "frame metadata";
     }
   }
-  static constexpr bool has_on_drop = requires(M& m, VmReader<Infallible>& r) { m.on_drop(r); };
-  static constexpr MetaVtable value{name(), is_untyped_meta<M>(), has_on_drop ? &on_drop : nullptr,
-                                    &destroy};
+  static constexpr bool kHasOnDrop = requires(M & m, VmReader<Infallible>& r) { m.on_drop(r); };
+  static constexpr MetaVtable kVtable{name(), is_untyped_meta<M>(), kHasOnDrop ? &on_drop : nullptr,
+                                      &destroy};
 };
 
 // Aborts: the count was about to reach REF_COUNT_MAX (OSTD aborts too).
@@ -185,7 +186,7 @@ extern std::uint32_t* g_frame_generation;
 
 template <FrameMeta M>
 constexpr const MetaVtable* meta_vtable() noexcept {
-  return &internal::MetaVtableHolder<M>::value;
+  return &internal::MetaVtableHolder<M>::kVtable;
 }
 
 // Slot of the frame at `pa`. Precondition: aligned and < max_paddr().
@@ -265,7 +266,7 @@ Result<MetaSlot*, GetFrameError> slot_from_unused(Paddr pa, M&& meta, bool as_un
     if (expected == 0) return err(GetFrameError::Busy);
     return err(GetFrameError::InUse);
   }
-  ::new (slot->meta_ptr()) M(std::move(meta));
+  ::new (slot->meta_ptr()) M(std::forward<M>(meta));
   slot->vtable = meta_vtable<M>();
   if (as_unique) {
     slot->ref_count_ref().store(kRefCountUnique, boost::memory_order_release);
@@ -297,7 +298,8 @@ inline void dec_ref(MetaSlot* slot) noexcept {
 namespace internal {
 extern std::int64_t* g_handle_ledger;
 inline void ledger_add(const MetaSlot* slot, std::int64_t delta) noexcept {
-  boost::atomic_ref<std::int64_t>(g_handle_ledger[slot - g_meta_base]).fetch_add(delta, boost::memory_order_relaxed);
+  boost::atomic_ref<std::int64_t>(g_handle_ledger[slot - g_meta_base])
+      .fetch_add(delta, boost::memory_order_relaxed);
 }
 }  // namespace internal
 #define VMS_LEDGER(slot, delta) ::vmspace::internal::ledger_add((slot), (delta))

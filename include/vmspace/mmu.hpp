@@ -35,7 +35,8 @@ namespace vmspace {
 //                 user space is active on the CPU, or the page is device memory (nothing backs
 //                 it in this emulation).
 // Locking: none; safe against concurrent cursors on the same space.
-Result<Paddr> mmu_translate(const DisabledPreemptGuard& guard, Vaddr va, PageFaultAccess access) noexcept;
+Result<Paddr> mmu_translate(const DisabledPreemptGuard& guard, Vaddr va,
+                            PageFaultAccess access) noexcept;
 
 // The calling CPU's TLB invalidation counter, for clients that cache translations in front of
 // the TLB (an instruction interpreter keeps the host pointer of its current code page). Every

@@ -71,12 +71,14 @@ class PageTable {
     return Cursor<C>::create(*this, guard, va, internal::LockWait::Block);
   }
   // As cursor(), but fails with WouldBlock instead of waiting.
-  Result<Cursor<C>, PageTableError> try_cursor(const DisabledPreemptGuard& guard, VaRange va) const {
+  Result<Cursor<C>, PageTableError> try_cursor(const DisabledPreemptGuard& guard,
+                                               VaRange va) const {
     return Cursor<C>::create(*this, guard, va, internal::LockWait::Try);
   }
   // A cursor that may map, unmap and protect in `va`; same locking, blocking, errors and guard rule
   // as cursor().
-  Result<CursorMut<C>, PageTableError> cursor_mut(const DisabledPreemptGuard& guard, VaRange va) const {
+  Result<CursorMut<C>, PageTableError> cursor_mut(const DisabledPreemptGuard& guard,
+                                                  VaRange va) const {
     auto c = Cursor<C>::create(*this, guard, va, internal::LockWait::Block);
     if (!c) return err(c.error());
     return CursorMut<C>(std::move(*c));
@@ -105,7 +107,8 @@ class PageTable {
     if (!is_canonical_vaddr<Consts>(va)) return std::nullopt;
     Paddr node = root_.paddr();
     for (PagingLevel level = Consts::kNrLevels; level >= 1; --level) {
-      const std::uint64_t raw = internal::NodeView<C>{node}.load_acquire(pte_index<Consts>(va, level));
+      const std::uint64_t raw =
+          internal::NodeView<C>{node}.load_acquire(pte_index<Consts>(va, level));
       if (!F::is_present(raw, level)) return std::nullopt;
       if (F::is_leaf(raw, level)) {
         const PteScalar s = F::decode(raw, level);

@@ -45,20 +45,25 @@ struct RawItem {
 //       changed properties, and must preserve AVAIL1
 //   static ItemRef item_ref_from_raw(const RawItem&) noexcept;
 template <class C>
-concept PageTableConfig =
-    PteFormat<typename C::Pte> && std::is_nothrow_move_constructible_v<typename C::Item> &&
+concept PageTableConfig = PteFormat<typename C::Pte> &&
+    std::is_nothrow_move_constructible_v<typename C::Item> &&
     requires(const typename C::Item& item, typename C::Item&& owned, const RawItem& raw) {
-      { C::kTopLevelIndexStart } -> std::convertible_to<std::size_t>;
-      { C::kTopLevelIndexEnd } -> std::convertible_to<std::size_t>;
-      { C::kTopLevelCanUnmap } -> std::convertible_to<bool>;
-      { C::kHighestTranslationLevel } -> std::convertible_to<PagingLevel>;
-      { C::item_raw_info(item) } noexcept -> std::same_as<RawItem>;
-      { C::item_into_raw(std::move(owned)) } noexcept -> std::same_as<RawItem>;
-      { C::item_from_raw(raw) } noexcept -> std::same_as<typename C::Item>;
-      { C::item_ref_from_raw(raw) } noexcept -> std::same_as<typename C::ItemRef>;
-    } && (C::kTopLevelIndexStart < C::kTopLevelIndexEnd) &&
-    (C::kTopLevelIndexEnd <= kNrEntries<typename C::Pte::Consts>) &&
-    (C::kHighestTranslationLevel >= 1) && (C::kHighestTranslationLevel <= C::Pte::Consts::kNrLevels);
+  { C::kTopLevelIndexStart } -> std::convertible_to<std::size_t>;
+  { C::kTopLevelIndexEnd } -> std::convertible_to<std::size_t>;
+  { C::kTopLevelCanUnmap } -> std::convertible_to<bool>;
+  { C::kHighestTranslationLevel } -> std::convertible_to<PagingLevel>;
+  { C::item_raw_info(item) }
+  noexcept->std::same_as<RawItem>;
+  { C::item_into_raw(std::move(owned)) }
+  noexcept->std::same_as<RawItem>;
+  { C::item_from_raw(raw) }
+  noexcept->std::same_as<typename C::Item>;
+  { C::item_ref_from_raw(raw) }
+  noexcept->std::same_as<typename C::ItemRef>;
+} &&(C::kTopLevelIndexStart < C::kTopLevelIndexEnd) &&
+    (C::kTopLevelIndexEnd <= kNrEntries<typename C::Pte::Consts>)&&(C::kHighestTranslationLevel >=
+                                                                    1) &&
+    (C::kHighestTranslationLevel <= C::Pte::Consts::kNrLevels);
 
 template <PageTableConfig C>
 // The paging constants of config C (those of its PTE format).
@@ -92,17 +97,24 @@ const char* to_string(PageTableError e) noexcept;
 // The error a VmSpace-level caller sees for a page-table error.
 constexpr Error to_vm_error(PageTableError e) noexcept {
   switch (e) {
-    case PageTableError::NoMemory: return Error::NoMemory;
-    case PageTableError::WouldBlock: return Error::WouldBlock;
-    case PageTableError::WouldDeadlock: return Error::WouldDeadlock;
-    case PageTableError::TooManyTables: return Error::NotEnoughResources;
-    case PageTableError::AlreadyMapped: return Error::AlreadyMapped;
+    case PageTableError::NoMemory:
+      return Error::NoMemory;
+    case PageTableError::WouldBlock:
+      return Error::WouldBlock;
+    case PageTableError::WouldDeadlock:
+      return Error::WouldDeadlock;
+    case PageTableError::TooManyTables:
+      return Error::NotEnoughResources;
+    case PageTableError::AlreadyMapped:
+      return Error::AlreadyMapped;
     case PageTableError::UnalignedLen:
     case PageTableError::LenOutOfRange:
-    case PageTableError::InvalidItem: return Error::InvalidArgs;
+    case PageTableError::InvalidItem:
+      return Error::InvalidArgs;
     case PageTableError::InvalidVaddrRange:
     case PageTableError::UnalignedVaddr:
-    case PageTableError::InvalidVaddr: return Error::AccessDenied;
+    case PageTableError::InvalidVaddr:
+      return Error::AccessDenied;
   }
   return Error::AccessDenied;
 }

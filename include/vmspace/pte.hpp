@@ -34,9 +34,9 @@ concept PagingConsts = requires {
   { C::kVaSignExt } -> std::convertible_to<bool>;
   { C::kHighestTranslationLevel } -> std::convertible_to<PagingLevel>;
   { C::kPteSize } -> std::convertible_to<std::size_t>;
-} && (C::kBasePageSize == 4096) && (C::kPteSize == 8) && (C::kNrLevels >= 2) &&
-                       (C::kNrLevels <= 4) && (C::kHighestTranslationLevel >= 1) &&
-                       (C::kHighestTranslationLevel <= C::kNrLevels);
+}
+&&(C::kBasePageSize == 4096) && (C::kPteSize == 8) && (C::kNrLevels >= 2) && (C::kNrLevels <= 4) &&
+    (C::kHighestTranslationLevel >= 1) && (C::kHighestTranslationLevel <= C::kNrLevels);
 
 // Entries per page-table node.
 template <PagingConsts C>
@@ -86,9 +86,12 @@ struct PteScalar {
   friend constexpr bool operator==(const PteScalar& a, const PteScalar& b) noexcept {
     if (a.kind != b.kind) return false;
     switch (a.kind) {
-      case Kind::Absent: return true;
-      case Kind::PageTable: return a.paddr == b.paddr && a.pt_flags == b.pt_flags;
-      case Kind::Mapped: return a.paddr == b.paddr && a.prop == b.prop;
+      case Kind::Absent:
+        return true;
+      case Kind::PageTable:
+        return a.paddr == b.paddr && a.pt_flags == b.pt_flags;
+      case Kind::Mapped:
+        return a.paddr == b.paddr && a.prop == b.prop;
     }
     return false;
   }
@@ -120,12 +123,18 @@ concept PteFormat = requires(std::uint64_t raw, PagingLevel level, const PteScal
   typename F::Consts;
   requires PagingConsts<typename F::Consts>;
   { F::kName } -> std::convertible_to<std::string_view>;
-  { F::encode(s, level) } noexcept -> std::same_as<std::uint64_t>;
-  { F::decode(raw, level) } noexcept -> std::same_as<PteScalar>;
-  { F::is_present(raw, level) } noexcept -> std::same_as<bool>;
-  { F::is_leaf(raw, level) } noexcept -> std::same_as<bool>;
-  { F::paddr(raw, level) } noexcept -> std::same_as<Paddr>;
-  { F::can_encode(prop) } noexcept -> std::same_as<bool>;
+  { F::encode(s, level) }
+  noexcept->std::same_as<std::uint64_t>;
+  { F::decode(raw, level) }
+  noexcept->std::same_as<PteScalar>;
+  { F::is_present(raw, level) }
+  noexcept->std::same_as<bool>;
+  { F::is_leaf(raw, level) }
+  noexcept->std::same_as<bool>;
+  { F::paddr(raw, level) }
+  noexcept->std::same_as<Paddr>;
+  { F::can_encode(prop) }
+  noexcept->std::same_as<bool>;
   { F::kAccessedBit } -> std::convertible_to<std::uint64_t>;
   { F::kDirtyBit } -> std::convertible_to<std::uint64_t>;
 };

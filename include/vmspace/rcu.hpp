@@ -78,7 +78,7 @@ RcuStats rcu_stats() noexcept;
 // whose destruction does nothing. Use it for anything a lock-free reader may still be looking
 // at: detached page-table nodes, frames removed from a page table.
 template <class T>
-  requires std::is_nothrow_move_constructible_v<T>
+requires std::is_nothrow_move_constructible_v<T>
 class RcuDrop {
  public:
   // Takes `value`; it will be destroyed a grace period after this RcuDrop is.

@@ -43,7 +43,7 @@ class Unexpected {
 
 template <class E>
 // Deduces Unexpected<E> from `Unexpected(e)`.
-Unexpected(E) -> Unexpected<E>;
+Unexpected(E)->Unexpected<E>;
 
 // Shorthand used everywhere: `return err(Error::InvalidArgs);`.
 template <class E>
@@ -66,13 +66,14 @@ class [[nodiscard]] Result {
 
   // A success holding `v` (implicit, so a function can `return value;`).
   template <class U = T>
-    requires std::is_constructible_v<T, U&&> && (!std::is_same_v<std::remove_cvref_t<U>, Result>)
-  constexpr Result(U&& v) : has_(true) {  // NOLINT(google-explicit-constructor)
+  requires std::is_constructible_v<T, U&&> &&
+      (!std::is_same_v<std::remove_cvref_t<U>, Result>)constexpr Result(U&& v)
+      : has_(true) {  // NOLINT(google-explicit-constructor)
     ::new (static_cast<void*>(&val_)) T(std::forward<U>(v));
   }
   // A failure holding the error of `u` (implicit, so a function can `return err(e);`).
   template <class G>
-    requires std::is_constructible_v<E, G>
+  requires std::is_constructible_v<E, G>
   constexpr Result(Unexpected<G> u) : has_(false) {  // NOLINT(google-explicit-constructor)
     ::new (static_cast<void*>(&err_)) E(std::move(u).error());
   }
@@ -184,7 +185,7 @@ class [[nodiscard]] Result<void, E> {
   constexpr Result() noexcept : has_(true), err_() {}
   // A failure holding the error of `u` (implicit, so a function can `return err(e);`).
   template <class G>
-    requires std::is_constructible_v<E, G>
+  requires std::is_constructible_v<E, G>
   constexpr Result(Unexpected<G> u) : has_(false), err_(std::move(u).error()) {}  // NOLINT
 
   // True for a success.
@@ -214,18 +215,16 @@ inline constexpr Result<void> ok() { return {}; }
 // Propagates an error: `auto frame = VMS_TRY(alloc_frame());`. A GNU statement expression
 // (gcc and clang; __extension__ keeps -Wpedantic quiet), as SerenityOS's TRY and frigg's
 // FRG_TRY.
-#define VMS_TRY(expr)                                        \
-  __extension__({                                            \
-    auto vms_try_result_ = (expr);                           \
-    if (!vms_try_result_.has_value())                        \
-      return ::vmspace::err(std::move(vms_try_result_).error()); \
-    std::move(vms_try_result_).value();                      \
+#define VMS_TRY(expr)                                                                            \
+  __extension__({                                                                                \
+    auto vms_try_result_ = (expr);                                                               \
+    if (!vms_try_result_.has_value()) return ::vmspace::err(std::move(vms_try_result_).error()); \
+    std::move(vms_try_result_).value();                                                          \
   })
 
 // As VMS_TRY for Result<void>.
-#define VMS_TRY_VOID(expr)                                   \
-  do {                                                       \
-    auto vms_try_result_ = (expr);                           \
-    if (!vms_try_result_.has_value())                        \
-      return ::vmspace::err(vms_try_result_.error());        \
+#define VMS_TRY_VOID(expr)                                                            \
+  do {                                                                                \
+    auto vms_try_result_ = (expr);                                                    \
+    if (!vms_try_result_.has_value()) return ::vmspace::err(vms_try_result_.error()); \
   } while (0)

@@ -39,7 +39,7 @@ class Segment : public FrameIoBase<Segment<M>, M> {
   // max_paddr(); otherwise the first per-frame error (InUse, Busy, Unique). On error the frames
   // taken so far are dropped, which returns them to the global allocator (as in OSTD).
   template <class Fn>
-    requires FrameMeta<M> && std::is_invocable_r_v<M, Fn&, Paddr>
+  requires FrameMeta<M> && std::is_invocable_r_v<M, Fn&, Paddr>
   static Result<Segment, GetFrameError> from_unused(PaRange range, Fn&& metadata_fn) noexcept {
     if (range.start >= range.end) return err(GetFrameError::EmptyRange);
     if (!is_aligned(range.start, kPageSize) || !is_aligned(range.end, kPageSize)) {
@@ -71,12 +71,12 @@ class Segment : public FrameIoBase<Segment<M>, M> {
   Segment(Segment&& o) noexcept
       : start_(std::exchange(o.start_, 0)), end_(std::exchange(o.end_, 0)) {}
   template <HandleMeta M2>
-    requires(!std::is_same_v<M2, M> && MetaConvertibleTo<M2, M>)
-  Segment(Segment<M2>&& o) noexcept  // NOLINT(google-explicit-constructor)
+  requires(!std::is_same_v<M2, M> && MetaConvertibleTo<M2, M>) Segment(Segment<M2>&& o)
+  noexcept  // NOLINT(google-explicit-constructor)
       : start_(std::exchange(o.start_, 0)), end_(std::exchange(o.end_, 0)) {}
   template <HandleMeta M2>
-    requires(!std::is_same_v<M2, M> && MetaConvertibleTo<M2, M>)
-  Segment(const Segment<M2>& o) noexcept  // NOLINT(google-explicit-constructor)
+  requires(!std::is_same_v<M2, M> && MetaConvertibleTo<M2, M>) Segment(const Segment<M2>& o)
+  noexcept  // NOLINT(google-explicit-constructor)
       : start_(o.start_), end_(o.end_) {
     inc_all();
   }

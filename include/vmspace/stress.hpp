@@ -308,10 +308,10 @@ struct StressReport;
 // What run() and run_forked() do. Out-of-range values are reported in StressReport::setup_error,
 // and nothing runs then.
 struct StressOptions {
-  unsigned threads = 4;  // 1..255
-  unsigned spaces = 2;   // 1..64
-  double seconds = 5.0;  // run time, unless `ops` is set
-  std::uint64_t ops = 0; // stop after about this many operations instead (0: use seconds)
+  unsigned threads = 4;   // 1..255
+  unsigned spaces = 2;    // 1..64
+  double seconds = 5.0;   // run time, unless `ops` is set
+  std::uint64_t ops = 0;  // stop after about this many operations instead (0: use seconds)
   // Seed of the workers' random generators.
   std::uint64_t seed = 1;
   // Which address ranges the workers use.
@@ -352,11 +352,11 @@ struct StressViolation {
 
 // The shortest failing history found for the first serializability violation.
 struct FailingHistory {
-  std::string violation;              // what the last record got wrong
-  std::vector<std::string> initial;   // mappings the replay starts with (fresh model)
-  std::vector<std::string> records;   // the records, in ticket order; the last one fails
-  std::size_t candidates = 0;         // records touching the range before reduction
-  bool minimal = false;               // ddmin finished (1-minimal) within the time budget
+  std::string violation;             // what the last record got wrong
+  std::vector<std::string> initial;  // mappings the replay starts with (fresh model)
+  std::vector<std::string> records;  // the records, in ticket order; the last one fails
+  std::size_t candidates = 0;        // records touching the range before reduction
+  bool minimal = false;              // ddmin finished (1-minimal) within the time budget
 };
 
 // Everything a run measured and found; passed() is the verdict.

@@ -115,9 +115,9 @@ TlbStats tlb_stats(CpuId cpu);
 
 // Global TLB-shootdown counters.
 struct TlbDispatchStats {
-  std::uint64_t dispatches = 0;        // dispatch_tlb_flush calls that had work
-  std::uint64_t cpu_flushes = 0;       // per-target-CPU invalidations performed
-  std::uint64_t frames_kept = 0;       // frames handed to RCU after a flush
+  std::uint64_t dispatches = 0;   // dispatch_tlb_flush calls that had work
+  std::uint64_t cpu_flushes = 0;  // per-target-CPU invalidations performed
+  std::uint64_t frames_kept = 0;  // frames handed to RCU after a flush
 };
 // The shootdown counters since start-up (each read on its own, relaxed; they only grow).
 TlbDispatchStats tlb_dispatch_stats() noexcept;

@@ -119,8 +119,8 @@ class UniqueFrame : public FrameIoBase<UniqueFrame<M>, M> {
 
   static void drop_meta(MetaSlot* slot) noexcept {
     if (slot->vtable->on_drop != nullptr) {
-      auto reader = VmReader<Infallible>::from_kernel_space(paddr_to_vaddr(slot_paddr(slot)),
-                                                            kPageSize);
+      auto reader =
+          VmReader<Infallible>::from_kernel_space(paddr_to_vaddr(slot_paddr(slot)), kPageSize);
       slot->vtable->on_drop(slot->meta_ptr(), reader);
     }
     slot->vtable->destroy(slot->meta_ptr());

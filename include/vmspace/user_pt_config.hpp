@@ -37,7 +37,9 @@ template <>
 struct TrackedMemory<USegment> {
   // The leaf level `segment` maps as: 1 for 4 KiB, 2 for 2 MiB, 0 for other sizes (cannot be one
   // leaf).
-  static PagingLevel level(const USegment& segment) noexcept { return level_of_size(segment.size()); }
+  static PagingLevel level(const USegment& segment) noexcept {
+    return level_of_size(segment.size());
+  }
   // Takes back the page_size(level) bytes at `pa` that a leaf owns (one reference per frame).
   // Precondition: those references were leaked into the PTE by into_raw.
   static USegment from_raw(Paddr pa, PagingLevel level) noexcept {

@@ -133,7 +133,8 @@ class VmSpace : public std::enable_shared_from_this<VmSpace> {
 
  private:
   explicit VmSpace(PageTable<UserPtConfig> pt) noexcept : pt_(std::move(pt)) {}
-  Result<Cursor> make_cursor(const DisabledPreemptGuard& guard, VaRange range, internal::LockWait wait) const;
+  Result<Cursor> make_cursor(const DisabledPreemptGuard& guard, VaRange range,
+                             internal::LockWait wait) const;
   void record_iomem(const IoMem& io) const;
   bool active_here() const noexcept;
 
@@ -209,8 +210,8 @@ class VmSpace::CursorMut : public VmSpace::Cursor {
   // No TLB flush is done: issue one through flusher() and dispatch it before relying on the
   // reduced permissions (OSTD semantics).
   // Errors: InvalidArgs (unaligned / out-of-range len, unencodable result); NoMemory.
-  Result<std::optional<VaRange>> protect_next(std::size_t len,
-                                              const std::function<void(PageFlags&, CachePolicy&)>& op);
+  Result<std::optional<VaRange>> protect_next(
+      std::size_t len, const std::function<void(PageFlags&, CachePolicy&)>& op);
 
   // The cursor's flusher; its targets are the space's CPUs, read at dispatch.
   TlbFlusher& flusher() noexcept { return flusher_; }
@@ -227,7 +228,8 @@ class VmSpace::CursorMut : public VmSpace::Cursor {
   // Errors: InvalidArgs if len is unaligned or goes past the range end, or if op's result
   // cannot be encoded; NoMemory while splitting. On error the entries before the failing one
   // are changed, and their flush is dispatched all the same.
-  Result<std::size_t> protect(std::size_t len, const std::function<void(PageFlags&, CachePolicy&)>& op);
+  Result<std::size_t> protect(std::size_t len,
+                              const std::function<void(PageFlags&, CachePolicy&)>& op);
 
   // How fork_into maps a parent page into the child.
   enum class ForkMapping : std::uint8_t {
@@ -273,7 +275,9 @@ class VmSpace::CursorMut : public VmSpace::Cursor {
   friend class VmSpace;
   CursorMut(Cursor&& cursor, const VmSpace& space) noexcept
       : Cursor(std::move(cursor)), flusher_(space.cpus_), space_(&space) {}
-  Result<void> map_item(UserItem&& item);
+  // Maps `item` at virt_addr(). Takes the item only on success; on error it is left with the
+  // caller unchanged, so map() and map_segment() can hand the memory back.
+  Result<void> map_item(UserItem& item);
 
   TlbFlusher flusher_;
   const VmSpace* space_;

@@ -8,11 +8,16 @@ namespace vmspace::internal {
 
 const char* to_string(Mutation m) noexcept {
   switch (m) {
-    case Mutation::None: return "none";
-    case Mutation::SkipPhase2Locks: return "skip-phase2-locks";
-    case Mutation::ReleaseFrameBeforeDispatch: return "release-frame-before-dispatch";
-    case Mutation::SkipStrayCheck: return "skip-stray-check";
-    case Mutation::UnlockWrongOrder: return "unlock-wrong-order";
+    case Mutation::None:
+      return "none";
+    case Mutation::SkipPhase2Locks:
+      return "skip-phase2-locks";
+    case Mutation::ReleaseFrameBeforeDispatch:
+      return "release-frame-before-dispatch";
+    case Mutation::SkipStrayCheck:
+      return "skip-stray-check";
+    case Mutation::UnlockWrongOrder:
+      return "unlock-wrong-order";
   }
   return "?";
 }

@@ -63,9 +63,11 @@ void check_user_table(const PageTable<UserPtConfig>& pt, CheckReport& report, Ra
   using Pte = UserPtConfig::Pte;
   const vmspace::internal::NodeView<UserPtConfig> user{pt.root_paddr()};
   const vmspace::internal::NodeView<KernelPtConfig> kernel{kernel_page_table().root_paddr()};
-  for (std::size_t i = KernelPtConfig::kTopLevelIndexStart; i < KernelPtConfig::kTopLevelIndexEnd; ++i) {
+  for (std::size_t i = KernelPtConfig::kTopLevelIndexStart; i < KernelPtConfig::kTopLevelIndexEnd;
+       ++i) {
     if (user.load_acquire(i) != kernel.load_acquire(i)) {
-      report.add("borrowed_kernel_half", "user root entry " + std::to_string(i) + " differs from the kernel's");
+      report.add("borrowed_kernel_half",
+                 "user root entry " + std::to_string(i) + " differs from the kernel's");
     }
   }
   (void)sizeof(Pte);
@@ -79,12 +81,15 @@ void check_frame_slots(CheckReport& report) {
     const std::uint64_t rc = slot->ref_count_ref().load(boost::memory_order_acquire);
     const Paddr pa = i * kPageSize;
     if (rc > kRefCountMax && rc != kRefCountUnique && rc != kRefCountUnused) {
-      report.add("refcount_state", "frame " + internal::hex(pa) + " has illegal count " + internal::hex(rc));
+      report.add("refcount_state",
+                 "frame " + internal::hex(pa) + " has illegal count " + internal::hex(rc));
     } else if (rc == 0) {
-      report.add("refcount_state", "frame " + internal::hex(pa) + " is busy (count 0) at a quiescent point");
+      report.add("refcount_state",
+                 "frame " + internal::hex(pa) + " is busy (count 0) at a quiescent point");
     } else if (rc == kRefCountUnused) {
       if (slot->vtable != nullptr) {
-        report.add("unused_slot", "unused frame " + internal::hex(pa) + " still has a metadata type");
+        report.add("unused_slot",
+                   "unused frame " + internal::hex(pa) + " still has a metadata type");
       }
       if (slot->in_list_ref().load(boost::memory_order_relaxed) != 0) {
         report.add("unused_slot", "unused frame " + internal::hex(pa) + " is still on a list");
@@ -107,7 +112,8 @@ void check_refcount_law(const RawRefs& refs, CheckReport& report) {
     const std::uint64_t owned = it == refs.end() ? 0 : it->second;
     if (rc == kRefCountUnused || rc == kRefCountUnique) {
       if (owned != 0) {
-        report.add("refcount_law", "frame " + internal::hex(pa) + " is referenced by " + std::to_string(owned) +
+        report.add("refcount_law", "frame " + internal::hex(pa) + " is referenced by " +
+                                       std::to_string(owned) +
                                        " page-table entries but not in use");
       }
       continue;
@@ -115,12 +121,13 @@ void check_refcount_law(const RawRefs& refs, CheckReport& report) {
     if (exact) {
       const std::int64_t handles = ledger_handles(pa);
       if (handles < 0 || rc != static_cast<std::uint64_t>(handles) + owned) {
-        report.add("refcount_law", "frame " + internal::hex(pa) + ": count " + std::to_string(rc) + " != " +
-                                       std::to_string(handles) + " handles + " + std::to_string(owned) + " PTEs");
+        report.add("refcount_law", "frame " + internal::hex(pa) + ": count " + std::to_string(rc) +
+                                       " != " + std::to_string(handles) + " handles + " +
+                                       std::to_string(owned) + " PTEs");
       }
     } else if (rc < owned) {
-      report.add("refcount_law", "frame " + internal::hex(pa) + ": count " + std::to_string(rc) + " < " +
-                                     std::to_string(owned) + " owning PTEs");
+      report.add("refcount_law", "frame " + internal::hex(pa) + ": count " + std::to_string(rc) +
+                                     " < " + std::to_string(owned) + " owning PTEs");
     }
   }
 }
@@ -135,15 +142,17 @@ void check_tlb_coherence(CheckReport& report) {
     m.cpus[c].tlb.for_each_entry([&](Vaddr va, Paddr pa) {
       const vmspace::internal::PteAt e = vmspace::internal::descend<UserPtConfig>(root, va);
       if (!Pte::is_present(e.raw, e.level) || !Pte::is_leaf(e.raw, e.level)) {
-        report.add("tlb_coherence", "cpu" + std::to_string(c) + " caches " + internal::hex(va) + " -> " +
-                                        internal::hex(pa) + " but the table does not map it");
+        report.add("tlb_coherence", "cpu" + std::to_string(c) + " caches " + internal::hex(va) +
+                                        " -> " + internal::hex(pa) +
+                                        " but the table does not map it");
         return;
       }
       const PteScalar s = Pte::decode(e.raw, e.level);
       const Paddr expected = s.paddr + (va & (page_size<K>(e.level) - 1));
-      if (expected == pa && (has(s.prop.flags, PageFlags::R) || has(s.prop.flags, PageFlags::X))) return;
-      report.add("tlb_coherence", "cpu" + std::to_string(c) + " caches " + internal::hex(va) + " -> " +
-                                      internal::hex(pa) + " but the table maps it to " +
+      if (expected == pa && (has(s.prop.flags, PageFlags::R) || has(s.prop.flags, PageFlags::X)))
+        return;
+      report.add("tlb_coherence", "cpu" + std::to_string(c) + " caches " + internal::hex(va) +
+                                      " -> " + internal::hex(pa) + " but the table maps it to " +
                                       internal::hex(expected));
     });
   }

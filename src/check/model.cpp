@@ -60,7 +60,8 @@ void AbstractModel::split(Vaddr va) {
   mappings_.erase(it);
   const std::uint64_t child = model_page_size(static_cast<PagingLevel>(m.level - 1));
   for (std::uint64_t i = 0; i < 512; ++i) {
-    Mapping piece{m.va + i * child, static_cast<PagingLevel>(m.level - 1), m.pa + i * child, m.prop};
+    Mapping piece{m.va + i * child, static_cast<PagingLevel>(m.level - 1), m.pa + i * child,
+                  m.prop};
     mappings_.emplace(piece.va, piece);
   }
 }
@@ -221,8 +222,8 @@ Result<std::optional<VaRange>, PageTableError> ModelCursor::protect_next(
   return std::optional<VaRange>(VaRange{m.va, m.va + m.size()});
 }
 
-Result<std::size_t, PageTableError> ModelCursor::protect(std::uint64_t len,
-                                                         const std::function<void(PageProperty&)>& op) {
+Result<std::size_t, PageTableError> ModelCursor::protect(
+    std::uint64_t len, const std::function<void(PageProperty&)>& op) {
   if (auto e = check_len(len)) return err(*e);
   std::size_t changed = 0;
   std::uint64_t left = len;  // the window is [va_, va_ + left); never computes its end (2^64)
@@ -241,7 +242,8 @@ Result<std::size_t, PageTableError> ModelCursor::protect(std::uint64_t len,
   return changed;
 }
 
-std::optional<PageTableError> model_check_cursor_range(const ModelConfig& config, VaRange range) noexcept {
+std::optional<PageTableError> model_check_cursor_range(const ModelConfig& config,
+                                                       VaRange range) noexcept {
   if (!(range.start < range.end) || range.start < config.first || range.end - 1 > config.last) {
     return PageTableError::InvalidVaddrRange;
   }

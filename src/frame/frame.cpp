@@ -16,13 +16,20 @@ namespace vmspace {
 
 std::ostream& operator<<(std::ostream& os, GetFrameError e) {
   switch (e) {
-    case GetFrameError::InUse: return os << "InUse";
-    case GetFrameError::Unused: return os << "Unused";
-    case GetFrameError::Busy: return os << "Busy";
-    case GetFrameError::Unique: return os << "Unique";
-    case GetFrameError::OutOfBound: return os << "OutOfBound";
-    case GetFrameError::NotAligned: return os << "NotAligned";
-    case GetFrameError::EmptyRange: return os << "EmptyRange";
+    case GetFrameError::InUse:
+      return os << "InUse";
+    case GetFrameError::Unused:
+      return os << "Unused";
+    case GetFrameError::Busy:
+      return os << "Busy";
+    case GetFrameError::Unique:
+      return os << "Unique";
+    case GetFrameError::OutOfBound:
+      return os << "OutOfBound";
+    case GetFrameError::NotAligned:
+      return os << "NotAligned";
+    case GetFrameError::EmptyRange:
+      return os << "EmptyRange";
   }
   return os << "?";
 }
@@ -75,7 +82,7 @@ Result<void> io_write_bytes(Paddr base, std::size_t size, std::size_t offset,
 }
 
 Result<void, FillError> io_fill_zeros(Paddr base, std::size_t size, std::size_t offset,
-                                       std::size_t len) noexcept {
+                                      std::size_t len) noexcept {
   if (offset > size) return err(FillError{Error::InvalidArgs, 0});
   auto end = checked_add(offset, len);
   if (!end) return err(FillError{Error::Overflow, 0});
@@ -98,7 +105,8 @@ Result<Paddr> FrameAllocOptions::alloc_raw(FrameLayout layout) const noexcept {
 void FrameAllocOptions::allocator_gave_used_frame(Paddr pa, GetFrameError e) noexcept {
   std::ostringstream os;
   os << e;
-  VMS_PANIC("the frame allocator handed out a frame that is not unused (at {:#x}: {})", pa, os.str());
+  VMS_PANIC("the frame allocator handed out a frame that is not unused (at {:#x}: {})", pa,
+            os.str());
 }
 
 }  // namespace vmspace

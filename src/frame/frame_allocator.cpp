@@ -3,8 +3,8 @@
 // Free-block bookkeeping lives in the MetaSlots of the blocks' first frames:
 //   buddy-list block head: ref_count = UNIQUE, vtable = FreeBlock, storage = FreeBlock (list
 //                          hook), in_list = kBuddyTag | owner | order
-//   cached block head:     ref_count = UNIQUE, vtable = FreeBlock, in_list = kCacheTag | owner | order
-//   every other free frame and every allocated frame: ref_count = UNUSED, in_list = 0
+//   cached block head:     ref_count = UNIQUE, vtable = FreeBlock, in_list = kCacheTag | owner |
+//   order every other free frame and every allocated frame: ref_count = UNUSED, in_list = 0
 // in_list is read atomically, so other threads can ask "is this a free head of order k?"
 // without racing on the storage bytes. LinkedList ids stay below kCacheTag. `owner` (bits
 // 8..61) identifies the allocator instance: several instances may manage parts of the same
@@ -80,7 +80,8 @@ std::uint64_t in_list_word(Paddr pa) noexcept {
 // The tag and order of a head slot (of any allocator), or 0 if `pa` is not a free-block head.
 std::uint64_t head_tag(Paddr pa) noexcept {
   if (pa >= max_paddr()) return 0;
-  return meta_slot(pa)->in_list_ref().load(boost::memory_order_acquire) & (kBuddyTag | kCacheTag | kOrderMask);
+  return meta_slot(pa)->in_list_ref().load(boost::memory_order_acquire) &
+         (kBuddyTag | kCacheTag | kOrderMask);
 }
 
 bool is_free_head_tag(std::uint64_t tag) noexcept { return (tag & (kBuddyTag | kCacheTag)) != 0; }
@@ -133,7 +134,8 @@ void for_each_aligned_block(Paddr start, Paddr end, F&& emit) {
 
 struct Cache {
   SpinLock lock;
-  std::array<std::array<Paddr, kCacheCapacity[0]>, kMaxCachedOrder + 1> stack VMS_GUARDED_BY(lock){};
+  std::array<std::array<Paddr, kCacheCapacity[0]>, kMaxCachedOrder + 1> stack
+      VMS_GUARDED_BY(lock){};
   std::array<std::size_t, kMaxCachedOrder + 1> count VMS_GUARDED_BY(lock){};
   // Frames held, readable without the lock (statistics).
   std::atomic<std::uint64_t> frames{0};
@@ -187,8 +189,12 @@ struct BuddyFrameAllocator::Impl {
   std::atomic<std::uint64_t> total_frames{0};
 
   // Cache::frames changes only under the cache's lock (one writer at a time).
-  static void add_frames(Cache& c, std::uint64_t n) VMS_REQUIRES(c.lock) { internal::single_writer_add(c.frames, n); }
-  static void sub_frames(Cache& c, std::uint64_t n) VMS_REQUIRES(c.lock) { internal::single_writer_add(c.frames, -n); }
+  static void add_frames(Cache& c, std::uint64_t n) VMS_REQUIRES(c.lock) {
+    internal::single_writer_add(c.frames, n);
+  }
+  static void sub_frames(Cache& c, std::uint64_t n) VMS_REQUIRES(c.lock) {
+    internal::single_writer_add(c.frames, -n);
+  }
 
   Cache& my_cache() noexcept {
     auto cpu = internal::bound_cpu();
@@ -223,7 +229,8 @@ struct BuddyFrameAllocator::Impl {
   // Frees a block into the buddy lists, merging with free buddies.
   // `containment`: Skip only for blocks drained from a per-CPU cache, which were checked when
   // they were freed into it (fully in debug builds).
-  void free_block(Paddr pa, unsigned order, Containment containment = Containment::Check) VMS_REQUIRES(lock) {
+  void free_block(Paddr pa, unsigned order, Containment containment = Containment::Check)
+      VMS_REQUIRES(lock) {
     check_block_is_not_free(pa, order, "frame allocator", containment);
     while (order < kMaxOrder) {
       const Paddr buddy = pa ^ block_bytes(order);
@@ -329,7 +336,8 @@ struct BuddyFrameAllocator::Impl {
       free_block(pa, order, kDrainContainment);
     }
     std::copy(c.stack[order].begin() + static_cast<std::ptrdiff_t>(n),
-              c.stack[order].begin() + static_cast<std::ptrdiff_t>(c.count[order]), c.stack[order].begin());
+              c.stack[order].begin() + static_cast<std::ptrdiff_t>(c.count[order]),
+              c.stack[order].begin());
     c.count[order] -= n;
     sub_frames(c, n << order);
   }
@@ -358,7 +366,8 @@ struct BuddyFrameAllocator::Impl {
 
   std::uint64_t cached_frames() const noexcept {
     std::uint64_t n = shared_cache.frames.load(std::memory_order_relaxed);
-    for (std::uint32_t i = 0; i < ncpus; ++i) n += cpu_caches[i].frames.load(std::memory_order_relaxed);
+    for (std::uint32_t i = 0; i < ncpus; ++i)
+      n += cpu_caches[i].frames.load(std::memory_order_relaxed);
     return n;
   }
 };
@@ -386,7 +395,8 @@ std::optional<Paddr> BuddyFrameAllocator::alloc(FrameLayout layout) noexcept {
     if (!pa) return std::nullopt;
     // Give back the unused tail of the power-of-two block.
     for_each_aligned_block(*pa + layout.size, *pa + block_bytes(order),
-                           [&](Paddr p, unsigned o) VMS_NO_THREAD_SAFETY_ANALYSIS { impl_->push_block(p, o); });
+                           [&](Paddr p, unsigned o)
+                               VMS_NO_THREAD_SAFETY_ANALYSIS { impl_->push_block(p, o); });
     return pa;
   };
   if (auto pa = take()) return pa;
@@ -422,13 +432,15 @@ void BuddyFrameAllocator::add_free_memory(Paddr addr, std::size_t size) noexcept
     VMS_PANIC("frame allocator: add_free_memory of an invalid range [{:#x}, +{:#x})", addr, size);
   }
   LockGuard<Mutex> g(impl_->lock);
-  for_each_aligned_block(addr, addr + size,
-                         [&](Paddr p, unsigned o) VMS_NO_THREAD_SAFETY_ANALYSIS { impl_->free_block(p, o); });
+  for_each_aligned_block(addr, addr + size, [&](Paddr p, unsigned o) VMS_NO_THREAD_SAFETY_ANALYSIS {
+    impl_->free_block(p, o);
+  });
   impl_->total_frames.fetch_add(size >> kPageShift, std::memory_order_relaxed);
 }
 
 std::uint64_t BuddyFrameAllocator::free_bytes() const noexcept {
-  return (impl_->buddy_free_frames.load(std::memory_order_relaxed) + impl_->cached_frames()) << kPageShift;
+  return (impl_->buddy_free_frames.load(std::memory_order_relaxed) + impl_->cached_frames())
+         << kPageShift;
 }
 
 BuddyFrameAllocator::Stats BuddyFrameAllocator::stats() const noexcept {

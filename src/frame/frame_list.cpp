@@ -11,9 +11,10 @@ std::uint64_t allocate_frame_list_id() noexcept {
   // Relaxed: ids only need to be distinct.
   const std::uint64_t id = g_next_frame_list_id.fetch_add(1, std::memory_order_relaxed);
   if (id >= kMaxFrameListId) {
-    VMS_PANIC("frame list ids are exhausted: id {:#x} would reach 2^62, whose bits tag the frame "
-              "allocator's free blocks in MetaSlot::in_list",
-              id);
+    VMS_PANIC(
+        "frame list ids are exhausted: id {:#x} would reach 2^62, whose bits tag the frame "
+        "allocator's free blocks in MetaSlot::in_list",
+        id);
   }
   return id;
 }

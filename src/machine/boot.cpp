@@ -55,11 +55,24 @@ Result<std::uint64_t> parse_size(std::string_view s) {
   if (s.empty()) return err(Error::InvalidArgs);
   std::uint64_t mult = 1;
   switch (s.back()) {
-    case 'K': case 'k': mult = std::uint64_t{1} << 10; break;
-    case 'M': case 'm': mult = std::uint64_t{1} << 20; break;
-    case 'G': case 'g': mult = std::uint64_t{1} << 30; break;
-    case 'T': case 't': mult = std::uint64_t{1} << 40; break;
-    default: break;
+    case 'K':
+    case 'k':
+      mult = std::uint64_t{1} << 10;
+      break;
+    case 'M':
+    case 'm':
+      mult = std::uint64_t{1} << 20;
+      break;
+    case 'G':
+    case 'g':
+      mult = std::uint64_t{1} << 30;
+      break;
+    case 'T':
+    case 't':
+      mult = std::uint64_t{1} << 40;
+      break;
+    default:
+      break;
   }
   if (mult != 1) s.remove_suffix(1);
   if (s.empty()) return err(Error::InvalidArgs);
@@ -84,16 +97,17 @@ Result<std::uint64_t> parse_size(std::string_view s) {
 void remap_physical_memory_private_in_child() {
   const internal::Machine& m = internal::g_machine;
   if (m.phys == nullptr) return;
-  void* p = mmap(m.phys, m.phys_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE,
-                 m.memfd, 0);
+  void* p = mmap(m.phys, m.phys_bytes, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE, m.memfd, 0);
   if (p == MAP_FAILED) std::abort();  // no logging: the child may hold a logger lock from fork
 }
 
 Result<void> validate(const BootConfig& c) {
   if (c.phys_mem_bytes < kMinPhysMem || c.phys_mem_bytes > kMaxPhysMem ||
       !is_aligned(c.phys_mem_bytes, kPageSize)) {
-    logger().error("boot: physical memory size {:#x} must be a multiple of 4 KiB in [{} MiB, {} GiB]",
-                   c.phys_mem_bytes, kMinPhysMem >> 20, kMaxPhysMem >> 30);
+    logger().error(
+        "boot: physical memory size {:#x} must be a multiple of 4 KiB in [{} MiB, {} GiB]",
+        c.phys_mem_bytes, kMinPhysMem >> 20, kMaxPhysMem >> 30);
     return err(Error::InvalidArgs);
   }
   if (c.num_cpus == 0 || c.num_cpus > BootConfig::kMaxCpus) {
@@ -104,8 +118,8 @@ Result<void> validate(const BootConfig& c) {
 }
 
 void* map_anonymous(std::size_t bytes) {
-  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                 -1, 0);
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   return p == MAP_FAILED ? nullptr : p;
 }
 
@@ -120,7 +134,8 @@ Result<void> build_machine(const BootConfig& config) {
     return err(Error::NoMemory);
   }
   if (ftruncate(m.memfd, static_cast<off_t>(config.phys_mem_bytes)) != 0) {
-    logger().error("boot: ftruncate({:#x}) failed: {}", config.phys_mem_bytes, std::strerror(errno));
+    logger().error("boot: ftruncate({:#x}) failed: {}", config.phys_mem_bytes,
+                   std::strerror(errno));
     close(m.memfd);
     return err(Error::NoMemory);
   }
@@ -154,7 +169,8 @@ Result<void> build_machine(const BootConfig& config) {
   }
   m.cpus = std::make_unique<internal::PerCpu[]>(config.num_cpus);
 #ifdef VMSPACE_HANDLE_LEDGER
-  internal::g_handle_ledger = static_cast<std::int64_t*>(map_anonymous(nframes * sizeof(std::int64_t)));
+  internal::g_handle_ledger =
+      static_cast<std::int64_t*>(map_anonymous(nframes * sizeof(std::int64_t)));
   VMS_ASSERT(internal::g_handle_ledger != nullptr, "cannot reserve the handle ledger");
 #endif
 

@@ -36,8 +36,9 @@ Result<CpuBinding> CpuBinding::bind(CpuId cpu) {
   if (cpu.as_u32() >= num_cpus()) return err(Error::InvalidArgs);
   if (t_bound_cpu.has_value() || in_atomic_mode()) return err(Error::InvalidArgs);
   bool expected = false;
-  if (!internal::per_cpu(cpu.as_u32()).bound.compare_exchange_strong(
-          expected, true, std::memory_order_acquire, std::memory_order_relaxed)) {
+  if (!internal::per_cpu(cpu.as_u32())
+           .bound.compare_exchange_strong(expected, true, std::memory_order_acquire,
+                                          std::memory_order_relaxed)) {
     return err(Error::Busy);
   }
   t_bound_cpu = cpu;

@@ -63,12 +63,12 @@ struct ThreadRecord {
   // Callbacks this thread retired so far; written only by the owner.
   std::atomic<std::uint64_t> retired{0};
 };
-using Registry = bi::list<ThreadRecord, bi::member_hook<ThreadRecord, decltype(ThreadRecord::hook),
-                                                        &ThreadRecord::hook>>;
+using Registry =
+    bi::list<ThreadRecord,
+             bi::member_hook<ThreadRecord, decltype(ThreadRecord::hook), &ThreadRecord::hook>>;
 
 // Which queues run_due drains.
 enum class ReclaimScope : std::uint8_t { Own, All };
-
 
 // Reclaim inline on the retiring thread once this many callbacks wait.
 constexpr std::size_t kInlineReclaimThreshold = 256;
@@ -198,7 +198,8 @@ class Rcu {
     return record_running(due);
   }
   // The same for the caller's own queue (if it has a record).
-  std::uint64_t take_own_due(ThreadRecord* self, std::vector<Callback>& due, std::size_t& remaining) {
+  std::uint64_t take_own_due(ThreadRecord* self, std::vector<Callback>& due,
+                             std::size_t& remaining) {
     if (self == nullptr) return 0;
     LockGuard<Mutex> c(central_lock_);
     LockGuard<SpinLock> q(self->queue_lock);
@@ -314,7 +315,7 @@ class Rcu {
   std::uint64_t retired_gone_ VMS_GUARDED_BY(central_lock_) = 0;
   std::mutex reclaim_lock_;
   static thread_local unsigned t_reclaim_depth;  // run_due nesting on this thread
-  std::mutex start_lock_;  // serialises starting the reclaimer thread
+  std::mutex start_lock_;                        // serialises starting the reclaimer thread
   std::atomic<bool> reclaimer_started_{false};
   std::mutex wake_lock_;
   bool wake_requested_ = false;  // guarded by wake_lock_

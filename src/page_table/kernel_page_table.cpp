@@ -17,7 +17,8 @@ Result<PageTable<KernelPtConfig>, PageTableError> new_kernel_page_table() noexce
   if (!pt) return err(pt.error());
   // The root is not published yet, so no lock is needed to fill it.
   const internal::NodeView<KernelPtConfig> root{pt->root_paddr()};
-  for (std::size_t i = KernelPtConfig::kTopLevelIndexStart; i < KernelPtConfig::kTopLevelIndexEnd; ++i) {
+  for (std::size_t i = KernelPtConfig::kTopLevelIndexStart; i < KernelPtConfig::kTopLevelIndexEnd;
+       ++i) {
     auto child = internal::publish_new_child(root, K::kNrLevels, i, internal::NewNode::Unlocked);
     if (!child) return err(child.error());  // `pt` drops the nodes made so far
   }
@@ -34,7 +35,8 @@ Result<PageTable<UserPtConfig>, PageTableError> create_user_page_table(
   if (!user) return err(user.error());
   const internal::NodeView<KernelPtConfig> kroot{kernel.root_paddr()};
   const internal::NodeView<UserPtConfig> uroot{user->root_paddr()};
-  for (std::size_t i = KernelPtConfig::kTopLevelIndexStart; i < KernelPtConfig::kTopLevelIndexEnd; ++i) {
+  for (std::size_t i = KernelPtConfig::kTopLevelIndexStart; i < KernelPtConfig::kTopLevelIndexEnd;
+       ++i) {
     const std::uint64_t raw = kroot.load_acquire(i);
     VMS_ASSERT(internal::is_pt_entry<KernelPtConfig>(raw, K::kNrLevels),
                "the kernel page table does not hold a shared node at root index {}", i);
@@ -51,8 +53,9 @@ Result<void, PageTableError> map_untracked_largest(CursorMut<KernelPtConfig>& cu
   while (done < len) {
     const Vaddr va = cursor.virt_addr();
     PagingLevel level = KernelPtConfig::kHighestTranslationLevel;
-    while (level > 1 && (!is_aligned(va, page_size<K>(level)) || !is_aligned(pa + done, page_size<K>(level)) ||
-                         page_size<K>(level) > len - done)) {
+    while (level > 1 &&
+           (!is_aligned(va, page_size<K>(level)) || !is_aligned(pa + done, page_size<K>(level)) ||
+            page_size<K>(level) > len - done)) {
       --level;
     }
     auto r = cursor.map(KernelItem::untracked(pa + done, level, prop));

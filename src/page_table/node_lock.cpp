@@ -50,7 +50,8 @@ LockResult node_lock(std::uint32_t& word, LockWait wait) noexcept {
   boost::atomic_ref<std::uint32_t> w(word);
   const std::uint32_t mine = locked_by_me();
   std::uint32_t cur = 0;
-  if (w.compare_exchange_strong(cur, mine, boost::memory_order_acquire, boost::memory_order_relaxed)) {
+  if (w.compare_exchange_strong(cur, mine, boost::memory_order_acquire,
+                                boost::memory_order_relaxed)) {
     return LockResult::Acquired;
   }
   if ((cur & ~kWaiters) == mine) return LockResult::WouldDeadlock;
@@ -59,7 +60,8 @@ LockResult node_lock(std::uint32_t& word, LockWait wait) noexcept {
   for (;;) {
     if (cur == 0) {
       // Keep the waiters bit when taking over a contended lock: another sleeper may remain.
-      if (w.compare_exchange_weak(cur, mine, boost::memory_order_acquire, boost::memory_order_relaxed)) {
+      if (w.compare_exchange_weak(cur, mine, boost::memory_order_acquire,
+                                  boost::memory_order_relaxed)) {
         return LockResult::Acquired;
       }
       continue;

@@ -9,7 +9,8 @@ namespace vmspace {
 namespace {
 
 template <class E>
-void print_flags(std::ostream& os, E flags, std::initializer_list<std::pair<E, const char*>> names) {
+void print_flags(std::ostream& os, E flags,
+                 std::initializer_list<std::pair<E, const char*>> names) {
   bool first = true;
   for (auto [bit, name] : names) {
     if (has(flags, bit)) {
@@ -44,11 +45,16 @@ std::ostream& operator<<(std::ostream& os, PrivilegedPageFlags f) {
 
 std::ostream& operator<<(std::ostream& os, CachePolicy c) {
   switch (c) {
-    case CachePolicy::Uncacheable: return os << "UC";
-    case CachePolicy::WriteCombining: return os << "WC";
-    case CachePolicy::WriteProtected: return os << "WP";
-    case CachePolicy::Writethrough: return os << "WT";
-    case CachePolicy::Writeback: return os << "WB";
+    case CachePolicy::Uncacheable:
+      return os << "UC";
+    case CachePolicy::WriteCombining:
+      return os << "WC";
+    case CachePolicy::WriteProtected:
+      return os << "WP";
+    case CachePolicy::Writethrough:
+      return os << "WT";
+    case CachePolicy::Writeback:
+      return os << "WB";
   }
   return os << "?";
 }
@@ -60,7 +66,9 @@ std::ostream& operator<<(std::ostream& os, const PageProperty& p) {
 std::ostream& operator<<(std::ostream& os, const PteScalar& s) {
   auto flags = os.flags();
   switch (s.kind) {
-    case PteScalar::Kind::Absent: os << "Absent"; break;
+    case PteScalar::Kind::Absent:
+      os << "Absent";
+      break;
     case PteScalar::Kind::PageTable:
       os << "PageTable(0x" << std::hex << s.paddr << std::dec << ", "
          << static_cast<unsigned>(s.pt_flags) << ")";

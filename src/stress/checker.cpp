@@ -32,19 +32,23 @@ std::string mapping_str(const Mapping& m) {
 std::string err_str(PageTableError e) { return vmspace::to_string(e); }
 
 Mismatch result(const Record& r, const std::string& what, std::string signature) {
-  return Mismatch{Cat::Result, describe(r) + ": " + what, std::string(to_string(r.kind)) + ":" + signature};
+  return Mismatch{Cat::Result, describe(r) + ": " + what,
+                  std::string(to_string(r.kind)) + ":" + signature};
 }
 
 // Compares an observed error with the model's.
 std::optional<Mismatch> expect_error(const Record& r, PageTableError e) {
-  if (r.ok) return result(r, "observed success, the model expects " + err_str(e), "ok/" + err_str(e));
+  if (r.ok)
+    return result(r, "observed success, the model expects " + err_str(e), "ok/" + err_str(e));
   if (r.pt_error != e) {
     return result(r, "observed " + err_str(r.pt_error) + ", the model expects " + err_str(e),
                   err_str(r.pt_error) + "/" + err_str(e));
   }
   if (r.error != to_vm_error(e)) {
-    return result(r, std::string("VmSpace returned ") + std::string(vmspace::to_string(r.error)) + " for " + err_str(e) +
-                         " (expected " + std::string(vmspace::to_string(to_vm_error(e))) + ")",
+    return result(r,
+                  std::string("VmSpace returned ") + std::string(vmspace::to_string(r.error)) +
+                      " for " + err_str(e) + " (expected " +
+                      std::string(vmspace::to_string(to_vm_error(e))) + ")",
                   "fold/" + err_str(e));
   }
   return std::nullopt;
@@ -58,7 +62,8 @@ std::optional<Mismatch> expect_ok(const Record& r, const std::string& model_resu
 
 std::optional<Mismatch> expect_after(const Record& r, Vaddr model_va) {
   if (r.after == model_va) return std::nullopt;
-  return result(r, "the cursor ends at " + hex(r.after) + ", the model's at " + hex(model_va), "position");
+  return result(r, "the cursor ends at " + hex(r.after) + ", the model's at " + hex(model_va),
+                "position");
 }
 
 bool is_entry_size(std::uint64_t size) noexcept {
@@ -85,9 +90,13 @@ bool accessible(const AbstractModel& m, Vaddr page, Access access) {
 std::optional<Mismatch> Replay::apply(const Record& r) {
   if (r.space >= models_.size() || models_[r.space] == nullptr) return std::nullopt;
   switch (r.kind) {
-    case RecKind::Open: return apply_open(r);
-    case RecKind::Close: open_.erase(r.cursor); return std::nullopt;
-    default: return apply_op(r);
+    case RecKind::Open:
+      return apply_open(r);
+    case RecKind::Close:
+      open_.erase(r.cursor);
+      return std::nullopt;
+    default:
+      return apply_op(r);
   }
 }
 
@@ -105,37 +114,50 @@ std::optional<Mismatch> Replay::apply_open(const Record& r) {
     }
   }
   if (expect) {
-    if (r.ok) return Mismatch{Cat::InvalidRange, describe(r) + ": granted, the range checks expect " + err_str(*expect), {}};
+    if (r.ok)
+      return Mismatch{Cat::InvalidRange,
+                      describe(r) + ": granted, the range checks expect " + err_str(*expect),
+                      {}};
     if (r.pt_error != *expect || r.error != to_vm_error(*expect)) {
-      return Mismatch{Cat::InvalidRange, describe(r) + ": the range checks expect " + err_str(*expect), {}};
+      return Mismatch{
+          Cat::InvalidRange, describe(r) + ": the range checks expect " + err_str(*expect), {}};
     }
     return std::nullopt;
   }
   if (!r.ok) {
-    const bool contention = r.pt_error == PageTableError::WouldBlock || r.pt_error == PageTableError::WouldDeadlock;
+    const bool contention =
+        r.pt_error == PageTableError::WouldBlock || r.pt_error == PageTableError::WouldDeadlock;
     if (contention && r.error != to_vm_error(r.pt_error)) {
       return Mismatch{Cat::CreationError, describe(r) + ": VmSpace folded the error wrongly", {}};
     }
     if (contention && (r.nested || r.try_lock)) return std::nullopt;
     if (contention) {
-      return Mismatch{Cat::Contention, describe(r) +
-                                           ": a blocking creation by a thread holding no other cursor of this "
-                                           "space must wait, not fail",
-                    {}};
+      return Mismatch{Cat::Contention,
+                      describe(r) +
+                          ": a blocking creation by a thread holding no other cursor of this "
+                          "space must wait, not fail",
+                      {}};
     }
-    return Mismatch{Cat::CreationError, describe(r) + ": the model expects success (NoMemory means the run's "
-                                                      "bounded arenas leaked memory)", {}};
+    return Mismatch{Cat::CreationError,
+                    describe(r) +
+                        ": the model expects success (NoMemory means the run's "
+                        "bounded arenas leaked memory)",
+                    {}};
   }
   if (nested_overlap) {
-    return Mismatch{Cat::NestedGranted, describe(r) +
-                                            ": granted although the same thread holds an overlapping cursor "
-                                            "(must be WouldBlock or WouldDeadlock)", {}};
+    return Mismatch{Cat::NestedGranted,
+                    describe(r) +
+                        ": granted although the same thread holds an overlapping cursor "
+                        "(must be WouldBlock or WouldDeadlock)",
+                    {}};
   }
   if (other != nullptr) {
     return Mismatch{Cat::ExclusionBroken,
-                    describe(r) + ": granted while cursor " + std::to_string(other->id) + " of thread t" +
-                        std::to_string(other->thread) + " over " + range_str(other->range) + " (opened at #" +
-                        std::to_string(other->ticket) + ") is still open; overlapping cursors must be serialized", {}};
+                    describe(r) + ": granted while cursor " + std::to_string(other->id) +
+                        " of thread t" + std::to_string(other->thread) + " over " +
+                        range_str(other->range) + " (opened at #" + std::to_string(other->ticket) +
+                        ") is still open; overlapping cursors must be serialized",
+                    {}};
   }
   open_.erase(r.cursor);
   open_.emplace(r.cursor, Open{r.cursor, r.ticket, r.space, r.thread, r.range,
@@ -147,15 +169,22 @@ std::optional<Mismatch> Replay::apply_op(const Record& r) {
   AbstractModel& m = model(r.space);
   auto it = open_.find(r.cursor);
   if (it == open_.end()) {
-    if (strict_) return Mismatch{Cat::Recording, describe(r) + ": operation on a cursor that is not open", {}};
-    it = open_.emplace(r.cursor, Open{r.cursor, r.ticket, r.space, r.thread, r.range,
-                                      std::make_unique<check::ModelCursor>(m, r.range), /*implicit=*/true})
+    if (strict_)
+      return Mismatch{Cat::Recording, describe(r) + ": operation on a cursor that is not open", {}};
+    it = open_
+             .emplace(r.cursor,
+                      Open{r.cursor, r.ticket, r.space, r.thread, r.range,
+                           std::make_unique<check::ModelCursor>(m, r.range), /*implicit=*/true})
              .first;
   }
   check::ModelCursor& mc = *it->second.cursor;
   if (strict_ && mc.virt_addr() != r.before) {
-    return Mismatch{Cat::Recording, describe(r) + ": the cursor was at " + hex(r.before) + " but the previous "
-                                                  "operation left it at " + hex(mc.virt_addr()), {}};
+    return Mismatch{Cat::Recording,
+                    describe(r) + ": the cursor was at " + hex(r.before) +
+                        " but the previous "
+                        "operation left it at " +
+                        hex(mc.virt_addr()),
+                    {}};
   }
   mc.set_virt_addr(r.before);
 
@@ -178,12 +207,16 @@ std::optional<Mismatch> Replay::apply_op(const Record& r) {
         if (r.has_value) return result(r, "the model has nothing mapped there", "item/none");
         // The range of an absent entry depends on the tree's shape: check consistency.
         const std::uint64_t size = r.out_range.end - r.out_range.start;
-        if (r.out_range.end <= r.out_range.start || !is_entry_size(size) || !is_aligned(r.out_range.start, size) ||
+        if (r.out_range.end <= r.out_range.start || !is_entry_size(size) ||
+            !is_aligned(r.out_range.start, size) ||
             !(r.out_range.start <= r.before && r.before < r.out_range.end)) {
-          return result(r, "an absent entry's range must be one aligned entry containing the cursor", "absent-range");
+          return result(r,
+                        "an absent entry's range must be one aligned entry containing the cursor",
+                        "absent-range");
         }
         if (auto hit = m.first_touching(r.out_range.start, r.out_range.end - 1)) {
-          return result(r, "the absent entry's range overlaps the model's " + mapping_str(*hit), "absent-overlap");
+          return result(r, "the absent entry's range overlaps the model's " + mapping_str(*hit),
+                        "absent-overlap");
         }
       }
       return expect_after(r, mc.virt_addr());
@@ -219,15 +252,17 @@ std::optional<Mismatch> Replay::apply_op(const Record& r) {
       std::uint64_t frames = 0;
       for (const Mapping& p : *u) frames += p.size() / kPageSize;
       if (r.count != frames) {
-        return result(r, "the model removed " + std::to_string(u->size()) + " mappings of " + std::to_string(frames) +
-                             " frames in all",
+        return result(r,
+                      "the model removed " + std::to_string(u->size()) + " mappings of " +
+                          std::to_string(frames) + " frames in all",
                       r.count < frames ? "count-under" : "count-over");
       }
       return expect_after(r, mc.virt_addr());
     }
     case RecKind::Protect: {
       const ProtectChange change = r.change;
-      auto p = mc.protect_next(r.len, [&](PageProperty& prop) { change.apply(prop.flags, prop.cache); });
+      auto p =
+          mc.protect_next(r.len, [&](PageProperty& prop) { change.apply(prop.flags, prop.cache); });
       if (!p) return expect_error(r, p.error());
       if (auto e = expect_ok(r, *p ? range_str(**p) : std::string("none"))) return e;
       if (p->has_value() != r.has_value ||
@@ -238,7 +273,8 @@ std::optional<Mismatch> Replay::apply_op(const Record& r) {
       return expect_after(r, mc.virt_addr());
     }
     case RecKind::Open:
-    case RecKind::Close: break;
+    case RecKind::Close:
+      break;
   }
   return std::nullopt;
 }
@@ -253,16 +289,16 @@ namespace {
 struct Elem {
   bool initial;
   Mapping mapping;
-  std::size_t rec;                  // the operation, or the cursor's open record
-  std::optional<std::size_t> close; // the cursor's close record, if any before the failure
+  std::size_t rec;                   // the operation, or the cursor's open record
+  std::optional<std::size_t> close;  // the cursor's close record, if any before the failure
 };
 
 class Reducer {
  public:
   // A subset "fails" when the failing record mismatches exactly as in the full history (same
   // description: same model prediction, same conflicting cursor), not merely in some way.
-  Reducer(const AbstractModel& initial, const std::vector<Record>& sorted, std::size_t fail, const Mismatch& want,
-          std::chrono::steady_clock::time_point deadline)
+  Reducer(const AbstractModel& initial, const std::vector<Record>& sorted, std::size_t fail,
+          const Mismatch& want, std::chrono::steady_clock::time_point deadline)
       : config_(initial.config()), sorted_(sorted), fail_(fail), want_(want), deadline_(deadline) {}
 
   bool fails(const std::vector<Elem>& subset) {
@@ -284,7 +320,8 @@ class Reducer {
     for (std::size_t i : recs) (void)replay.apply(sorted_[i]);
     auto m = replay.apply(f);
     if (!m.has_value() || m->category != want_.category) return false;
-    const bool same = want_.signature.empty() ? m->text == want_.text : m->signature == want_.signature;
+    const bool same =
+        want_.signature.empty() ? m->text == want_.text : m->signature == want_.signature;
     if (same) last_text = m->text;
     return same;
   }
@@ -304,8 +341,9 @@ class Reducer {
       const std::size_t chunk = (c.size() + n - 1) / n;
       bool reduced = false;
       for (std::size_t start = 0; start < c.size() && !reduced; start += chunk) {
-        std::vector<Elem> part(c.begin() + static_cast<std::ptrdiff_t>(start),
-                               c.begin() + static_cast<std::ptrdiff_t>(std::min(c.size(), start + chunk)));
+        std::vector<Elem> part(
+            c.begin() + static_cast<std::ptrdiff_t>(start),
+            c.begin() + static_cast<std::ptrdiff_t>(std::min(c.size(), start + chunk)));
         if (part.size() < c.size() && fails(part)) {
           c = std::move(part);
           n = 2;
@@ -341,12 +379,13 @@ class Reducer {
   std::chrono::steady_clock::time_point deadline_;
 };
 
-std::vector<Elem> candidates(const AbstractModel& initial, const std::vector<Record>& sorted, std::size_t fail,
-                             VaRange interest) {
+std::vector<Elem> candidates(const AbstractModel& initial, const std::vector<Record>& sorted,
+                             std::size_t fail, VaRange interest) {
   const Record& f = sorted[fail];
   std::vector<Elem> out;
   for (const auto& [va, m] : initial.mappings()) {
-    if (overlap(VaRange{m.va, m.va + m.size()}, interest)) out.push_back(Elem{true, m, 0, std::nullopt});
+    if (overlap(VaRange{m.va, m.va + m.size()}, interest))
+      out.push_back(Elem{true, m, 0, std::nullopt});
   }
   std::unordered_map<std::uint64_t, std::size_t> open_elem;  // cursor id -> index in out
   for (std::size_t i = 0; i < fail; ++i) {
@@ -367,8 +406,9 @@ std::vector<Elem> candidates(const AbstractModel& initial, const std::vector<Rec
 
 }  // namespace
 
-FailingHistory shortest_failing_history(const AbstractModel& initial, const std::vector<Record>& sorted,
-                                        std::size_t fail, const Mismatch& mismatch, double seconds) {
+FailingHistory shortest_failing_history(const AbstractModel& initial,
+                                        const std::vector<Record>& sorted, std::size_t fail,
+                                        const Mismatch& mismatch, double seconds) {
   const Record& f = sorted[fail];
   FailingHistory h;
   h.violation = mismatch.text;
@@ -378,8 +418,7 @@ FailingHistory shortest_failing_history(const AbstractModel& initial, const std:
   // The records touching the failing cursor's range, widened to whole 2 MiB entries (a huge
   // mapping that straddles the range is part of its state); failing that, everything of the
   // space since the last quiescent point.
-  const VaRange interest{align_down(f.range.start, k2M),
-                         align_up_sat(f.range.end, k2M)};
+  const VaRange interest{align_down(f.range.start, k2M), align_up_sat(f.range.end, k2M)};
   std::vector<Elem> c = candidates(initial, sorted, fail, interest);
   if (!reducer.fails(c)) c = candidates(initial, sorted, fail, VaRange{0, UINT64_MAX});
   h.candidates = c.size();
@@ -413,7 +452,8 @@ FailingHistory shortest_failing_history(const AbstractModel& initial, const std:
 
 Checker::Checker(std::size_t spaces, unsigned threads) : writes_(threads) {
   models_.reserve(spaces);
-  for (std::size_t i = 0; i < spaces; ++i) models_.emplace_back(check::model_config<UserPtConfig>());
+  for (std::size_t i = 0; i < spaces; ++i)
+    models_.emplace_back(check::model_config<UserPtConfig>());
 }
 
 namespace {
@@ -431,8 +471,9 @@ struct Tracker {
   std::uint64_t end;
 };
 
-FailingHistory touching_history(const std::string& violation, const std::vector<Record>& sorted, std::uint16_t space,
-                                Vaddr va, const std::vector<std::string>& prefix) {
+FailingHistory touching_history(const std::string& violation, const std::vector<Record>& sorted,
+                                std::uint16_t space, Vaddr va,
+                                const std::vector<std::string>& prefix) {
   FailingHistory h;
   h.violation = violation;
   std::vector<std::string> lines;
@@ -461,16 +502,18 @@ std::size_t Checker::run_job(Job& job, double minimize_seconds, std::vector<Find
 }
 
 std::size_t Checker::check_segment(std::vector<Record>& recs, std::vector<CopyRecord>& copies,
-                                   const std::vector<std::vector<ReadRun>>& runs, double minimize_seconds,
-                                   std::vector<Finding>& out) {
+                                   const std::vector<std::vector<ReadRun>>& runs,
+                                   double minimize_seconds, std::vector<Finding>& out) {
   auto by_ticket = [](const Record& a, const Record& b) { return a.ticket < b.ticket; };
-  if (!std::is_sorted(recs.begin(), recs.end(), by_ticket)) std::sort(recs.begin(), recs.end(), by_ticket);
+  if (!std::is_sorted(recs.begin(), recs.end(), by_ticket))
+    std::sort(recs.begin(), recs.end(), by_ticket);
   Segment seg_view{copies};
   auto& seg = seg_view;
   std::vector<std::size_t> copy_order(seg.copies.size());
   for (std::size_t i = 0; i < copy_order.size(); ++i) copy_order[i] = i;
-  std::sort(copy_order.begin(), copy_order.end(),
-            [&](std::size_t a, std::size_t b) { return seg.copies[a].start < seg.copies[b].start; });
+  std::sort(copy_order.begin(), copy_order.end(), [&](std::size_t a, std::size_t b) {
+    return seg.copies[a].start < seg.copies[b].start;
+  });
 
   // The state at the segment's start, for the shortest-history search.
   std::vector<AbstractModel> initial = models_;
@@ -484,7 +527,8 @@ std::size_t Checker::check_segment(std::vector<Record>& recs, std::vector<CopyRe
   std::vector<bool>& space_failed = failed_;
 
   auto evaluate = [&](Tracker& t, const AbstractModel& m) {
-    if (accessible(m, t.page, t.write ? Access::Write : Access::Read) == t.need_access) t.satisfied = true;
+    if (accessible(m, t.page, t.write ? Access::Write : Access::Read) == t.need_access)
+      t.satisfied = true;
   };
   auto start_copy = [&](std::size_t ci) {
     const CopyRecord& c = seg.copies[ci];
@@ -496,7 +540,8 @@ std::size_t Checker::check_segment(std::vector<Record>& recs, std::vector<CopyRe
       index[c.space].emplace(page, trackers.size() - 1);
     };
     if (c.copied > 0) {
-      for (Vaddr p = align_down(c.va, kPageSize); p <= c.va + c.copied - 1; p += kPageSize) add(p, true);
+      for (Vaddr p = align_down(c.va, kPageSize); p <= c.va + c.copied - 1; p += kPageSize)
+        add(p, true);
     }
     if (c.faulted) add(align_down(c.va + c.copied, kPageSize), false);
   };
@@ -504,7 +549,8 @@ std::size_t Checker::check_segment(std::vector<Record>& recs, std::vector<CopyRe
   std::size_t ci = 0;
   for (std::size_t i = 0; i < recs.size(); ++i) {
     const Record& r = recs[i];
-    while (ci < copy_order.size() && seg.copies[copy_order[ci]].start < r.ticket) start_copy(copy_order[ci++]);
+    while (ci < copy_order.size() && seg.copies[copy_order[ci]].start < r.ticket)
+      start_copy(copy_order[ci++]);
     if (r.space >= models_.size()) continue;
     if (space_failed[r.space]) continue;  // the model diverged; resynchronised at the checkpoint
     if (auto mm = replay.apply(r)) {
@@ -539,7 +585,8 @@ std::size_t Checker::check_segment(std::vector<Record>& recs, std::vector<CopyRe
     std::string what = describe(c) + ": page " + hex(t.page) +
                        (t.need_access ? " was copied through but was never accessible"
                                       : " stopped the copy but was accessible") +
-                       " (" + (t.write ? "write" : "read") + ") in any state of the copy's ticket window";
+                       " (" + (t.write ? "write" : "read") +
+                       ") in any state of the copy's ticket window";
     Finding f{"copy", what, touching_history(what, recs, c.space, t.page, {describe(c)})};
     out.push_back(std::move(f));
   }
@@ -554,7 +601,8 @@ std::size_t Checker::check_segment(std::vector<Record>& recs, std::vector<CopyRe
       std::string problem;
       const unsigned wt = run.thread - 1u;
       if (wt >= writes_.size() || run.seq >= writes_[wt].size()) {
-        problem = "no writer produced it (thread " + std::to_string(wt) + ", write #" + std::to_string(run.seq) + ")";
+        problem = "no writer produced it (thread " + std::to_string(wt) + ", write #" +
+                  std::to_string(run.seq) + ")";
       } else {
         const WriteInfo& w = writes_[wt][run.seq];
         const Vaddr expected = w.va + std::uint64_t{run.first_idx} * 8;
@@ -569,11 +617,13 @@ std::size_t Checker::check_segment(std::vector<Record>& recs, std::vector<CopyRe
         }
       }
       if (problem.empty()) continue;
-      std::string what = describe(c) + ": read " + std::to_string(run.count) + " word(s) at " + hex(run.va) +
-                         " from thread t" + std::to_string(wt) + "'s write #" + std::to_string(run.seq) +
-                         " (word " + std::to_string(run.first_idx) + "), but " + problem;
-      out.push_back(Finding{"copy", what, touching_history(what, recs, c.space, align_down(run.va, kPageSize),
-                                                          {describe(c)})});
+      std::string what = describe(c) + ": read " + std::to_string(run.count) + " word(s) at " +
+                         hex(run.va) + " from thread t" + std::to_string(wt) + "'s write #" +
+                         std::to_string(run.seq) + " (word " + std::to_string(run.first_idx) +
+                         "), but " + problem;
+      out.push_back(Finding{
+          "copy", what,
+          touching_history(what, recs, c.space, align_down(run.va, kPageSize), {describe(c)})});
       break;
     }
   }
@@ -581,7 +631,8 @@ std::size_t Checker::check_segment(std::vector<Record>& recs, std::vector<CopyRe
 }
 
 void Checker::check_refinement(std::size_t space, const std::vector<Mapping>& actual,
-                               const std::vector<Record>& segment_sorted, std::vector<Finding>& out) {
+                               const std::vector<Record>& segment_sorted,
+                               std::vector<Finding>& out) {
   AbstractModel& m = models_[space];
   std::map<Vaddr, Mapping> have;
   for (const Mapping& a : actual) have.emplace(a.va, a);
@@ -604,16 +655,18 @@ void Checker::check_refinement(std::size_t space, const std::vector<Mapping>& ac
     }
     have.erase(it);
   }
-  for (const auto& [va, extra] : have) note(va, "the table maps " + mapping_str(extra) + ", the model does not");
+  for (const auto& [va, extra] : have)
+    note(va, "the table maps " + mapping_str(extra) + ", the model does not");
   if (!first) return;
   if (replay_failed(space)) diffs.clear();
   if (!diffs.empty()) {
-  std::ostringstream os;
-  os << "space " << space << " differs from the model replayed from the records:";
-  for (const std::string& d : diffs) os << "\n    " << d;
-  Finding f{"refinement", os.str(), std::nullopt};
-  f.history = touching_history(f.description, segment_sorted, static_cast<std::uint16_t>(space), *first, {});
-  out.push_back(std::move(f));
+    std::ostringstream os;
+    os << "space " << space << " differs from the model replayed from the records:";
+    for (const std::string& d : diffs) os << "\n    " << d;
+    Finding f{"refinement", os.str(), std::nullopt};
+    f.history = touching_history(f.description, segment_sorted, static_cast<std::uint16_t>(space),
+                                 *first, {});
+    out.push_back(std::move(f));
   }
   // Resynchronise with the real table.
   AbstractModel fresh(m.config());

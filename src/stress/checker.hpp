@@ -31,13 +31,13 @@ struct Finding {
 // search insist on reproducing the same kind of failure.
 struct Mismatch {
   enum class Category : std::uint8_t {
-    InvalidRange,      // cursor creation disagrees with the range checks
-    Contention,        // a blocking, non-nested creation failed with WouldBlock/WouldDeadlock
-    CreationError,     // any other creation error the model does not expect
-    NestedGranted,     // a nested cursor overlapping the thread's own was granted
-    ExclusionBroken,   // overlapping cursors of two threads open at once
-    Recording,         // the records contradict themselves (strict replays only)
-    Result,            // an operation's result differs
+    InvalidRange,     // cursor creation disagrees with the range checks
+    Contention,       // a blocking, non-nested creation failed with WouldBlock/WouldDeadlock
+    CreationError,    // any other creation error the model does not expect
+    NestedGranted,    // a nested cursor overlapping the thread's own was granted
+    ExclusionBroken,  // overlapping cursors of two threads open at once
+    Recording,        // the records contradict themselves (strict replays only)
+    Result,           // an operation's result differs
   };
   Category category;
   std::string text;
@@ -94,7 +94,8 @@ class Checker {
     std::vector<CopyRecord> copies;
     std::vector<std::vector<ReadRun>> runs;          // per thread; CopyRecord::runs_* index them
     std::vector<std::vector<WriteInfo>> new_writes;  // per thread: the segment's writes, in order
-    std::vector<std::vector<check::Mapping>> actual; // per space: interpret() at the quiescent point
+    std::vector<std::vector<check::Mapping>>
+        actual;  // per space: interpret() at the quiescent point
   };
 
   // Replays the segment, checks its copies and compares every model with the table at the
@@ -128,7 +129,8 @@ class Checker {
 // Delta debugging over the records of one space that touch the failing record's range.
 // `initial` is the model of the failing record's space at the segment's start; `sorted` the
 // segment's records in ticket order; `fail` the index of the failing record.
-FailingHistory shortest_failing_history(const check::AbstractModel& initial, const std::vector<Record>& sorted,
-                                        std::size_t fail, const Mismatch& mismatch, double seconds);
+FailingHistory shortest_failing_history(const check::AbstractModel& initial,
+                                        const std::vector<Record>& sorted, std::size_t fail,
+                                        const Mismatch& mismatch, double seconds);
 
 }  // namespace vmspace::stress::internal

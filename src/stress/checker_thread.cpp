@@ -6,7 +6,9 @@
 namespace vmspace::stress::internal {
 
 CheckerThread::CheckerThread(std::size_t spaces, unsigned threads, double minimize_seconds)
-    : minimize_seconds_(minimize_seconds), checker_(spaces, threads), thread_([this] { thread_main(); }) {}
+    : minimize_seconds_(minimize_seconds),
+      checker_(spaces, threads),
+      thread_([this] { thread_main(); }) {}
 
 CheckerThread::~CheckerThread() { stop(); }
 

@@ -29,7 +29,7 @@ class CheckerThread {
   CheckerThread& operator=(const CheckerThread&) = delete;
 
   struct Progress {
-    std::vector<Finding> findings;  // found since the previous submit()
+    std::vector<Finding> findings;       // found since the previous submit()
     std::uint64_t records_replayed = 0;  // totals since the start
     std::uint64_t copies_checked = 0;
   };

@@ -34,11 +34,14 @@ Engine::Engine(const StressOptions& o, OpMix m) : options(o), mix(m) {
 Engine::~Engine() = default;
 
 std::int64_t Engine::now_ns() const noexcept {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0_).count();
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() -
+                                                              t0_)
+      .count();
 }
 
 void Engine::online_finding(std::string what) {
-  std::fprintf(stderr, "vmspace-stress: violation (online mutual-exclusion check): %s\n", what.c_str());
+  std::fprintf(stderr, "vmspace-stress: violation (online mutual-exclusion check): %s\n",
+               what.c_str());
   {
     LockGuard<Mutex> lk(online_m_);
     online_.push_back(std::move(what));
@@ -93,7 +96,8 @@ StressReport Engine::run() {
   }
 
   fill_counts(report);
-  report.ops_per_second = report.seconds > 0 ? static_cast<double>(report.total_ops) / report.seconds : 0;
+  report.ops_per_second =
+      report.seconds > 0 ? static_cast<double>(report.total_ops) / report.seconds : 0;
   inject_user_page_fault_handler(std::move(prev_handler));
   finish(report, before, started);
   return report;
@@ -112,7 +116,8 @@ StressReport Engine::configured_report() const {
 std::string Engine::prepare_machine() {
   if (options.threads == 0 || options.threads > 255) return "threads must be 1..255";
   if (options.spaces == 0 || options.spaces > 64) return "spaces must be 1..64";
-  if (options.ops == 0 && !(options.seconds > 0)) return "give a positive duration or an operation count";
+  if (options.ops == 0 && !(options.seconds > 0))
+    return "give a positive duration or an operation count";
   if (in_atomic_mode()) return "run() called in atomic mode";
 #ifdef VMSPACE_MUTATIONS
   vmspace::internal::set_mutation(options.mutation);
@@ -125,11 +130,12 @@ std::string Engine::prepare_machine() {
     BootConfig cfg;
     cfg.phys_mem_bytes = options.phys_mem_bytes;
     cfg.num_cpus = options.threads + 1;
-    if (auto b = boot(cfg); !b) return std::string("boot failed: ") + std::string(vmspace::to_string(b.error()));
+    if (auto b = boot(cfg); !b)
+      return std::string("boot failed: ") + std::string(vmspace::to_string(b.error()));
   }
   if (num_cpus() < options.threads) {
-    return "the machine has " + std::to_string(num_cpus()) + " CPUs; " + std::to_string(options.threads) +
-           " workers need one each";
+    return "the machine has " + std::to_string(num_cpus()) + " CPUs; " +
+           std::to_string(options.threads) + " workers need one each";
   }
   return {};
 }
@@ -164,25 +170,29 @@ std::vector<std::thread> Engine::start_workers(StressReport& report) {
   std::vector<std::uint32_t> seeds(options.threads * 2);
   seq.generate(seeds.begin(), seeds.end());
   for (unsigned i = 0; i < options.threads; ++i) {
-    workers_.push_back(std::make_unique<Worker>(*this, i, (std::uint64_t{seeds[2 * i]} << 32) | seeds[2 * i + 1]));
+    workers_.push_back(
+        std::make_unique<Worker>(*this, i, (std::uint64_t{seeds[2 * i]} << 32) | seeds[2 * i + 1]));
   }
   std::vector<std::thread> threads;
   for (auto& w : workers_) threads.emplace_back([&w] { w->thread_main(); });
   if (const std::size_t no_cpu = barrier_.start(workers_.size()); no_cpu != 0) {
-    report.setup_error = std::to_string(no_cpu) + " worker(s) found no free emulated CPU (another thread holds it)";
+    report.setup_error =
+        std::to_string(no_cpu) + " worker(s) found no free emulated CPU (another thread holds it)";
   }
   return threads;
 }
 
 void Engine::coordinate(StressReport& report) {
   const auto t_start = std::chrono::steady_clock::now();
-  const auto deadline = t_start + std::chrono::microseconds(static_cast<std::int64_t>(options.seconds * 1e6));
+  const auto deadline =
+      t_start + std::chrono::microseconds(static_cast<std::int64_t>(options.seconds * 1e6));
   auto last_checkpoint = t_start;
   std::uint64_t ops_at_last_checkpoint = 0;
   for (;;) {
     CheckpointKind kind = wait_for_checkpoint(deadline, last_checkpoint, ops_at_last_checkpoint);
     barrier_.pause_all(workers_.size());
-    report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+    report.seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
     checkpoint(report, kind);
     if (report.violations_total > 0 && options.stop_on_violation && kind != CheckpointKind::Final) {
       // Collect what the checker finds in this last segment too.
@@ -191,7 +201,8 @@ void Engine::coordinate(StressReport& report) {
     }
     last_checkpoint = std::chrono::steady_clock::now();
     ops_at_last_checkpoint = total_ops();
-    barrier_.release_all(kind == CheckpointKind::Final ? AfterRelease::Stop : AfterRelease::Continue);
+    barrier_.release_all(kind == CheckpointKind::Final ? AfterRelease::Stop
+                                                       : AfterRelease::Continue);
     if (kind == CheckpointKind::Final) return;
   }
 }
@@ -204,8 +215,10 @@ CheckpointKind Engine::wait_for_checkpoint(std::chrono::steady_clock::time_point
     const auto now = std::chrono::steady_clock::now();
     const std::uint64_t ops = total_ops();
     if (options.ops != 0 ? ops >= options.ops : now >= deadline) return CheckpointKind::Final;
-    if (urgent_.exchange(false, std::memory_order_relaxed) || ops - ops_at_last_checkpoint >= options.checkpoint_ops ||
-        std::chrono::duration<double, std::milli>(now - last_checkpoint).count() >= options.checkpoint_ms) {
+    if (urgent_.exchange(false, std::memory_order_relaxed) ||
+        ops - ops_at_last_checkpoint >= options.checkpoint_ops ||
+        std::chrono::duration<double, std::milli>(now - last_checkpoint).count() >=
+            options.checkpoint_ms) {
       return CheckpointKind::Intermediate;
     }
   }
@@ -224,12 +237,14 @@ void Engine::finish(StressReport& report, const Baseline& before, bool started) 
                           (faults_after.refused - before.faults.refused);
   set_tlb_check_mode(before.tlb_mode);
   const std::uint64_t free_after = global_frame_allocator().free_bytes();
-  report.leaked_bytes = static_cast<std::int64_t>(before.free_bytes) - static_cast<std::int64_t>(free_after);
+  report.leaked_bytes =
+      static_cast<std::int64_t>(before.free_bytes) - static_cast<std::int64_t>(free_after);
   if (started && report.leaked_bytes != 0) {
     ++report.violations_total;
-    report.violations.push_back(StressViolation{
-        "leak", std::to_string(report.leaked_bytes) + " bytes of physical memory are not free after every space "
-                                                      "was dropped and rcu_barrier()"});
+    report.violations.push_back(
+        StressViolation{"leak", std::to_string(report.leaked_bytes) +
+                                    " bytes of physical memory are not free after every space "
+                                    "was dropped and rcu_barrier()"});
   }
 #ifdef VMSPACE_MUTATIONS
   vmspace::internal::set_mutation(vmspace::internal::Mutation::None);
@@ -253,7 +268,8 @@ void Engine::checkpoint(StressReport& report, CheckpointKind kind) {
   report.copies_checked = progress.copies_checked;
 
   add_findings(findings, report);
-  report.check_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  report.check_seconds +=
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   report.checkpoints = checkpoints_.fetch_add(1, std::memory_order_relaxed) + 1;
   checking_.store(false, std::memory_order_release);
 }
@@ -282,10 +298,12 @@ void Engine::check_tlb_counters(std::vector<Finding>& findings) {
   // No TLB hit on a freed frame.
   const std::uint64_t stale = tlb_stale_hits() - stale_base_;
   if (stale > stale_reported_) {
-    findings.push_back(Finding{"tlb", std::to_string(stale - stale_reported_) +
-                                          " TLB hit(s) used a frame that was freed after the entry was filled "
-                                          "(see the vmspace log for addresses)",
-                               {}});
+    findings.push_back(
+        Finding{"tlb",
+                std::to_string(stale - stale_reported_) +
+                    " TLB hit(s) used a frame that was freed after the entry was filled "
+                    "(see the vmspace log for addresses)",
+                {}});
     stale_reported_ = stale;
   }
   // Every unmap that removed frames handed them to the TLB dispatcher (they must stay alive
@@ -294,10 +312,12 @@ void Engine::check_tlb_counters(std::vector<Finding>& findings) {
   for (const auto& w : workers_) unmaps += w->recorder().unmaps_with_frames;
   const std::uint64_t kept = tlb_dispatch_stats().frames_kept - kept_base_;
   if (kept < unmaps) {
-    findings.push_back(Finding{"tlb", std::to_string(unmaps) + " unmaps removed frames but TLB dispatches kept only " +
-                                          std::to_string(kept) +
-                                          " frames alive until their flush: frames were released before "
-                                          "the shootdown",
+    findings.push_back(Finding{"tlb",
+                               std::to_string(unmaps) +
+                                   " unmaps removed frames but TLB dispatches kept only " +
+                                   std::to_string(kept) +
+                                   " frames alive until their flush: frames were released before "
+                                   "the shootdown",
                                {}});
   }
   kept_base_ += kept;
@@ -317,7 +337,8 @@ Checker::Job Engine::take_segment() {
     std::vector<std::size_t> pos(workers_.size(), 0);
     std::vector<Head> heap;
     for (std::size_t i = 0; i < workers_.size(); ++i) {
-      if (!workers_[i]->recorder().records.empty()) heap.emplace_back(workers_[i]->recorder().records[0].ticket, i);
+      if (!workers_[i]->recorder().records.empty())
+        heap.emplace_back(workers_[i]->recorder().records[0].ticket, i);
     }
     auto cmp = [](const Head& a, const Head& b) { return a.first > b.first; };
     std::make_heap(heap.begin(), heap.end(), cmp);
@@ -370,7 +391,8 @@ void Engine::fill_counts(StressReport& report) const {
   for (const auto& w : workers_) {
     const auto& counts = w->recorder().counts;
     for (std::size_t k = 0; k < kOpKinds; ++k) {
-      for (std::size_t o = 0; o < kOutcomes; ++o) report.counts[k][o] += counts[k][o].load(std::memory_order_relaxed);
+      for (std::size_t o = 0; o < kOutcomes; ++o)
+        report.counts[k][o] += counts[k][o].load(std::memory_order_relaxed);
     }
   }
   report.total_ops = 0;
@@ -402,11 +424,13 @@ void Engine::report_deadlock(double stalled) {
   report.checkpoints = checkpoints_.load(std::memory_order_relaxed);
   fill_counts(report);
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
-  report.ops_per_second = report.seconds > 0 ? static_cast<double>(report.total_ops) / report.seconds : 0;
+  report.ops_per_second =
+      report.seconds > 0 ? static_cast<double>(report.total_ops) / report.seconds : 0;
   std::ostringstream os;
   os.setf(std::ios::fixed);
   os.precision(1);
-  os << "no operation completed for " << stalled << " s; what every worker holds or waits for:" << describe_workers();
+  os << "no operation completed for " << stalled
+     << " s; what every worker holds or waits for:" << describe_workers();
   ++report.violations_total;
   report.violations.push_back(StressViolation{"deadlock", os.str()});
   if (options.on_deadlock) {
@@ -424,21 +448,23 @@ std::string Engine::describe_workers() const {
   os.setf(std::ios::fixed);
   os.precision(1);
   const std::int64_t now = now_ns();
-  static constexpr const char* kStates[] = {"starting", "running", "copying", "in the page-fault handler", "parked",
-                                            "exited"};
+  static constexpr const char* kStates[] = {
+      "starting", "running", "copying", "in the page-fault handler", "parked", "exited"};
   for (const auto& w : workers_) {
     const WorkerStatus& st = w->status();
     os << "\n    t" << w->index << " (cpu " << st.cpu_id.load(std::memory_order_relaxed)
-       << "): " << kStates[static_cast<std::size_t>(st.state.load(std::memory_order_relaxed))] << " for "
-       << static_cast<double>(now - st.since_ns.load(std::memory_order_relaxed)) / 1e9 << " s";
+       << "): " << kStates[static_cast<std::size_t>(st.state.load(std::memory_order_relaxed))]
+       << " for " << static_cast<double>(now - st.since_ns.load(std::memory_order_relaxed)) / 1e9
+       << " s";
     for (const CursorSlot& s : w->recorder().slots) {
       const auto status = s.status.load(std::memory_order_acquire);
       if (status == CursorSlot::kFree) continue;
       const std::uint16_t sp = s.space.load(std::memory_order_relaxed);
-      const VaRange r{s.start.load(std::memory_order_relaxed), s.end.load(std::memory_order_relaxed)};
+      const VaRange r{s.start.load(std::memory_order_relaxed),
+                      s.end.load(std::memory_order_relaxed)};
       os << "; " << (status == CursorSlot::kHeld ? "holds " : "waits for ")
-         << (s.mut.load(std::memory_order_relaxed) ? "cursor_mut" : "cursor") << " [" << hex(r.start) << ", "
-         << hex(r.end) << ") of space " << sp << " since "
+         << (s.mut.load(std::memory_order_relaxed) ? "cursor_mut" : "cursor") << " ["
+         << hex(r.start) << ", " << hex(r.end) << ") of space " << sp << " since "
          << static_cast<double>(now - s.since_ns.load(std::memory_order_relaxed)) / 1e9 << " s";
       if (status != CursorSlot::kWaiting) continue;
       std::string holders;
@@ -446,13 +472,15 @@ std::string Engine::describe_workers() const {
         for (const CursorSlot& h : o->recorder().slots) {
           if (h.status.load(std::memory_order_acquire) != CursorSlot::kHeld) continue;
           if (h.space.load(std::memory_order_relaxed) != sp) continue;
-          const VaRange hr{h.start.load(std::memory_order_relaxed), h.end.load(std::memory_order_relaxed)};
+          const VaRange hr{h.start.load(std::memory_order_relaxed),
+                           h.end.load(std::memory_order_relaxed)};
           if (hr.start >= r.end || r.start >= hr.end) continue;
           holders += (holders.empty() ? "" : ", ") + ("t" + std::to_string(o->index));
         }
       }
-      os << (holders.empty() ? " (no worker holds an overlapping cursor: a page-table node was left locked)"
-                             : " (overlapping cursors held by " + holders + ")");
+      os << (holders.empty()
+                 ? " (no worker holds an overlapping cursor: a page-table node was left locked)"
+                 : " (overlapping cursors held by " + holders + ")");
     }
   }
   return os.str();

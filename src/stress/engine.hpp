@@ -41,8 +41,12 @@ class Engine {
   StressReport run();
 
   // ---- shared with the workers ----
-  std::uint64_t next_ticket() noexcept { return ticket_.fetch_add(1, std::memory_order_seq_cst) + 1; }
-  std::uint64_t next_cursor_id() noexcept { return cursor_ids_.fetch_add(1, std::memory_order_relaxed) + 1; }
+  std::uint64_t next_ticket() noexcept {
+    return ticket_.fetch_add(1, std::memory_order_seq_cst) + 1;
+  }
+  std::uint64_t next_cursor_id() noexcept {
+    return cursor_ids_.fetch_add(1, std::memory_order_relaxed) + 1;
+  }
   // Nanoseconds since the run started.
   std::int64_t now_ns() const noexcept;
   WorkerBarrier& barrier() noexcept { return barrier_; }

@@ -64,21 +64,23 @@ std::string unesc(const std::string& s) {
 std::string serialize(const StressReport& r) {
   std::ostringstream os;
   os.precision(17);
-  os << "total_ops\t" << r.total_ops << "\nseconds\t" << r.seconds << "\nops_per_second\t" << r.ops_per_second
-     << "\ncheckpoints\t" << r.checkpoints << "\ncheck_seconds\t" << r.check_seconds << "\nrecords_replayed\t" << r.records_replayed << "\ncopies_checked\t"
-     << r.copies_checked << "\ntlb_stale_hits\t" << r.tlb_stale_hits << "\ntlb_dispatches\t" << r.tlb_dispatches
-     << "\nfaults_handled\t" << r.faults_handled << "\nfaults_refused\t" << r.faults_refused << "\nleaked_bytes\t"
-     << r.leaked_bytes << "\nviolations_total\t" << r.violations_total << "\nsetup_error\t" << esc(r.setup_error)
-     << "\n";
+  os << "total_ops\t" << r.total_ops << "\nseconds\t" << r.seconds << "\nops_per_second\t"
+     << r.ops_per_second << "\ncheckpoints\t" << r.checkpoints << "\ncheck_seconds\t"
+     << r.check_seconds << "\nrecords_replayed\t" << r.records_replayed << "\ncopies_checked\t"
+     << r.copies_checked << "\ntlb_stale_hits\t" << r.tlb_stale_hits << "\ntlb_dispatches\t"
+     << r.tlb_dispatches << "\nfaults_handled\t" << r.faults_handled << "\nfaults_refused\t"
+     << r.faults_refused << "\nleaked_bytes\t" << r.leaked_bytes << "\nviolations_total\t"
+     << r.violations_total << "\nsetup_error\t" << esc(r.setup_error) << "\n";
   for (std::size_t k = 0; k < kOpKinds; ++k) {
     for (std::size_t o = 0; o < kOutcomes; ++o) {
       if (r.counts[k][o] != 0) os << "count\t" << k << " " << o << " " << r.counts[k][o] << "\n";
     }
   }
-  for (const StressViolation& v : r.violations) os << "violation\t" << esc(v.kind) << "\t" << esc(v.description) << "\n";
+  for (const StressViolation& v : r.violations)
+    os << "violation\t" << esc(v.kind) << "\t" << esc(v.description) << "\n";
   if (r.history) {
-    os << "history\t" << esc(r.history->violation) << "\t" << r.history->candidates << "\t" << r.history->minimal
-       << "\n";
+    os << "history\t" << esc(r.history->violation) << "\t" << r.history->candidates << "\t"
+       << r.history->minimal << "\n";
     for (const std::string& s : r.history->initial) os << "initial\t" << esc(s) << "\n";
     for (const std::string& s : r.history->records) os << "record\t" << esc(s) << "\n";
   }
@@ -97,27 +99,44 @@ bool deserialize(const std::string& text, StressReport& r) {
     const std::string key = line.substr(0, tab);
     const std::string val = line.substr(tab + 1);
     auto u64 = [&] { return std::strtoull(val.c_str(), nullptr, 10); };
-    if (key == "total_ops") r.total_ops = u64();
-    else if (key == "seconds") r.seconds = std::strtod(val.c_str(), nullptr);
-    else if (key == "ops_per_second") r.ops_per_second = std::strtod(val.c_str(), nullptr);
-    else if (key == "checkpoints") r.checkpoints = u64();
-    else if (key == "check_seconds") r.check_seconds = std::strtod(val.c_str(), nullptr);
-    else if (key == "records_replayed") r.records_replayed = u64();
-    else if (key == "copies_checked") r.copies_checked = u64();
-    else if (key == "tlb_stale_hits") r.tlb_stale_hits = u64();
-    else if (key == "tlb_dispatches") r.tlb_dispatches = u64();
-    else if (key == "faults_handled") r.faults_handled = u64();
-    else if (key == "faults_refused") r.faults_refused = u64();
-    else if (key == "leaked_bytes") r.leaked_bytes = std::strtoll(val.c_str(), nullptr, 10);
-    else if (key == "violations_total") r.violations_total = u64();
-    else if (key == "setup_error") r.setup_error = unesc(val);
+    if (key == "total_ops")
+      r.total_ops = u64();
+    else if (key == "seconds")
+      r.seconds = std::strtod(val.c_str(), nullptr);
+    else if (key == "ops_per_second")
+      r.ops_per_second = std::strtod(val.c_str(), nullptr);
+    else if (key == "checkpoints")
+      r.checkpoints = u64();
+    else if (key == "check_seconds")
+      r.check_seconds = std::strtod(val.c_str(), nullptr);
+    else if (key == "records_replayed")
+      r.records_replayed = u64();
+    else if (key == "copies_checked")
+      r.copies_checked = u64();
+    else if (key == "tlb_stale_hits")
+      r.tlb_stale_hits = u64();
+    else if (key == "tlb_dispatches")
+      r.tlb_dispatches = u64();
+    else if (key == "faults_handled")
+      r.faults_handled = u64();
+    else if (key == "faults_refused")
+      r.faults_refused = u64();
+    else if (key == "leaked_bytes")
+      r.leaked_bytes = std::strtoll(val.c_str(), nullptr, 10);
+    else if (key == "violations_total")
+      r.violations_total = u64();
+    else if (key == "setup_error")
+      r.setup_error = unesc(val);
     else if (key == "count") {
       std::size_t k = 0, o = 0;
       unsigned long long v = 0;
-      if (std::sscanf(val.c_str(), "%zu %zu %llu", &k, &o, &v) == 3 && k < kOpKinds && o < kOutcomes) r.counts[k][o] = v;
+      if (std::sscanf(val.c_str(), "%zu %zu %llu", &k, &o, &v) == 3 && k < kOpKinds &&
+          o < kOutcomes)
+        r.counts[k][o] = v;
     } else if (key == "violation") {
       const auto t2 = val.find('\t');
-      r.violations.push_back(StressViolation{unesc(val.substr(0, t2)), t2 == std::string::npos ? "" : unesc(val.substr(t2 + 1))});
+      r.violations.push_back(StressViolation{
+          unesc(val.substr(0, t2)), t2 == std::string::npos ? "" : unesc(val.substr(t2 + 1))});
     } else if (key == "history") {
       FailingHistory h;
       std::istringstream hs(val);
@@ -150,7 +169,9 @@ void write_all(int fd, const std::string& s) {
   }
 }
 
-std::string tail(const std::string& s, std::size_t n) { return s.size() <= n ? s : "..." + s.substr(s.size() - n); }
+std::string tail(const std::string& s, std::size_t n) {
+  return s.size() <= n ? s : "..." + s.substr(s.size() - n);
+}
 
 }  // namespace
 #endif
@@ -167,7 +188,8 @@ StressReport run_isolated(const StressOptions& options) {
   return report;
 #else
   if (is_booted()) {
-    report.setup_error = "run_isolated needs a process whose machine is not booted (the child boots its own)";
+    report.setup_error =
+        "run_isolated needs a process whose machine is not booted (the child boots its own)";
     return report;
   }
   int data[2];
@@ -215,12 +237,15 @@ StressReport run_isolated(const StressOptions& options) {
   std::string output;
   const double budget = (options.ops != 0 ? 600.0 : options.seconds) + options.watchdog_seconds +
                         options.minimize_seconds + 120.0;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(static_cast<std::int64_t>(budget * 1000));
+  const auto deadline = std::chrono::steady_clock::now() +
+                        std::chrono::milliseconds(static_cast<std::int64_t>(budget * 1000));
   bool timed_out = false;
   pollfd fds[2] = {{data[0], POLLIN, 0}, {out[0], POLLIN, 0}};
   int open_fds = 2;
   while (open_fds > 0) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          deadline - std::chrono::steady_clock::now())
+                          .count();
     if (left <= 0) {
       timed_out = true;
       kill(pid, SIGKILL);
@@ -251,24 +276,25 @@ StressReport run_isolated(const StressOptions& options) {
   const bool complete = deserialize(data_text, report);
   if (timed_out) {
     ++report.violations_total;
-    report.violations.push_back(StressViolation{"crash", "the child did not finish within " +
-                                                             std::to_string(static_cast<long long>(budget)) +
-                                                             " s and was killed; last output: " + tail(output, 2000)});
+    report.violations.push_back(
+        StressViolation{"crash", "the child did not finish within " +
+                                     std::to_string(static_cast<long long>(budget)) +
+                                     " s and was killed; last output: " + tail(output, 2000)});
   } else if (WIFSIGNALED(status)) {
     ++report.violations_total;
     report.violations.push_back(StressViolation{
-        "crash", std::string("the child died of signal ") + std::to_string(WTERMSIG(status)) + " (" +
-                     strsignal(WTERMSIG(status)) + "); last output: " + tail(output, 2000)});
+        "crash", std::string("the child died of signal ") + std::to_string(WTERMSIG(status)) +
+                     " (" + strsignal(WTERMSIG(status)) + "); last output: " + tail(output, 2000)});
   } else if (!complete) {
     ++report.violations_total;
-    report.violations.push_back(StressViolation{"crash", "the child exited with status " +
-                                                             std::to_string(WEXITSTATUS(status)) +
-                                                             " without a report; last output: " + tail(output, 2000)});
+    report.violations.push_back(StressViolation{
+        "crash", "the child exited with status " + std::to_string(WEXITSTATUS(status)) +
+                     " without a report; last output: " + tail(output, 2000)});
   } else if (WEXITSTATUS(status) != 0 && report.passed()) {
     ++report.violations_total;
-    report.violations.push_back(StressViolation{"crash", "the child exited with status " +
-                                                             std::to_string(WEXITSTATUS(status)) +
-                                                             "; last output: " + tail(output, 2000)});
+    report.violations.push_back(StressViolation{
+        "crash", "the child exited with status " + std::to_string(WEXITSTATUS(status)) +
+                     "; last output: " + tail(output, 2000)});
   }
   return report;
 #endif

@@ -7,14 +7,22 @@ namespace vmspace::stress::internal {
 
 const char* to_string(RecKind k) noexcept {
   switch (k) {
-    case RecKind::Open: return "open";
-    case RecKind::Close: return "close";
-    case RecKind::Query: return "query";
-    case RecKind::FindNext: return "find_next";
-    case RecKind::Jump: return "jump";
-    case RecKind::Map: return "map";
-    case RecKind::Unmap: return "unmap";
-    case RecKind::Protect: return "protect_next";
+    case RecKind::Open:
+      return "open";
+    case RecKind::Close:
+      return "close";
+    case RecKind::Query:
+      return "query";
+    case RecKind::FindNext:
+      return "find_next";
+    case RecKind::Jump:
+      return "jump";
+    case RecKind::Map:
+      return "map";
+    case RecKind::Unmap:
+      return "unmap";
+    case RecKind::Protect:
+      return "protect_next";
   }
   return "?";
 }
@@ -59,8 +67,8 @@ std::string error_str(const Record& r) {
 
 std::string describe(const Record& r) {
   std::ostringstream os;
-  os << "#" << r.ticket << " t" << unsigned(r.thread) << " s" << r.space << " cursor " << r.cursor << " "
-     << range_str(r.range) << " ";
+  os << "#" << r.ticket << " t" << unsigned(r.thread) << " s" << r.space << " cursor " << r.cursor
+     << " " << range_str(r.range) << " ";
   switch (r.kind) {
     case RecKind::Open:
       os << (r.mut ? "open cursor_mut" : "open cursor") << (r.try_lock ? " (try)" : "")
@@ -69,14 +77,22 @@ std::string describe(const Record& r) {
     case RecKind::Close:
       os << "close";
       return os.str();
-    case RecKind::Query: os << "query @" << hex(r.before); break;
-    case RecKind::FindNext: os << "find_next(" << hex(r.len) << ") @" << hex(r.before); break;
-    case RecKind::Jump: os << "jump(" << hex(r.target) << ") @" << hex(r.before); break;
-    case RecKind::Map:
-      os << (r.level == 1 ? "map frame " : "map 2 MiB segment ") << hex(r.pa) << " " << describe(r.prop) << " @"
-         << hex(r.before);
+    case RecKind::Query:
+      os << "query @" << hex(r.before);
       break;
-    case RecKind::Unmap: os << "unmap(" << hex(r.len) << ") @" << hex(r.before); break;
+    case RecKind::FindNext:
+      os << "find_next(" << hex(r.len) << ") @" << hex(r.before);
+      break;
+    case RecKind::Jump:
+      os << "jump(" << hex(r.target) << ") @" << hex(r.before);
+      break;
+    case RecKind::Map:
+      os << (r.level == 1 ? "map frame " : "map 2 MiB segment ") << hex(r.pa) << " "
+         << describe(r.prop) << " @" << hex(r.before);
+      break;
+    case RecKind::Unmap:
+      os << "unmap(" << hex(r.len) << ") @" << hex(r.before);
+      break;
     case RecKind::Protect:
       os << "protect_next(" << hex(r.len) << ", " << describe(r.change) << ") @" << hex(r.before);
       break;
@@ -94,10 +110,18 @@ std::string describe(const Record& r) {
           os << "nothing mapped";
         }
         break;
-      case RecKind::FindNext: os << (r.has_value ? hex(r.out_va) : std::string("none")); break;
-      case RecKind::Unmap: os << r.count << " frames"; break;
-      case RecKind::Protect: os << (r.has_value ? range_str(r.out_range) : std::string("none")); break;
-      default: os << "Ok"; break;
+      case RecKind::FindNext:
+        os << (r.has_value ? hex(r.out_va) : std::string("none"));
+        break;
+      case RecKind::Unmap:
+        os << r.count << " frames";
+        break;
+      case RecKind::Protect:
+        os << (r.has_value ? range_str(r.out_range) : std::string("none"));
+        break;
+      default:
+        os << "Ok";
+        break;
     }
   }
   os << ", cursor at " << hex(r.after);

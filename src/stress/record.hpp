@@ -26,21 +26,21 @@ struct Record {
   Vaddr after = 0;           // and after it
 
   // Arguments.
-  std::uint64_t len = 0;  // find_next, unmap, protect
-  Vaddr target = 0;       // jump
-  Paddr pa = 0;           // map: the item's physical base
-  PageProperty prop{};    // map: the raw property the PTE stores
-  ProtectChange change{}; // protect
+  std::uint64_t len = 0;   // find_next, unmap, protect
+  Vaddr target = 0;        // jump
+  Paddr pa = 0;            // map: the item's physical base
+  PageProperty prop{};     // map: the raw property the PTE stores
+  ProtectChange change{};  // protect
 
   // Observed result.
   bool ok = true;
   PageTableError pt_error = PageTableError::InvalidVaddr;  // when !ok: the finer cause
   Error error = Error::InvalidArgs;                        // when !ok: what VmSpace returned
-  bool has_value = false;  // query: something mapped; find_next: found; protect: changed
-  VaRange out_range{};     // query: the entry's range; protect: the changed range
-  Vaddr out_va = 0;        // find_next
-  std::uint64_t count = 0; // unmap
-  Paddr out_pa = 0;        // query
+  bool has_value = false;   // query: something mapped; find_next: found; protect: changed
+  VaRange out_range{};      // query: the entry's range; protect: the changed range
+  Vaddr out_va = 0;         // find_next
+  std::uint64_t count = 0;  // unmap
+  Paddr out_pa = 0;         // query
   PagingLevel out_level = 0;
   PageProperty out_prop{};
 
@@ -74,8 +74,8 @@ struct CopyRecord {
   bool write = false;
   std::uint16_t space = 0;
   std::uint8_t thread = 0;
-  std::uint64_t seq = 0;          // write: its sequence number
-  std::size_t runs_begin = 0;     // read: [runs_begin, runs_end) in the thread's run buffer
+  std::uint64_t seq = 0;       // write: its sequence number
+  std::size_t runs_begin = 0;  // read: [runs_begin, runs_end) in the thread's run buffer
   std::size_t runs_end = 0;
 };
 
@@ -88,7 +88,8 @@ struct WriteInfo {
 };
 
 // The word encoding: bits 63..56 thread + 1, 55..16 sequence number, 15..0 word index.
-constexpr std::uint64_t encode_word(unsigned thread, std::uint64_t seq, std::uint32_t idx) noexcept {
+constexpr std::uint64_t encode_word(unsigned thread, std::uint64_t seq,
+                                    std::uint32_t idx) noexcept {
   return (std::uint64_t{thread + 1u} << 56) | ((seq & ((std::uint64_t{1} << 40) - 1)) << 16) | idx;
 }
 struct DecodedWord {

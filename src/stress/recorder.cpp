@@ -17,10 +17,16 @@ namespace vmspace::stress {
 
 // ---- StressCursor: forwards to the recorder of the worker holding it ----
 
-Vaddr StressCursor::virt_addr() const noexcept { return mut_ ? mut_->virt_addr() : ro_->virt_addr(); }
+Vaddr StressCursor::virt_addr() const noexcept {
+  return mut_ ? mut_->virt_addr() : ro_->virt_addr();
+}
 VaRange StressCursor::range() const noexcept { return mut_ ? mut_->range() : ro_->range(); }
-Result<std::pair<VaRange, std::optional<VmQueriedItem>>> StressCursor::query() { return rec_->cursor_query(*this); }
-Result<std::optional<Vaddr>> StressCursor::find_next(std::size_t len) { return rec_->cursor_find_next(*this, len); }
+Result<std::pair<VaRange, std::optional<VmQueriedItem>>> StressCursor::query() {
+  return rec_->cursor_query(*this);
+}
+Result<std::optional<Vaddr>> StressCursor::find_next(std::size_t len) {
+  return rec_->cursor_find_next(*this, len);
+}
 Result<void> StressCursor::jump(Vaddr va) { return rec_->cursor_jump(*this, va); }
 Result<void> StressCursor::map_frame(PageProperty prop) {
   return rec_->cursor_map(*this, internal::MapSize::Frame, prop);
@@ -29,7 +35,8 @@ Result<void> StressCursor::map_huge(PageProperty prop) {
   return rec_->cursor_map(*this, internal::MapSize::Huge, prop);
 }
 Result<std::size_t> StressCursor::unmap(std::size_t len) { return rec_->cursor_unmap(*this, len); }
-Result<std::optional<VaRange>> StressCursor::protect_next(std::size_t len, const ProtectChange& change) {
+Result<std::optional<VaRange>> StressCursor::protect_next(std::size_t len,
+                                                          const ProtectChange& change) {
   return rec_->cursor_protect(*this, len, change);
 }
 
@@ -61,7 +68,8 @@ Result<void> Recorder::activate(std::optional<std::size_t> space) {
   return r;
 }
 
-Result<StressContext::CopyResult> Recorder::copy(CopyDirection direction, Vaddr va, std::size_t len) {
+Result<StressContext::CopyResult> Recorder::copy(CopyDirection direction, Vaddr va,
+                                                 std::size_t len) {
   const bool write = direction == CopyDirection::Write;
   const OpKind kind = write ? OpKind::Write : OpKind::Read;
   if (va % 8 != 0 || len % 8 != 0 || len == 0 || len > kMaxCopyBytes) {
@@ -91,7 +99,8 @@ Result<StressContext::CopyResult> Recorder::copy(CopyDirection direction, Vaddr 
       return err(w.error());
     }
     c.seq = write_base + writes.size();
-    for (std::size_t i = 0; i < buf_.size(); ++i) buf_[i] = encode_word(index_, c.seq, static_cast<std::uint32_t>(i));
+    for (std::size_t i = 0; i < buf_.size(); ++i)
+      buf_[i] = encode_word(index_, c.seq, static_cast<std::uint32_t>(i));
     writes.push_back(WriteInfo{});
     c.start = engine_.next_ticket();
     VmReader<Infallible> src{std::as_bytes(std::span(buf_))};
@@ -224,13 +233,15 @@ void Recorder::check_exclusion(std::size_t space, VaRange range, std::uint64_t c
       const std::uint64_t s1 = s.seq.load(std::memory_order_acquire);
       if ((s1 & 1) != 0 || s.status.load(std::memory_order_seq_cst) != CursorSlot::kHeld) continue;
       const std::uint16_t sp = s.space.load(std::memory_order_acquire);
-      const VaRange r{s.start.load(std::memory_order_acquire), s.end.load(std::memory_order_acquire)};
+      const VaRange r{s.start.load(std::memory_order_acquire),
+                      s.end.load(std::memory_order_acquire)};
       if (s.seq.load(std::memory_order_acquire) != s1) continue;  // rewritten meanwhile
       if (sp != space || r.start >= range.end || range.start >= r.end) continue;
-      std::string what = "thread t" + std::to_string(index_) + " was granted cursor " + std::to_string(cursor) +
-                         " over [" + hex(range.start) + ", " + hex(range.end) + ") of space " + std::to_string(space) +
-                         " while thread t" + std::to_string(other->index) + " held a cursor over [" + hex(r.start) +
-                         ", " + hex(r.end) + ")";
+      std::string what = "thread t" + std::to_string(index_) + " was granted cursor " +
+                         std::to_string(cursor) + " over [" + hex(range.start) + ", " +
+                         hex(range.end) + ") of space " + std::to_string(space) +
+                         " while thread t" + std::to_string(other->index) +
+                         " held a cursor over [" + hex(r.start) + ", " + hex(r.end) + ")";
       engine_.online_finding(std::move(what));
       return;
     }

@@ -76,7 +76,8 @@ class Recorder {
   Result<void> cursor_jump(StressCursor& c, Vaddr va);
   Result<void> cursor_map(StressCursor& c, MapSize size, PageProperty prop);
   Result<std::size_t> cursor_unmap(StressCursor& c, std::size_t len);
-  Result<std::optional<VaRange>> cursor_protect(StressCursor& c, std::size_t len, const ProtectChange& change);
+  Result<std::optional<VaRange>> cursor_protect(StressCursor& c, std::size_t len,
+                                                const ProtectChange& change);
 
   // Counts one operation of kind `k` with outcome `e` (nullopt: success).
   void count(OpKind k, std::optional<Error> e) noexcept;

@@ -21,8 +21,10 @@ std::vector<Region> stress_regions(unsigned threads) {
     for (unsigned i = 0; i < 256; ++i) n.push_back("disjoint." + std::to_string(i));
     return n;
   }();
-  std::vector<Region> out{{"leaf", kLeafRegion}, {"overlap", kOverlapRegion}, {"span", kSpanRegion}};
-  for (unsigned i = 0; i < threads && i < 256; ++i) out.push_back(Region{names[i].c_str(), disjoint_slot(i)});
+  std::vector<Region> out{
+      {"leaf", kLeafRegion}, {"overlap", kOverlapRegion}, {"span", kSpanRegion}};
+  for (unsigned i = 0; i < threads && i < 256; ++i)
+    out.push_back(Region{names[i].c_str(), disjoint_slot(i)});
   return out;
 }
 
@@ -38,12 +40,15 @@ bool demand_mappable(Vaddr va, unsigned threads) noexcept {
 OpMix default_mix(Profile p) noexcept {
   OpMix m;
   switch (p) {
-    case Profile::Disjoint: break;
+    case Profile::Disjoint:
+      break;
     case Profile::LeafContended:
       m.map = 8;
       m.unmap = 5;
       break;
-    case Profile::Overlapping: m.max_ops_per_session = 8; break;
+    case Profile::Overlapping:
+      m.max_ops_per_session = 8;
+      break;
     case Profile::Mixed:
       m.read = 2;
       m.write = 2;

@@ -8,16 +8,21 @@ namespace vmspace::stress {
 
 const char* to_string(Profile p) noexcept {
   switch (p) {
-    case Profile::Disjoint: return "disjoint";
-    case Profile::LeafContended: return "leaf-contended";
-    case Profile::Overlapping: return "overlapping";
-    case Profile::Mixed: return "mixed";
+    case Profile::Disjoint:
+      return "disjoint";
+    case Profile::LeafContended:
+      return "leaf-contended";
+    case Profile::Overlapping:
+      return "overlapping";
+    case Profile::Mixed:
+      return "mixed";
   }
   return "?";
 }
 
 std::optional<Profile> parse_profile(std::string_view name) noexcept {
-  for (Profile p : {Profile::Disjoint, Profile::LeafContended, Profile::Overlapping, Profile::Mixed}) {
+  for (Profile p :
+       {Profile::Disjoint, Profile::LeafContended, Profile::Overlapping, Profile::Mixed}) {
     if (name == to_string(p)) return p;
   }
   return std::nullopt;
@@ -25,20 +30,34 @@ std::optional<Profile> parse_profile(std::string_view name) noexcept {
 
 const char* to_string(OpKind k) noexcept {
   switch (k) {
-    case OpKind::Open: return "open";
-    case OpKind::OpenNested: return "open_nested";
-    case OpKind::Query: return "query";
-    case OpKind::FindNext: return "find_next";
-    case OpKind::Jump: return "jump";
-    case OpKind::Map: return "map";
-    case OpKind::MapHuge: return "map_2m";
-    case OpKind::Unmap: return "unmap";
-    case OpKind::Protect: return "protect";
-    case OpKind::Read: return "read";
-    case OpKind::Write: return "write";
-    case OpKind::Activate: return "activate";
-    case OpKind::Fault: return "fault";
-    case OpKind::Custom: return "custom";
+    case OpKind::Open:
+      return "open";
+    case OpKind::OpenNested:
+      return "open_nested";
+    case OpKind::Query:
+      return "query";
+    case OpKind::FindNext:
+      return "find_next";
+    case OpKind::Jump:
+      return "jump";
+    case OpKind::Map:
+      return "map";
+    case OpKind::MapHuge:
+      return "map_2m";
+    case OpKind::Unmap:
+      return "unmap";
+    case OpKind::Protect:
+      return "protect";
+    case OpKind::Read:
+      return "read";
+    case OpKind::Write:
+      return "write";
+    case OpKind::Activate:
+      return "activate";
+    case OpKind::Fault:
+      return "fault";
+    case OpKind::Custom:
+      return "custom";
   }
   return "?";
 }
@@ -49,7 +68,9 @@ std::uint64_t StressReport::count(OpKind k) const noexcept {
   return n;
 }
 
-std::uint64_t StressReport::count_ok(OpKind k) const noexcept { return counts[static_cast<std::size_t>(k)][0]; }
+std::uint64_t StressReport::count_ok(OpKind k) const noexcept {
+  return counts[static_cast<std::size_t>(k)][0];
+}
 
 namespace {
 
@@ -68,10 +89,18 @@ void json_string(std::ostringstream& os, const std::string& s) {
   os << '"';
   for (char ch : s) {
     switch (ch) {
-      case '"': os << "\\\""; break;
-      case '\\': os << "\\\\"; break;
-      case '\n': os << "\\n"; break;
-      case '\t': os << "\\t"; break;
+      case '"':
+        os << "\\\"";
+        break;
+      case '\\':
+        os << "\\\\";
+        break;
+      case '\n':
+        os << "\\n";
+        break;
+      case '\t':
+        os << "\\t";
+        break;
       default:
         if (static_cast<unsigned char>(ch) < 0x20) {
           char buf[8];
@@ -99,22 +128,25 @@ void json_strings(std::ostringstream& os, const std::vector<std::string>& v) {
 std::string StressReport::verdict() const {
   if (!setup_error.empty()) return "ERROR: " + setup_error;
   std::ostringstream os;
-  os << (passed() ? "PASS: " : "FAIL: ") << total_ops << " ops (open " << count(OpKind::Open) + count(OpKind::OpenNested)
-     << " map " << count(OpKind::Map) << " map_2m " << count(OpKind::MapHuge) << " unmap " << count(OpKind::Unmap)
-     << " protect " << count(OpKind::Protect) << " query " << count(OpKind::Query) << " find_next "
-     << count(OpKind::FindNext) << " jump " << count(OpKind::Jump) << " read " << count(OpKind::Read) << " write "
-     << count(OpKind::Write) << " activate " << count(OpKind::Activate) << " faults " << count(OpKind::Fault);
+  os << (passed() ? "PASS: " : "FAIL: ") << total_ops << " ops (open "
+     << count(OpKind::Open) + count(OpKind::OpenNested) << " map " << count(OpKind::Map)
+     << " map_2m " << count(OpKind::MapHuge) << " unmap " << count(OpKind::Unmap) << " protect "
+     << count(OpKind::Protect) << " query " << count(OpKind::Query) << " find_next "
+     << count(OpKind::FindNext) << " jump " << count(OpKind::Jump) << " read "
+     << count(OpKind::Read) << " write " << count(OpKind::Write) << " activate "
+     << count(OpKind::Activate) << " faults " << count(OpKind::Fault);
   if (count(OpKind::Custom) != 0) os << " custom " << count(OpKind::Custom);
-  os << ") in " << fixed(seconds, 1) << " s, " << static_cast<std::uint64_t>(ops_per_second) << " ops/s, "
-     << violations_total << (violations_total == 1 ? " violation" : " violations");
+  os << ") in " << fixed(seconds, 1) << " s, " << static_cast<std::uint64_t>(ops_per_second)
+     << " ops/s, " << violations_total << (violations_total == 1 ? " violation" : " violations");
   return os.str();
 }
 
 std::string StressReport::to_text() const {
   std::ostringstream os;
-  os << "vmspace-stress: profile " << to_string(profile) << ", " << threads << " threads, " << spaces
-     << " spaces, seed " << seed;
-  if (mutation != vmspace::internal::Mutation::None) os << ", mutation " << vmspace::internal::to_string(mutation);
+  os << "vmspace-stress: profile " << to_string(profile) << ", " << threads << " threads, "
+     << spaces << " spaces, seed " << seed;
+  if (mutation != vmspace::internal::Mutation::None)
+    os << ", mutation " << vmspace::internal::to_string(mutation);
   os << "\n";
   if (setup_error.empty()) {
     os << "operations (ok, then errors by kind):\n";
@@ -131,19 +163,21 @@ std::string StressReport::to_text() const {
       }
       os << "\n";
     }
-    os << "checked: " << checkpoints << " quiescent checkpoints (" << fixed(check_seconds, 1) << " s), " << records_replayed << " records replayed, "
-       << copies_checked << " copies; TLB dispatches " << tlb_dispatches << ", stale TLB hits " << tlb_stale_hits
+    os << "checked: " << checkpoints << " quiescent checkpoints (" << fixed(check_seconds, 1)
+       << " s), " << records_replayed << " records replayed, " << copies_checked
+       << " copies; TLB dispatches " << tlb_dispatches << ", stale TLB hits " << tlb_stale_hits
        << "; faults handled " << faults_handled << ", unresolved or refused " << faults_refused
        << "; leaked bytes " << leaked_bytes << "\n";
     if (violations_total == 0) {
       os << "violations: none\n";
     } else {
       os << "violations (" << violations_total << ", first " << violations.size() << " shown):\n";
-      for (const StressViolation& v : violations) os << "  [" << v.kind << "] " << v.description << "\n";
+      for (const StressViolation& v : violations)
+        os << "  [" << v.kind << "] " << v.description << "\n";
     }
     if (history) {
-      os << "shortest failing history found (" << history->initial.size() + history->records.size() << " of "
-         << history->candidates << " candidate records"
+      os << "shortest failing history found (" << history->initial.size() + history->records.size()
+         << " of " << history->candidates << " candidate records"
          << (history->minimal ? ", 1-minimal" : ", not reduced to a minimum") << "):\n";
       for (const std::string& s : history->initial) os << "  initially " << s << "\n";
       for (const std::string& s : history->records) os << "  " << s << "\n";
@@ -156,8 +190,9 @@ std::string StressReport::to_text() const {
 
 std::string StressReport::to_json() const {
   std::ostringstream os;
-  os << "{\n  \"profile\": \"" << to_string(profile) << "\", \"threads\": " << threads << ", \"spaces\": " << spaces
-     << ", \"seed\": " << seed << ", \"mutation\": \"" << vmspace::internal::to_string(mutation) << "\",\n";
+  os << "{\n  \"profile\": \"" << to_string(profile) << "\", \"threads\": " << threads
+     << ", \"spaces\": " << spaces << ", \"seed\": " << seed << ", \"mutation\": \""
+     << vmspace::internal::to_string(mutation) << "\",\n";
   os << "  \"passed\": " << (passed() ? "true" : "false") << ", \"setup_error\": ";
   json_string(os, setup_error);
   os << ",\n  \"total_ops\": " << total_ops << ", \"seconds\": " << fixed(seconds, 3)
@@ -174,12 +209,13 @@ std::string StressReport::to_json() const {
     }
     os << "}";
   }
-  os << "\n  },\n  \"checkpoints\": " << checkpoints << ", \"check_seconds\": " << fixed(check_seconds, 3)
-     << ", \"records_replayed\": " << records_replayed
-     << ", \"copies_checked\": " << copies_checked << ", \"tlb_dispatches\": " << tlb_dispatches
-     << ", \"tlb_stale_hits\": " << tlb_stale_hits << ", \"faults_handled\": " << faults_handled
-     << ", \"faults_refused\": " << faults_refused << ", \"leaked_bytes\": " << leaked_bytes
-     << ",\n  \"violations_total\": " << violations_total << ",\n  \"violations\": [";
+  os << "\n  },\n  \"checkpoints\": " << checkpoints
+     << ", \"check_seconds\": " << fixed(check_seconds, 3)
+     << ", \"records_replayed\": " << records_replayed << ", \"copies_checked\": " << copies_checked
+     << ", \"tlb_dispatches\": " << tlb_dispatches << ", \"tlb_stale_hits\": " << tlb_stale_hits
+     << ", \"faults_handled\": " << faults_handled << ", \"faults_refused\": " << faults_refused
+     << ", \"leaked_bytes\": " << leaked_bytes << ",\n  \"violations_total\": " << violations_total
+     << ",\n  \"violations\": [";
   for (std::size_t i = 0; i < violations.size(); ++i) {
     os << (i ? "," : "") << "\n    {\"kind\": ";
     json_string(os, violations[i].kind);
@@ -191,8 +227,8 @@ std::string StressReport::to_json() const {
   if (history) {
     os << "{\"violation\": ";
     json_string(os, history->violation);
-    os << ", \"candidates\": " << history->candidates << ", \"minimal\": " << (history->minimal ? "true" : "false")
-       << ", \"initial\": ";
+    os << ", \"candidates\": " << history->candidates
+       << ", \"minimal\": " << (history->minimal ? "true" : "false") << ", \"initial\": ";
     json_strings(os, history->initial);
     os << ", \"records\": ";
     json_strings(os, history->records);

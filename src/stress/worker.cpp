@@ -30,9 +30,14 @@ std::optional<std::size_t> StressContext::space_index(const VmSpace& s) const no
   }
   return std::nullopt;
 }
-std::optional<std::size_t> StressContext::active_space() const noexcept { return w_->recorder().active_space(); }
-Result<void> StressContext::activate(std::optional<std::size_t> i) { return w_->recorder().activate(i); }
-Result<void> StressContext::with_cursor(std::size_t i, VaRange range, CursorKind kind, LockMode mode,
+std::optional<std::size_t> StressContext::active_space() const noexcept {
+  return w_->recorder().active_space();
+}
+Result<void> StressContext::activate(std::optional<std::size_t> i) {
+  return w_->recorder().activate(i);
+}
+Result<void> StressContext::with_cursor(std::size_t i, VaRange range, CursorKind kind,
+                                        LockMode mode,
                                         const std::function<void(StressCursor&)>& body) {
   return w_->recorder().with_cursor(i, range, kind, mode, body);
 }
@@ -54,7 +59,8 @@ thread_local Worker* t_current = nullptr;
 
 }  // namespace
 
-Worker::Worker(Engine& e, unsigned i, std::uint64_t seed) : engine(e), index(i), rng(seed), recorder_(e, i, status_) {}
+Worker::Worker(Engine& e, unsigned i, std::uint64_t seed)
+    : engine(e), index(i), rng(seed), recorder_(e, i, status_) {}
 
 Worker* Worker::current() noexcept { return t_current; }
 
@@ -109,11 +115,22 @@ void Worker::do_action() {
   unsigned pick = 0;
   while (x >= weights[pick]) x -= weights[pick++];
   switch (pick) {
-    case 0: session(CursorKind::Mutable); break;
-    case 1: session(CursorKind::ReadOnly); break;
-    case 2: copy_action(CopyDirection::Read); break;
-    case 3: copy_action(CopyDirection::Write); break;
-    case 4: (void)recorder_.activate(chance(0.1) ? std::nullopt : std::optional<std::size_t>(pick_space())); break;
+    case 0:
+      session(CursorKind::Mutable);
+      break;
+    case 1:
+      session(CursorKind::ReadOnly);
+      break;
+    case 2:
+      copy_action(CopyDirection::Read);
+      break;
+    case 3:
+      copy_action(CopyDirection::Write);
+      break;
+    case 4:
+      (void)recorder_.activate(chance(0.1) ? std::nullopt
+                                           : std::optional<std::size_t>(pick_space()));
+      break;
     default: {
       StressContext ctx(*this);
       engine.options.custom_op(ctx);
@@ -126,9 +143,12 @@ void Worker::do_action() {
 Region Worker::pick_region() {
   const Region own = engine.regions[3 + index];
   switch (engine.options.profile) {
-    case Profile::Disjoint: return own;
-    case Profile::LeafContended: return engine.leaf;
-    case Profile::Overlapping: return engine.overlap_region;
+    case Profile::Disjoint:
+      return own;
+    case Profile::LeafContended:
+      return engine.leaf;
+    case Profile::Overlapping:
+      return engine.overlap_region;
     case Profile::Mixed: {
       const auto x = below(100);
       if (x < 20) return own;
@@ -157,8 +177,8 @@ VaRange Worker::pick_range(const Region& reg) {
     }
     if (x < 85) return r;  // exactly the 2 MiB entry: the cursor may map a huge page there
   }
-  if (r.start == engine.regions[3 + index].range.start && engine.options.profile != Profile::LeafContended &&
-      chance(0.03)) {
+  if (r.start == engine.regions[3 + index].range.start &&
+      engine.options.profile != Profile::LeafContended && chance(0.03)) {
     // The thread's whole 1 GiB entry: unmapping all of it detaches a level-2 node (huge leaves
     // included) as one stray sub-tree.
     const Vaddr g = align_down(r.start, k1G);
@@ -191,11 +211,16 @@ VaRange Worker::pick_range(const Region& reg) {
 
 VaRange Worker::bad_range() {
   switch (below(5)) {
-    case 0: return VaRange{0x5000, 0x5000};                       // empty
-    case 1: return VaRange{0x9000, 0x5000};                       // reversed
-    case 2: return VaRange{kLeafRegion.start + 0x123, kLeafRegion.start + 0x2000};  // unaligned
-    case 3: return VaRange{k512G * 256 - 0x2000, k512G * 256 + 0x2000};  // past user space
-    default: return VaRange{kLeafRegion.start, kLeafRegion.start + 0x1800};  // unaligned end
+    case 0:
+      return VaRange{0x5000, 0x5000};  // empty
+    case 1:
+      return VaRange{0x9000, 0x5000};  // reversed
+    case 2:
+      return VaRange{kLeafRegion.start + 0x123, kLeafRegion.start + 0x2000};  // unaligned
+    case 3:
+      return VaRange{k512G * 256 - 0x2000, k512G * 256 + 0x2000};  // past user space
+    default:
+      return VaRange{kLeafRegion.start, kLeafRegion.start + 0x1800};  // unaligned end
   }
 }
 
@@ -208,26 +233,42 @@ std::uint64_t Worker::random_len(Vaddr from, VaRange r) {
 }
 
 PageProperty Worker::random_prop(ArgValidity validity) {
-  static constexpr PageFlags kFlags[] = {PageFlags::RW, PageFlags::RW, PageFlags::RW, PageFlags::R,
-                                         PageFlags::RX, PageFlags::RWX, PageFlags::None,
-                                         PageFlags::RW | PageFlags::AVAIL2};
-  static constexpr CachePolicy kCaches[] = {CachePolicy::Writeback, CachePolicy::Writeback, CachePolicy::Writeback,
-                                            CachePolicy::Uncacheable, CachePolicy::WriteCombining,
-                                            CachePolicy::Writethrough};
-  PageProperty p = PageProperty::new_user(kFlags[below(std::size(kFlags))], kCaches[below(std::size(kCaches))]);
-  if (validity == ArgValidity::Invalid) p.cache = CachePolicy::WriteProtected;  // x86 leaf PTEs cannot encode it
+  static constexpr PageFlags kFlags[] = {
+      PageFlags::RW, PageFlags::RW,  PageFlags::RW,   PageFlags::R,
+      PageFlags::RX, PageFlags::RWX, PageFlags::None, PageFlags::RW | PageFlags::AVAIL2};
+  static constexpr CachePolicy kCaches[] = {CachePolicy::Writeback,      CachePolicy::Writeback,
+                                            CachePolicy::Writeback,      CachePolicy::Uncacheable,
+                                            CachePolicy::WriteCombining, CachePolicy::Writethrough};
+  PageProperty p =
+      PageProperty::new_user(kFlags[below(std::size(kFlags))], kCaches[below(std::size(kCaches))]);
+  if (validity == ArgValidity::Invalid)
+    p.cache = CachePolicy::WriteProtected;  // x86 leaf PTEs cannot encode it
   return p;
 }
 
 ProtectChange Worker::random_change(ArgValidity validity) {
   ProtectChange c;
   switch (below(6)) {
-    case 0: c.clear = PageFlags::W; break;
-    case 1: c.set = PageFlags::RW; break;
-    case 2: c.set = PageFlags::RX; c.clear = PageFlags::W; break;
-    case 3: c.clear = PageFlags::RWX; break;
-    case 4: c.set = PageFlags::AVAIL2; break;
-    default: c.set = PageFlags::R; c.cache = CachePolicy::Uncacheable; break;
+    case 0:
+      c.clear = PageFlags::W;
+      break;
+    case 1:
+      c.set = PageFlags::RW;
+      break;
+    case 2:
+      c.set = PageFlags::RX;
+      c.clear = PageFlags::W;
+      break;
+    case 3:
+      c.clear = PageFlags::RWX;
+      break;
+    case 4:
+      c.set = PageFlags::AVAIL2;
+      break;
+    default:
+      c.set = PageFlags::R;
+      c.cache = CachePolicy::Uncacheable;
+      break;
   }
   if (validity == ArgValidity::Invalid) c.cache = CachePolicy::WriteProtected;
   return c;
@@ -257,7 +298,8 @@ void Worker::maybe_nested(StressCursor& c) {
   if (x < 60) {
     // Overlapping the cursor this thread holds: must fail (WouldDeadlock or WouldBlock).
     const Vaddr s = random_page(outer);
-    range = VaRange{s, std::min(s + (1 + below(16)) * kPageSize, std::max(outer.end, s + kPageSize))};
+    range =
+        VaRange{s, std::min(s + (1 + below(16)) * kPageSize, std::max(outer.end, s + kPageSize))};
   } else if (x < 85 || engine.spaces.size() < 2 || space + 1 >= engine.spaces.size()) {
     // Anywhere in the same space: may be granted if it is disjoint, never blocks.
     range = pick_range(pick_region());
@@ -267,18 +309,22 @@ void Worker::maybe_nested(StressCursor& c) {
     range = pick_range(pick_region());
   }
   const CursorKind kind = c.is_mut() && chance(0.7) ? CursorKind::Mutable : CursorKind::ReadOnly;
-  (void)recorder_.with_cursor(space, range, kind, LockMode::Block,
-                    [&](StressCursor& inner) {
-                      const std::uint64_t n = 1 + below(3);
-                      for (std::uint64_t i = 0; i < n; ++i) session_op(inner, kind);
-                    });
+  (void)recorder_.with_cursor(space, range, kind, LockMode::Block, [&](StressCursor& inner) {
+    const std::uint64_t n = 1 + below(3);
+    for (std::uint64_t i = 0; i < n; ++i) session_op(inner, kind);
+  });
 }
 
 void Worker::session_op(StressCursor& c, CursorKind kind) {
   const OpMix& m = engine.mix;
   const bool mut = kind == CursorKind::Mutable;
-  const unsigned weights[] = {m.query, m.find_next, m.jump, mut ? m.map : 0u, mut ? m.map_huge : 0u,
-                              mut ? m.unmap : 0u, mut ? m.protect : 0u};
+  const unsigned weights[] = {m.query,
+                              m.find_next,
+                              m.jump,
+                              mut ? m.map : 0u,
+                              mut ? m.map_huge : 0u,
+                              mut ? m.unmap : 0u,
+                              mut ? m.protect : 0u};
   unsigned total = 0;
   for (unsigned w : weights) total += w;
   if (total == 0) return;
@@ -291,7 +337,7 @@ void Worker::session_op(StressCursor& c, CursorKind kind) {
   auto bad_len = [&] {
     const Vaddr va = c.virt_addr();
     if (below(2) == 0) return random_len(va, r) + 1 + below(kPageSize - 1);  // unaligned
-    return (va < r.end ? r.end - va : 0) + (1 + below(4)) * kPageSize;         // past the end
+    return (va < r.end ? r.end - va : 0) + (1 + below(4)) * kPageSize;       // past the end
   };
   switch (op) {
     case 0:
@@ -306,9 +352,15 @@ void Worker::session_op(StressCursor& c, CursorKind kind) {
       Vaddr target = random_page(r);
       if (invalid) {
         switch (below(3)) {
-          case 0: target += 1 + below(kPageSize - 1); break;
-          case 1: target = r.end; break;
-          default: target = r.start >= kPageSize ? r.start - kPageSize : r.end + kPageSize; break;
+          case 0:
+            target += 1 + below(kPageSize - 1);
+            break;
+          case 1:
+            target = r.end;
+            break;
+          default:
+            target = r.start >= kPageSize ? r.start - kPageSize : r.end + kPageSize;
+            break;
         }
       }
       (void)c.jump(target);
@@ -338,8 +390,9 @@ void Worker::session_op(StressCursor& c, CursorKind kind) {
       break;
     default:
       if (chance(0.4)) (void)c.jump(random_page(r));
-      (void)c.protect_next(invalid ? bad_len() : random_len(c.virt_addr(), r),
-                           random_change(invalid && chance(0.5) ? ArgValidity::Invalid : ArgValidity::Valid));
+      (void)c.protect_next(
+          invalid ? bad_len() : random_len(c.virt_addr(), r),
+          random_change(invalid && chance(0.5) ? ArgValidity::Invalid : ArgValidity::Valid));
       break;
   }
 }
@@ -360,7 +413,8 @@ Result<void> Worker::handle_fault(const PageFaultInfo& info) {
   const WorkerState prev = status_.state.load(std::memory_order_relaxed);
   status_.set(WorkerState::Faulting, engine.now_ns());
   StressContext ctx(*this);
-  Result<void> r = engine.options.fault_hook ? engine.options.fault_hook(ctx, info) : default_fault(ctx, info);
+  Result<void> r =
+      engine.options.fault_hook ? engine.options.fault_hook(ctx, info) : default_fault(ctx, info);
   status_.set(prev, engine.now_ns());
   recorder_.count(OpKind::Fault, r ? std::nullopt : std::optional<Error>(r.error()));
   return r;
@@ -372,18 +426,19 @@ Result<void> Worker::default_fault(StressContext& ctx, const PageFaultInfo& info
   if (!idx || !demand_mappable(page, engine.options.threads)) return err(Error::PageFault);
   const bool write = info.access == PageFaultAccess::Write;
   Result<void> out = err(Error::PageFault);
-  auto opened = ctx.with_cursor(*idx, VaRange{page, page + kPageSize}, CursorKind::Mutable, LockMode::Block,
-                                [&](StressCursor& c) {
-                                  auto q = c.query();
-                                  if (!q) return;
-                                  if (q->second) {
-                                    // Someone mapped it meanwhile: retry if the access can succeed now.
-                                    const PageFlags f = q->second->prop.flags;
-                                    if (has(f, PageFlags::R) && (!write || has(f, PageFlags::W))) out = {};
-                                    return;
-                                  }
-                                  if (c.map_frame(PageProperty::new_user(PageFlags::RW, CachePolicy::Writeback))) out = {};
-                                });
+  auto opened = ctx.with_cursor(
+      *idx, VaRange{page, page + kPageSize}, CursorKind::Mutable, LockMode::Block,
+      [&](StressCursor& c) {
+        auto q = c.query();
+        if (!q) return;
+        if (q->second) {
+          // Someone mapped it meanwhile: retry if the access can succeed now.
+          const PageFlags f = q->second->prop.flags;
+          if (has(f, PageFlags::R) && (!write || has(f, PageFlags::W))) out = {};
+          return;
+        }
+        if (c.map_frame(PageProperty::new_user(PageFlags::RW, CachePolicy::Writeback))) out = {};
+      });
   if (!opened) return err(Error::PageFault);
   return out;
 }

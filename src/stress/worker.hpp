@@ -55,7 +55,9 @@ class Worker {
   Region pick_region();
   VaRange pick_range(const Region& r);
   VaRange bad_range();
-  Vaddr random_page(VaRange r) { return r.start + below((r.end - r.start) / kPageSize) * kPageSize; }
+  Vaddr random_page(VaRange r) {
+    return r.start + below((r.end - r.start) / kPageSize) * kPageSize;
+  }
   std::uint64_t random_len(Vaddr from, VaRange r);
   PageProperty random_prop(ArgValidity validity);
   ProtectChange random_change(ArgValidity validity);

@@ -51,7 +51,8 @@ void move_bytes(unsigned char* d, const unsigned char* s, std::size_t n) noexcep
     }
     return;
   }
-  for (std::size_t i = 0; i < n; ++i) relaxed_store<unsigned char>(d + i, relaxed_load<unsigned char>(s + i));
+  for (std::size_t i = 0; i < n; ++i)
+    relaxed_store<unsigned char>(d + i, relaxed_load<unsigned char>(s + i));
 #else
   if (n != 0) std::memmove(d, s, n);
 #endif
@@ -98,7 +99,9 @@ void zero_words(unsigned char* d, std::size_t words) noexcept {
   for (std::size_t i = 0; i < words; ++i) relaxed_store<std::uint64_t>(d + 8 * i, 0);
 }
 
-std::uintptr_t misalignment(const void* p) noexcept { return reinterpret_cast<std::uintptr_t>(p) & 7; }
+std::uintptr_t misalignment(const void* p) noexcept {
+  return reinterpret_cast<std::uintptr_t>(p) & 7;
+}
 
 }  // namespace
 
@@ -131,19 +134,34 @@ void racy_zero(void* dst, std::size_t n) noexcept {
 
 std::uint64_t load_once(const void* p, std::size_t size) noexcept {
   switch (size) {
-    case 1: return __atomic_load_n(static_cast<const std::uint8_t*>(p), __ATOMIC_RELAXED);
-    case 2: return __atomic_load_n(static_cast<const std::uint16_t*>(p), __ATOMIC_RELAXED);
-    case 4: return __atomic_load_n(static_cast<const std::uint32_t*>(p), __ATOMIC_RELAXED);
-    default: return __atomic_load_n(static_cast<const std::uint64_t*>(p), __ATOMIC_RELAXED);
+    case 1:
+      return __atomic_load_n(static_cast<const std::uint8_t*>(p), __ATOMIC_RELAXED);
+    case 2:
+      return __atomic_load_n(static_cast<const std::uint16_t*>(p), __ATOMIC_RELAXED);
+    case 4:
+      return __atomic_load_n(static_cast<const std::uint32_t*>(p), __ATOMIC_RELAXED);
+    default:
+      return __atomic_load_n(static_cast<const std::uint64_t*>(p), __ATOMIC_RELAXED);
   }
 }
 
 void store_once(void* p, std::uint64_t v, std::size_t size) noexcept {
   switch (size) {
-    case 1: __atomic_store_n(static_cast<std::uint8_t*>(p), static_cast<std::uint8_t>(v), __ATOMIC_RELAXED); break;
-    case 2: __atomic_store_n(static_cast<std::uint16_t*>(p), static_cast<std::uint16_t>(v), __ATOMIC_RELAXED); break;
-    case 4: __atomic_store_n(static_cast<std::uint32_t*>(p), static_cast<std::uint32_t>(v), __ATOMIC_RELAXED); break;
-    default: __atomic_store_n(static_cast<std::uint64_t*>(p), v, __ATOMIC_RELAXED); break;
+    case 1:
+      __atomic_store_n(static_cast<std::uint8_t*>(p), static_cast<std::uint8_t>(v),
+                       __ATOMIC_RELAXED);
+      break;
+    case 2:
+      __atomic_store_n(static_cast<std::uint16_t*>(p), static_cast<std::uint16_t>(v),
+                       __ATOMIC_RELAXED);
+      break;
+    case 4:
+      __atomic_store_n(static_cast<std::uint32_t*>(p), static_cast<std::uint32_t>(v),
+                       __ATOMIC_RELAXED);
+      break;
+    default:
+      __atomic_store_n(static_cast<std::uint64_t*>(p), v, __ATOMIC_RELAXED);
+      break;
   }
 }
 

@@ -47,9 +47,12 @@ struct Translation {
 // The TLB entry bit an access needs.
 std::uint64_t tlb_need(PageFaultAccess access) noexcept {
   switch (access) {
-    case PageFaultAccess::Read: return internal::Tlb::kReadable;
-    case PageFaultAccess::Write: return internal::Tlb::kWritable;
-    case PageFaultAccess::Execute: return internal::Tlb::kExecutable;
+    case PageFaultAccess::Read:
+      return internal::Tlb::kReadable;
+    case PageFaultAccess::Write:
+      return internal::Tlb::kWritable;
+    case PageFaultAccess::Execute:
+      return internal::Tlb::kExecutable;
   }
   return internal::Tlb::kReadable;
 }
@@ -62,7 +65,8 @@ std::uint64_t tlb_need(PageFaultAccess access) noexcept {
 // the miss path of every user access, it CASes the leaf it finds and restarts from the root
 // when it loses; descend() could serve (the CAS going to the entry it returns), but that has
 // not been measured on this path, and the walk must not get slower.
-Translation walk_and_fill(internal::PerCpu& cpu, Paddr root, Vaddr va, PageFaultAccess access) noexcept {
+Translation walk_and_fill(internal::PerCpu& cpu, Paddr root, Vaddr va,
+                          PageFaultAccess access) noexcept {
   const bool write = access == PageFaultAccess::Write;
   const std::uint64_t snapshot = cpu.tlb.begin_fill();
 restart:
@@ -78,9 +82,10 @@ restart:
     }
     const PteScalar s = Pte::decode(raw, level);
     const PageProperty& p = s.prop;
-    const bool permitted = access == PageFaultAccess::Execute
-                               ? has(p.flags, PageFlags::X)
-                               : has(p.flags, PageFlags::R) && (!write || has(p.flags, PageFlags::W));
+    const bool permitted =
+        access == PageFaultAccess::Execute
+            ? has(p.flags, PageFlags::X)
+            : has(p.flags, PageFlags::R) && (!write || has(p.flags, PageFlags::W));
     if (!permitted || !has(p.priv_flags, PrivilegedPageFlags::USER)) return {Translate::Fault, 0};
     const std::uint64_t wanted = raw | Pte::kAccessedBit | (write ? Pte::kDirtyBit : 0);
     if (wanted != raw && !entry.compare_exchange_strong(raw, wanted, boost::memory_order_acq_rel,
@@ -96,7 +101,8 @@ restart:
     // The entry grants what the PTE grants (a later hit must not exceed a walk's answer).
     std::uint64_t flags = 0;
     if (has(p.flags, PageFlags::R)) flags |= internal::Tlb::kReadable;
-    if (has(p.flags, PageFlags::R) && has(p.flags, PageFlags::W) && dirty) flags |= internal::Tlb::kWritable;
+    if (has(p.flags, PageFlags::R) && has(p.flags, PageFlags::W) && dirty)
+      flags |= internal::Tlb::kWritable;
     if (has(p.flags, PageFlags::X)) flags |= internal::Tlb::kExecutable;
     if (tracked) flags |= internal::Tlb::kTracked;
     cpu.tlb.fill(va, pa_page, flags, tracked ? frame_generation(pa_page) : 0, snapshot);
@@ -118,7 +124,8 @@ internal::PerCpu* user_cpu() noexcept {
 // Translates a user address on `cpu` (from user_cpu(); nullptr refuses). Precondition: inside a
 // read section.
 Translation translate(internal::PerCpu* cpu, Vaddr va, PageFaultAccess access) noexcept {
-  if (va >= kMaxUserspaceVaddr || cpu == nullptr) [[unlikely]] return {Translate::Refused, 0};
+  if (va >= kMaxUserspaceVaddr || cpu == nullptr) [[unlikely]]
+    return {Translate::Refused, 0};
   if (auto pa = cpu->tlb.lookup(va, tlb_need(access))) [[likely]] {
     return {Translate::Ok, *pa + (va & (kPageSize - 1))};
   }
@@ -143,7 +150,8 @@ bool handle_fault(Vaddr va, bool write, Translate status) noexcept {
     g_faults_refused.fetch_add(1, std::memory_order_relaxed);
     return false;
   }
-  PageFaultInfo info{std::move(space), va, write ? PageFaultAccess::Write : PageFaultAccess::Read, *cpu_id};
+  PageFaultInfo info{std::move(space), va, write ? PageFaultAccess::Write : PageFaultAccess::Read,
+                     *cpu_id};
   if ((*handler)(info)) {
     g_faults_handled.fetch_add(1, std::memory_order_relaxed);
     return true;
@@ -159,16 +167,19 @@ struct Resolved {
   std::size_t span;
 };
 
-Resolved resolve(internal::PerCpu* cpu, internal::Endpoint e, std::size_t offset, bool write) noexcept {
+Resolved resolve(internal::PerCpu* cpu, internal::Endpoint e, std::size_t offset,
+                 bool write) noexcept {
   const std::uint64_t addr = e.addr + offset;
-  if (e.kind == internal::AddressKind::Kernel) return {Translate::Ok, reinterpret_cast<std::byte*>(addr), SIZE_MAX};
+  if (e.kind == internal::AddressKind::Kernel)
+    return {Translate::Ok, reinterpret_cast<std::byte*>(addr), SIZE_MAX};
   Translation t = translate(cpu, addr, write ? PageFaultAccess::Write : PageFaultAccess::Read);
   if (t.status != Translate::Ok) return {t.status, nullptr, 0};
   return {Translate::Ok, paddr_to_vaddr(t.pa), kPageSize - (addr & (kPageSize - 1))};
 }
 
 // The shared loop of copy_fallible / zero_fallible (src.addr ignored when zeroing).
-internal::CopyOutcome run_copy(internal::Endpoint dst, const internal::Endpoint* src, std::size_t n) noexcept {
+internal::CopyOutcome run_copy(internal::Endpoint dst, const internal::Endpoint* src,
+                               std::size_t n) noexcept {
   std::size_t copied = 0;
   unsigned retries = 0;
   Vaddr last_fault = ~Vaddr{0};
@@ -259,17 +270,22 @@ UserPageFaultHandler inject_user_page_fault_handler(UserPageFaultHandler handler
   return prev ? *prev : UserPageFaultHandler();
 }
 
-Result<Paddr> mmu_translate(const DisabledPreemptGuard&, Vaddr va, PageFaultAccess access) noexcept {
+Result<Paddr> mmu_translate(const DisabledPreemptGuard&, Vaddr va,
+                            PageFaultAccess access) noexcept {
   const Translation t = translate(user_cpu(), va, access);
   switch (t.status) {
-    case Translate::Ok: return t.pa;
-    case Translate::Fault: return err(Error::PageFault);
-    case Translate::Refused: break;
+    case Translate::Ok:
+      return t.pa;
+    case Translate::Fault:
+      return err(Error::PageFault);
+    case Translate::Refused:
+      break;
   }
   return err(Error::AccessDenied);
 }
 
-const std::atomic<std::uint64_t>* mmu_tlb_invalidations(const DisabledPreemptGuard& guard) noexcept {
+const std::atomic<std::uint64_t>* mmu_tlb_invalidations(
+    const DisabledPreemptGuard& guard) noexcept {
   const auto cpu = guard.current_cpu();
   if (!cpu) return nullptr;
   return &internal::machine().cpus[cpu->as_u32()].tlb.flush_sequence();
@@ -283,9 +299,13 @@ FaultStats fault_stats() noexcept {
 
 namespace internal {
 
-CopyOutcome copy_fallible(Endpoint dst, Endpoint src, std::size_t n) noexcept { return run_copy(dst, &src, n); }
+CopyOutcome copy_fallible(Endpoint dst, Endpoint src, std::size_t n) noexcept {
+  return run_copy(dst, &src, n);
+}
 
-CopyOutcome zero_fallible(Endpoint dst, std::size_t n) noexcept { return run_copy(dst, nullptr, n); }
+CopyOutcome zero_fallible(Endpoint dst, std::size_t n) noexcept {
+  return run_copy(dst, nullptr, n);
+}
 
 Result<std::uint32_t> atomic_load_u32(Endpoint at) noexcept {
   return atomic_at(at, false, [](std::uint32_t* p) -> Result<std::uint32_t> {
@@ -293,7 +313,8 @@ Result<std::uint32_t> atomic_load_u32(Endpoint at) noexcept {
   });
 }
 
-Result<std::uint32_t> atomic_cmpxchg_u32(Endpoint at, std::uint32_t expected, std::uint32_t desired) noexcept {
+Result<std::uint32_t> atomic_cmpxchg_u32(Endpoint at, std::uint32_t expected,
+                                         std::uint32_t desired) noexcept {
   return atomic_at(at, true, [&](std::uint32_t* p) -> Result<std::uint32_t> {
     std::uint32_t prev = expected;
     __atomic_compare_exchange_n(p, &prev, desired, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED);

@@ -125,11 +125,15 @@ TlbStats Tlb::stats() const noexcept {
 void Tlb::report_stale_hit(Vaddr va, Paddr pa, std::uint32_t filled, std::uint32_t now) noexcept {
   stale_hits_.fetch_add(1, std::memory_order_relaxed);
   if (internal::g_tlb_check_mode.load(std::memory_order_relaxed) == TlbCheckMode::Abort) {
-    VMS_PANIC("TLB hit for va {:#x} uses frame {:#x} freed since the entry was filled "
-              "(generation {} -> {})", va, pa, filled, now);
+    VMS_PANIC(
+        "TLB hit for va {:#x} uses frame {:#x} freed since the entry was filled "
+        "(generation {} -> {})",
+        va, pa, filled, now);
   }
-  logger().error("TLB hit for va {:#x} uses frame {:#x} freed since the entry was filled "
-                 "(generation {} -> {})", va, pa, filled, now);
+  logger().error(
+      "TLB hit for va {:#x} uses frame {:#x} freed since the entry was filled "
+      "(generation {} -> {})",
+      va, pa, filled, now);
 }
 
 }  // namespace internal
@@ -212,10 +216,11 @@ TlbStats tlb_stats(CpuId cpu) {
 std::vector<TlbEntryInfo> tlb_entries(CpuId cpu) {
   ensure_booted();
   std::vector<TlbEntryInfo> out;
-  internal::machine().cpus[cpu.as_u32()].tlb.for_each_entry([&](Vaddr va, Paddr pa, std::uint64_t flags) {
-    out.push_back(TlbEntryInfo{va, pa, (flags & internal::Tlb::kWritable) != 0,
-                               (flags & internal::Tlb::kExecutable) != 0});
-  });
+  internal::machine().cpus[cpu.as_u32()].tlb.for_each_entry(
+      [&](Vaddr va, Paddr pa, std::uint64_t flags) {
+        out.push_back(TlbEntryInfo{va, pa, (flags & internal::Tlb::kWritable) != 0,
+                                   (flags & internal::Tlb::kExecutable) != 0});
+      });
   return out;
 }
 
@@ -225,8 +230,12 @@ TlbDispatchStats tlb_dispatch_stats() noexcept {
                           g_frames_kept.load(std::memory_order_relaxed)};
 }
 
-void set_tlb_check_mode(TlbCheckMode mode) noexcept { internal::g_tlb_check_mode.store(mode, std::memory_order_relaxed); }
-TlbCheckMode tlb_check_mode() noexcept { return internal::g_tlb_check_mode.load(std::memory_order_relaxed); }
+void set_tlb_check_mode(TlbCheckMode mode) noexcept {
+  internal::g_tlb_check_mode.store(mode, std::memory_order_relaxed);
+}
+TlbCheckMode tlb_check_mode() noexcept {
+  return internal::g_tlb_check_mode.load(std::memory_order_relaxed);
+}
 
 std::uint64_t tlb_stale_hits() noexcept {
   if (!is_booted()) return 0;

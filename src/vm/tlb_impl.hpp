@@ -35,8 +35,8 @@ class Tlb {
  public:
   // Bits of an entry's data word besides the page address.
   static constexpr std::uint64_t kReadable = 1u << 0;
-  static constexpr std::uint64_t kWritable = 1u << 1;  // W in the PTE and DIRTY already set
-  static constexpr std::uint64_t kTracked = 1u << 2;   // the frame's generation is meaningful
+  static constexpr std::uint64_t kWritable = 1u << 1;    // W in the PTE and DIRTY already set
+  static constexpr std::uint64_t kTracked = 1u << 2;     // the frame's generation is meaningful
   static constexpr std::uint64_t kExecutable = 1u << 3;  // X in the PTE
   static constexpr std::uint64_t kAddrMask = ~std::uint64_t{0xfff};
 
@@ -104,7 +104,9 @@ class Tlb {
   };
   static std::uint64_t key_of(Vaddr va) noexcept { return ((va >> kPageShift) << 1) | 1; }
   static std::size_t set_of(Vaddr va) noexcept { return (va >> kPageShift) & (kTlbSets - 1); }
-  static TlbCheckMode check_mode() noexcept { return g_tlb_check_mode.load(std::memory_order_relaxed); }
+  static TlbCheckMode check_mode() noexcept {
+    return g_tlb_check_mode.load(std::memory_order_relaxed);
+  }
   void check_generation(const Entry& e, Vaddr va, Paddr pa) noexcept;
   void report_stale_hit(Vaddr va, Paddr pa, std::uint32_t filled, std::uint32_t now) noexcept;
 

@@ -54,7 +54,8 @@ VmSpace::~VmSpace() = default;
 
 Result<VmSpace::Cursor> VmSpace::make_cursor(const DisabledPreemptGuard& guard, VaRange range,
                                              internal::LockWait wait) const {
-  auto c = wait == internal::LockWait::Block ? pt_.cursor(guard, range) : pt_.try_cursor(guard, range);
+  auto c =
+      wait == internal::LockWait::Block ? pt_.cursor(guard, range) : pt_.try_cursor(guard, range);
   if (!c) return err(fold(c.error()));
   return Cursor(std::move(*c));
 }
@@ -63,17 +64,20 @@ Result<VmSpace::Cursor> VmSpace::cursor(const DisabledPreemptGuard& guard, VaRan
   return make_cursor(guard, range, internal::LockWait::Block);
 }
 
-Result<VmSpace::Cursor> VmSpace::try_cursor(const DisabledPreemptGuard& guard, VaRange range) const {
+Result<VmSpace::Cursor> VmSpace::try_cursor(const DisabledPreemptGuard& guard,
+                                            VaRange range) const {
   return make_cursor(guard, range, internal::LockWait::Try);
 }
 
-Result<VmSpace::CursorMut> VmSpace::cursor_mut(const DisabledPreemptGuard& guard, VaRange range) const {
+Result<VmSpace::CursorMut> VmSpace::cursor_mut(const DisabledPreemptGuard& guard,
+                                               VaRange range) const {
   auto c = make_cursor(guard, range, internal::LockWait::Block);
   if (!c) return err(c.error());
   return CursorMut(std::move(*c), *this);
 }
 
-Result<VmSpace::CursorMut> VmSpace::try_cursor_mut(const DisabledPreemptGuard& guard, VaRange range) const {
+Result<VmSpace::CursorMut> VmSpace::try_cursor_mut(const DisabledPreemptGuard& guard,
+                                                   VaRange range) const {
   auto c = make_cursor(guard, range, internal::LockWait::Try);
   if (!c) return err(c.error());
   return CursorMut(std::move(*c), *this);
@@ -132,8 +136,8 @@ Result<VmWriter<Fallible>> VmSpace::writer(Vaddr vaddr, std::size_t len) const {
   return VmWriter<Fallible>::from_user_space(vaddr, len);
 }
 
-Result<std::pair<VmReader<Fallible>, VmWriter<Fallible>>> VmSpace::reader_writer(Vaddr vaddr,
-                                                                                 std::size_t len) const {
+Result<std::pair<VmReader<Fallible>, VmWriter<Fallible>>> VmSpace::reader_writer(
+    Vaddr vaddr, std::size_t len) const {
   if (!active_here()) return err(Error::AccessDenied);
   auto r = VmReader<Fallible>::from_user_space(vaddr, len);
   if (!r) return err(r.error());
@@ -177,7 +181,7 @@ Result<void> VmSpace::Cursor::jump(Vaddr va) {
   return {};
 }
 
-Result<void> VmSpace::CursorMut::map_item(UserItem&& item) {
+Result<void> VmSpace::CursorMut::map_item(UserItem& item) {
   auto r = inner_.map(std::move(item));
   if (!r) return err(fold(r.error()));
   return {};
@@ -185,7 +189,7 @@ Result<void> VmSpace::CursorMut::map_item(UserItem&& item) {
 
 Result<void> VmSpace::CursorMut::map(UFrame&& frame, PageProperty prop) {
   UserItem item = UserItem::tracked(std::move(frame), user_prop(prop));
-  auto r = map_item(std::move(item));
+  auto r = map_item(item);
   if (!r) frame = *std::move(item).take_segment().next();  // give the frame back
   return r;
 }
@@ -194,7 +198,7 @@ Result<void> VmSpace::CursorMut::map_segment(USegment&& segment, PageProperty pr
   const PagingLevel level = level_of_size(segment.size());
   if (level != 1 && level != 2) return err(Error::InvalidArgs);
   UserItem item = UserItem::tracked(std::move(segment), user_prop(prop));
-  auto r = map_item(std::move(item));
+  auto r = map_item(item);
   if (!r) segment = std::move(item).take_segment();
   return r;
 }
@@ -219,14 +223,16 @@ Result<void> VmSpace::CursorMut::map_iomem(const IoMem& io, PageProperty prop, s
   space_->record_iomem(io);
   const PageProperty p = user_prop(prop);
   for (std::size_t off = 0; off < n; off += kPageSize) {
-    VMS_TRY_VOID(map_item(UserItem::untracked(io.paddr() + offset + off, 1, p)));
+    UserItem item = UserItem::untracked(io.paddr() + offset + off, 1, p);
+    VMS_TRY_VOID(map_item(item));
   }
   return {};
 }
 
 Result<std::size_t> VmSpace::CursorMut::unmap(std::size_t len) {
   if (!is_aligned(len, kPageSize) || virt_addr() > range().end || len > range().end - virt_addr()) {
-    t_last_pt_error = is_aligned(len, kPageSize) ? PageTableError::LenOutOfRange : PageTableError::UnalignedLen;
+    t_last_pt_error =
+        is_aligned(len, kPageSize) ? PageTableError::LenOutOfRange : PageTableError::UnalignedLen;
     return err(Error::InvalidArgs);
   }
   const Vaddr end = virt_addr() + len;
@@ -242,7 +248,8 @@ Result<std::size_t> VmSpace::CursorMut::unmap(std::size_t len) {
     if (auto* m = std::get_if<MappedFrag<UserPtConfig>>(&**frag)) {
       UserItem item = std::move(m->item).take_unchecked();
       const std::uint64_t size = page_size<UserPtConfig::Pte::Consts>(m->level);
-      auto op = m->level == 1 ? TlbFlushOp::for_single(m->va) : *TlbFlushOp::for_range({m->va, m->va + size});
+      auto op = m->level == 1 ? TlbFlushOp::for_single(m->va)
+                              : *TlbFlushOp::for_range({m->va, m->va + size});
       if (item.is_tracked()) {
         USegment seg = std::move(item).take_segment();
         frames += seg.nframes();

@@ -26,8 +26,8 @@ TlbFlushOp flush_op_for(Vaddr start, Vaddr end) noexcept {
 
 }  // namespace
 
-Result<std::size_t> VmSpace::CursorMut::protect(std::size_t len,
-                                                const std::function<void(PageFlags&, CachePolicy&)>& op) {
+Result<std::size_t> VmSpace::CursorMut::protect(
+    std::size_t len, const std::function<void(PageFlags&, CachePolicy&)>& op) {
   if (!window_ok(virt_addr(), range(), len)) return err(Error::InvalidArgs);
   const Vaddr start = virt_addr();
   auto r = inner_.protect(len, [&](PageProperty& p) {
@@ -45,7 +45,8 @@ Result<std::size_t> VmSpace::CursorMut::protect(std::size_t len,
   return *r;
 }
 
-Result<std::size_t> VmSpace::CursorMut::fork_into(CursorMut& child, std::size_t len, ForkMapping mapping) {
+Result<std::size_t> VmSpace::CursorMut::fork_into(CursorMut& child, std::size_t len,
+                                                  ForkMapping mapping) {
   if (!window_ok(virt_addr(), range(), len)) return err(Error::InvalidArgs);
   if (child.virt_addr() != virt_addr() && !child.jump(virt_addr())) return err(Error::InvalidArgs);
   if (!window_ok(child.virt_addr(), child.range(), len)) return err(Error::InvalidArgs);
@@ -109,8 +110,8 @@ Result<std::size_t> VmSpace::CursorMut::fork_into(CursorMut& child, std::size_t 
   return shared;
 }
 
-Result<std::optional<VmSpace::CursorMut::AccessedDirty>> VmSpace::CursorMut::take_accessed_dirty_next(
-    std::size_t len) {
+Result<std::optional<VmSpace::CursorMut::AccessedDirty>>
+VmSpace::CursorMut::take_accessed_dirty_next(std::size_t len) {
   if (!window_ok(virt_addr(), range(), len)) return err(Error::InvalidArgs);
   bool accessed = false, dirty = false;
   auto r = inner_.protect_next(len, [&](PageProperty& p) {

@@ -10,7 +10,8 @@
 namespace vmspace::bench {
 namespace {
 
-constexpr Xv6PageTable::Pte kXvUserRw = Xv6PageTable::kRead | Xv6PageTable::kWrite | Xv6PageTable::kUser;
+constexpr Xv6PageTable::Pte kXvUserRw =
+    Xv6PageTable::kRead | Xv6PageTable::kWrite | Xv6PageTable::kUser;
 
 // System calls per batch in the Linux rows (each takes microseconds).
 constexpr std::size_t kSyscallsPerBatch = 16;
@@ -120,7 +121,8 @@ void BM_Baseline_LinuxMprotect(benchmark::State& state) {
   BenchThread thread(state);
   if (!thread.ok()) return;
   const auto pages = static_cast<std::size_t>(state.range(0));
-  void* region = mmap(nullptr, kBatchBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  void* region =
+      mmap(nullptr, kBatchBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   check(region != MAP_FAILED, "mmap");
   madvise(region, kBatchBytes, MADV_NOHUGEPAGE);
   std::memset(region, 1, kBatchBytes);  // populate
@@ -132,8 +134,9 @@ void BM_Baseline_LinuxMprotect(benchmark::State& state) {
     timer.time([&] {
       for (std::size_t i = 0; i < calls_per_batch; ++i) {
         writable = !writable;
-        check(mprotect(start, pages * kPageSize, writable ? PROT_READ | PROT_WRITE : PROT_READ) == 0,
-              "mprotect");
+        check(
+            mprotect(start, pages * kPageSize, writable ? PROT_READ | PROT_WRITE : PROT_READ) == 0,
+            "mprotect");
       }
     });
   }

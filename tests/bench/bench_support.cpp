@@ -49,7 +49,8 @@ BenchThread::BenchThread(benchmark::State& state) {
 
 BenchThread::~BenchThread() {
   binding_.reset();
-  if (restore_affinity_) pthread_setaffinity_np(pthread_self(), sizeof(saved_affinity_), &saved_affinity_);
+  if (restore_affinity_)
+    pthread_setaffinity_np(pthread_self(), sizeof(saved_affinity_), &saved_affinity_);
 }
 
 void BatchTimer::report() {
@@ -57,7 +58,8 @@ void BatchTimer::report() {
   if (batch_seconds_.empty()) return;
   auto mid = batch_seconds_.begin() + static_cast<std::ptrdiff_t>(batch_seconds_.size() / 2);
   std::nth_element(batch_seconds_.begin(), mid, batch_seconds_.end());
-  state_.counters["ns_per_item"] = benchmark::Counter(*mid * 1e9 / static_cast<double>(items_per_batch_));
+  state_.counters["ns_per_item"] =
+      benchmark::Counter(*mid * 1e9 / static_cast<double>(items_per_batch_));
 }
 
 const std::vector<UFrame>& frame_pool() {

@@ -32,13 +32,14 @@ inline constexpr std::size_t kBatchPages = 512;
 inline constexpr std::uint64_t kBatchBytes = kBatchPages * kPageSize;
 
 // Address layout (user half; every base is 2 MiB-aligned).
-inline constexpr Vaddr kBatchBase = Vaddr{1} << 30;          // 1 GiB: batched single-thread rows
-inline constexpr Vaddr kWalkBase = Vaddr{64} << 30;          // 64 GiB: the walk tables
-inline constexpr Vaddr kParallelBase = Vaddr{1} << 40;       // 1 TiB: parallel rows
+inline constexpr Vaddr kBatchBase = Vaddr{1} << 30;     // 1 GiB: batched single-thread rows
+inline constexpr Vaddr kWalkBase = Vaddr{64} << 30;     // 64 GiB: the walk tables
+inline constexpr Vaddr kParallelBase = Vaddr{1} << 40;  // 1 TiB: parallel rows
 inline constexpr std::uint64_t kParallelStride = Vaddr{512} << 30;  // one root entry per thread
 
 // The property every benchmark maps with.
-inline constexpr PageProperty kUserRw = PageProperty::new_user(PageFlags::RW, CachePolicy::Writeback);
+inline constexpr PageProperty kUserRw =
+    PageProperty::new_user(PageFlags::RW, CachePolicy::Writeback);
 
 // Aborts the program with `what` when a setup step fails. Benchmarks never expect errors; a
 // failure means the library or the benchmark is broken, and a number measured after it would
@@ -46,7 +47,8 @@ inline constexpr PageProperty kUserRw = PageProperty::new_user(PageFlags::RW, Ca
 [[noreturn]] void fail(std::string_view what);
 
 inline void check(bool ok, std::string_view what) {
-  if (!ok) [[unlikely]] fail(what);
+  if (!ok) [[unlikely]]
+    fail(what);
 }
 // The value of a Result that must succeed.
 template <class T, class E>
@@ -59,9 +61,9 @@ inline T take_ok(Result<T, E>&& r, std::string_view what) {
 UserPageTable new_user_table();
 
 // For one benchmark run: pins the calling thread to one host core (benchmark thread t gets
-// the t-th core it may run on, modulo their number) and binds it to emulated CPU t, so the per-CPU frame cache of that CPU is used.
-// Both are undone on destruction. If the machine has too few emulated CPUs the benchmark is
-// skipped with an error (check ok()).
+// the t-th core it may run on, modulo their number) and binds it to emulated CPU t, so the per-CPU
+// frame cache of that CPU is used. Both are undone on destruction. If the machine has too few
+// emulated CPUs the benchmark is skipped with an error (check ok()).
 class BenchThread {
  public:
   explicit BenchThread(benchmark::State& state);

@@ -54,7 +54,8 @@ using Clock = std::chrono::steady_clock;
 inline constexpr std::uint64_t kGrowthPhysBytes = std::uint64_t{41} << 30;
 inline constexpr std::uint32_t kGrowthCpus = 10;  // 8 stress workers + the checker + main
 inline constexpr Vaddr kGrowthBase = Vaddr{1} << 40;
-inline constexpr Xv6PageTable::Pte kXvUserRw = Xv6PageTable::kRead | Xv6PageTable::kWrite | Xv6PageTable::kUser;
+inline constexpr Xv6PageTable::Pte kXvUserRw =
+    Xv6PageTable::kRead | Xv6PageTable::kWrite | Xv6PageTable::kUser;
 
 double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
@@ -159,8 +160,7 @@ class Xv6Table {
     const auto t0 = Clock::now();
     for (std::uint64_t i = 0; i < pages_; ++i) {
       const std::uint64_t pa = pool[i % pool.size()].paddr();
-      check(xv6_.mappages(kGrowthBase + i * kPageSize, kPageSize, pa, kXvUserRw) == 0,
-            "xv6 map");
+      check(xv6_.mappages(kGrowthBase + i * kPageSize, kPageSize, pa, kXvUserRw) == 0, "xv6 map");
     }
     return seconds_since(t0);
   }
@@ -295,10 +295,18 @@ void BM_Growth_Stress(benchmark::State& state, stress::Profile profile) {
 void threads(benchmark::internal::Benchmark* b) {
   b->ArgName("threads")->Arg(1)->Arg(2)->Arg(4)->Arg(8)->Iterations(1)->UseManualTime();
 }
-BENCHMARK_CAPTURE(BM_Growth_Stress, disjoint, stress::Profile::Disjoint)->Name("BM_Growth_Stress/disjoint")->Apply(threads);
-BENCHMARK_CAPTURE(BM_Growth_Stress, leaf, stress::Profile::LeafContended)->Name("BM_Growth_Stress/leaf-contended")->Apply(threads);
-BENCHMARK_CAPTURE(BM_Growth_Stress, overlapping, stress::Profile::Overlapping)->Name("BM_Growth_Stress/overlapping")->Apply(threads);
-BENCHMARK_CAPTURE(BM_Growth_Stress, mixed, stress::Profile::Mixed)->Name("BM_Growth_Stress/mixed")->Apply(threads);
+BENCHMARK_CAPTURE(BM_Growth_Stress, disjoint, stress::Profile::Disjoint)
+    ->Name("BM_Growth_Stress/disjoint")
+    ->Apply(threads);
+BENCHMARK_CAPTURE(BM_Growth_Stress, leaf, stress::Profile::LeafContended)
+    ->Name("BM_Growth_Stress/leaf-contended")
+    ->Apply(threads);
+BENCHMARK_CAPTURE(BM_Growth_Stress, overlapping, stress::Profile::Overlapping)
+    ->Name("BM_Growth_Stress/overlapping")
+    ->Apply(threads);
+BENCHMARK_CAPTURE(BM_Growth_Stress, mixed, stress::Profile::Mixed)
+    ->Name("BM_Growth_Stress/mixed")
+    ->Apply(threads);
 
 // Collects the medians of ns_per_item per row, to print the ratio table after the run.
 class GrowthReporter : public benchmark::ConsoleReporter {
@@ -338,16 +346,18 @@ class GrowthReporter : public benchmark::ConsoleReporter {
       }
     }
     for (const char* pages : {"1000", "100000", "10000000"}) {
-      const std::string row = std::string("BM_Growth_Map/pages:") + pages + "/iterations:1/manual_time";
+      const std::string row =
+          std::string("BM_Growth_Map/pages:") + pages + "/iterations:1/manual_time";
       auto rss = median(row, "rss_ratio");
       auto grown = median(row, "rss_growth_mib");
       auto pt = median(row, "pt_mib");
       auto meta = median(row, "meta_mib");
       if (!rss || !grown || !pt || !meta) continue;
-      std::fprintf(out,
-                   "mapping %s pages: resident set grew %.1f MiB = %.2fx of page tables (%.1f MiB) + "
-                   "their frames' metadata (%.1f MiB)\n",
-                   pages, *grown, *rss, *pt, *meta);
+      std::fprintf(
+          out,
+          "mapping %s pages: resident set grew %.1f MiB = %.2fx of page tables (%.1f MiB) + "
+          "their frames' metadata (%.1f MiB)\n",
+          pages, *grown, *rss, *pt, *meta);
     }
   }
 
@@ -367,7 +377,9 @@ int main(int argc, char** argv) {
   config.num_cpus = bench::kGrowthCpus;
   if (auto booted = boot(config); !booted) {
     const std::string_view why = to_string(booted.error());
-    std::fprintf(stderr, "vmspace-growth-bench: SKIP: cannot boot %" PRIu64 " GiB of emulated memory: %.*s\n",
+    std::fprintf(stderr,
+                 "vmspace-growth-bench: SKIP: cannot boot %" PRIu64
+                 " GiB of emulated memory: %.*s\n",
                  bench::kGrowthPhysBytes >> 30, static_cast<int>(why.size()), why.data());
     return 0;
   }

@@ -70,7 +70,8 @@ namespace {
 bool has_flag(const std::vector<char*>& args, std::string_view flag) {
   for (const char* a : args) {
     const std::string_view s(a);
-    if (s == flag || (s.size() > flag.size() && s.substr(0, flag.size()) == flag && s[flag.size()] == '=')) {
+    if (s == flag ||
+        (s.size() > flag.size() && s.substr(0, flag.size()) == flag && s[flag.size()] == '=')) {
       return true;
     }
   }
@@ -78,7 +79,8 @@ bool has_flag(const std::vector<char*>& args, std::string_view flag) {
 }
 
 // The value of --flag=value, or `fallback`.
-std::string flag_value(const std::vector<char*>& args, std::string_view flag, std::string fallback) {
+std::string flag_value(const std::vector<char*>& args, std::string_view flag,
+                       std::string fallback) {
   for (const char* a : args) {
     const std::string_view s(a);
     if (s.size() > flag.size() && s.substr(0, flag.size()) == flag && s[flag.size()] == '=') {
@@ -95,7 +97,8 @@ std::unique_ptr<benchmark::BenchmarkReporter> make_display_reporter(const std::s
   const bool use_color = color == "true" || color == "yes" || color == "1" ||
                          ((color == "auto" || color.empty()) && isatty(STDOUT_FILENO) != 0);
   return std::make_unique<benchmark::ConsoleReporter>(
-      use_color ? benchmark::ConsoleReporter::OO_ColorTabular : benchmark::ConsoleReporter::OO_Tabular);
+      use_color ? benchmark::ConsoleReporter::OO_ColorTabular
+                : benchmark::ConsoleReporter::OO_Tabular);
 }
 
 }  // namespace

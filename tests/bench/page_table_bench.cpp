@@ -155,7 +155,8 @@ void protect_rows(benchmark::State& state, ProtectMethod method) {
   {
     auto guard = disable_preempt();
     auto cursor = take_ok(pt.cursor_mut(guard, kBatchRange), "map cursor");
-    for (const UFrame& frame : pool) check(cursor.map(UserItem::tracked(frame, kUserRw)).has_value(), "map");
+    for (const UFrame& frame : pool)
+      check(cursor.map(UserItem::tracked(frame, kUserRw)).has_value(), "map");
   }
   // One page in the middle of the leaf table, or all of it.
   const Vaddr start = pages == 1 ? kBatchBase + kBatchBytes / 2 : kBatchBase;
@@ -167,7 +168,8 @@ void protect_rows(benchmark::State& state, ProtectMethod method) {
       for (std::size_t i = 0; i < cursors_per_batch; ++i) {
         auto cursor = take_ok(pt.cursor_mut(guard, range), "protect cursor");
         if (method == ProtectMethod::Range) {
-          check(take_ok(cursor.protect(range.end - range.start, toggle_write), "protect") == pages, "protect count");
+          check(take_ok(cursor.protect(range.end - range.start, toggle_write), "protect") == pages,
+                "protect count");
           continue;
         }
         while (cursor.virt_addr() < range.end) {
@@ -182,7 +184,9 @@ void protect_rows(benchmark::State& state, ProtectMethod method) {
 void BM_CursorProtect4K(benchmark::State& state) {
   protect_rows(state, state.range(0) == 1 ? ProtectMethod::NextLoop : ProtectMethod::Range);
 }
-void BM_CursorProtectNextLoop(benchmark::State& state) { protect_rows(state, ProtectMethod::NextLoop); }
+void BM_CursorProtectNextLoop(benchmark::State& state) {
+  protect_rows(state, ProtectMethod::NextLoop);
+}
 BENCHMARK(BM_CursorProtect4K)->ArgName("pages")->Arg(1)->Arg(512)->UseManualTime();
 BENCHMARK(BM_CursorProtectNextLoop)->ArgName("pages")->Arg(512)->UseManualTime();
 
@@ -197,7 +201,8 @@ void query_random(benchmark::State& state, std::uint64_t pages) {
   UserPageTable& pt = walk_tables().vmspace;
   RandomPages random(kWalkBase, pages);
   auto guard = disable_preempt();
-  auto cursor = take_ok(pt.cursor(guard, {kWalkBase, kWalkBase + pages * kPageSize}), "query cursor");
+  auto cursor =
+      take_ok(pt.cursor(guard, {kWalkBase, kWalkBase + pages * kPageSize}), "query cursor");
   for (auto _ : state) {
     timer.time([&] {
       for (std::size_t i = 0; i < kFastOpsPerBatch; ++i) {

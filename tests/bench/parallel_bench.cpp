@@ -113,12 +113,30 @@ void BM_Parallel_Query(benchmark::State& state, Layout layout) {
   state.SetItemsProcessed(state.iterations());
 }
 
-BENCHMARK_CAPTURE(BM_Parallel_MapUnmap4K, Disjoint, Layout::Disjoint)->Threads(1)->Threads(2)->UseRealTime();
-BENCHMARK_CAPTURE(BM_Parallel_Protect4K, Disjoint, Layout::Disjoint)->Threads(1)->Threads(2)->UseRealTime();
-BENCHMARK_CAPTURE(BM_Parallel_Query, Disjoint, Layout::Disjoint)->Threads(1)->Threads(2)->UseRealTime();
-BENCHMARK_CAPTURE(BM_Parallel_MapUnmap4K, SameLeaf, Layout::SameLeaf)->Threads(1)->Threads(2)->UseRealTime();
-BENCHMARK_CAPTURE(BM_Parallel_Protect4K, SameLeaf, Layout::SameLeaf)->Threads(1)->Threads(2)->UseRealTime();
-BENCHMARK_CAPTURE(BM_Parallel_Query, SameLeaf, Layout::SameLeaf)->Threads(1)->Threads(2)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Parallel_MapUnmap4K, Disjoint, Layout::Disjoint)
+    ->Threads(1)
+    ->Threads(2)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_Parallel_Protect4K, Disjoint, Layout::Disjoint)
+    ->Threads(1)
+    ->Threads(2)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_Parallel_Query, Disjoint, Layout::Disjoint)
+    ->Threads(1)
+    ->Threads(2)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_Parallel_MapUnmap4K, SameLeaf, Layout::SameLeaf)
+    ->Threads(1)
+    ->Threads(2)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_Parallel_Protect4K, SameLeaf, Layout::SameLeaf)
+    ->Threads(1)
+    ->Threads(2)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_Parallel_Query, SameLeaf, Layout::SameLeaf)
+    ->Threads(1)
+    ->Threads(2)
+    ->UseRealTime();
 
 }  // namespace
 }  // namespace vmspace::bench

@@ -60,10 +60,10 @@ const TargetRow kRows[] = {
     {"MMU translate, TLB hit", Check::NsAtMost, 2, "BM_TranslateTlbHit", nullptr, ""},
     {"MMU translate, TLB miss / xv6 walk", Check::RatioAtMost, 1.25, "BM_TranslateTlbMiss",
      "BM_Baseline_XvWalkRandom", "xv6 walk"},
-    {"reader copy 64 B", Check::NsAtMost, 15, "BM_ReaderCopy/bytes:64", "BM_Baseline_Memcpy/bytes:64",
-     "memcpy"},
-    {"writer copy 64 B", Check::NsAtMost, 15, "BM_WriterCopy/bytes:64", "BM_Baseline_Memcpy/bytes:64",
-     "memcpy"},
+    {"reader copy 64 B", Check::NsAtMost, 15, "BM_ReaderCopy/bytes:64",
+     "BM_Baseline_Memcpy/bytes:64", "memcpy"},
+    {"writer copy 64 B", Check::NsAtMost, 15, "BM_WriterCopy/bytes:64",
+     "BM_Baseline_Memcpy/bytes:64", "memcpy"},
     {"reader copy 4 KiB / memcpy", Check::RatioAtMost, 1 / 0.9, "BM_ReaderCopy/bytes:4096",
      "BM_Baseline_Memcpy/bytes:4096", "memcpy"},
     {"writer copy 4 KiB / memcpy", Check::RatioAtMost, 1 / 0.9, "BM_WriterCopy/bytes:4096",
@@ -76,18 +76,21 @@ const TargetRow kRows[] = {
      "BM_Baseline_Memcpy/bytes:67108864", "memcpy"},
     {"writer copy 64 MiB / memcpy", Check::RatioAtMost, 1 / 0.9, "BM_WriterCopy/bytes:67108864",
      "BM_Baseline_Memcpy/bytes:67108864", "memcpy"},
-    {"unmap 512 + dispatch to 2 CPUs, per page", Check::NsAtMost, 50, "BM_UnmapDispatch512", nullptr, ""},
+    {"unmap 512 + dispatch to 2 CPUs, per page", Check::NsAtMost, 50, "BM_UnmapDispatch512",
+     nullptr, ""},
     {"cursor create + drop, 4K", Check::NsAtMost, 40, "BM_CursorCreateDrop", nullptr, ""},
     {"  same, own guard per cursor", Check::Info, 0, "BM_CursorCreateDropWithGuard", nullptr, ""},
-    {"frame alloc + free, per-CPU cache hit", Check::NsAtMost, 30, "BM_FrameAllocFree", nullptr, ""},
+    {"frame alloc + free, per-CPU cache hit", Check::NsAtMost, 30, "BM_FrameAllocFree", nullptr,
+     ""},
     {"  same, zeroed (4 KiB memset)", Check::Info, 0, "BM_FrameAllocFreeZeroed", nullptr, ""},
     {"2T/1T disjoint: map+unmap", Check::ScalingAtLeast, 1.8, "BM_Parallel_MapUnmap4K/Disjoint",
      nullptr, ""},
     {"2T/1T disjoint: protect", Check::ScalingAtLeast, 1.8, "BM_Parallel_Protect4K/Disjoint",
      nullptr, ""},
-    {"2T/1T disjoint: query", Check::ScalingAtLeast, 1.8, "BM_Parallel_Query/Disjoint", nullptr, ""},
-    {"2T/1T one leaf table: map+unmap", Check::ScalingAtLeast, 1.0, "BM_Parallel_MapUnmap4K/SameLeaf",
-     nullptr, ""},
+    {"2T/1T disjoint: query", Check::ScalingAtLeast, 1.8, "BM_Parallel_Query/Disjoint", nullptr,
+     ""},
+    {"2T/1T one leaf table: map+unmap", Check::ScalingAtLeast, 1.0,
+     "BM_Parallel_MapUnmap4K/SameLeaf", nullptr, ""},
     {"2T/1T one leaf table: protect", Check::ScalingAtLeast, 1.0, "BM_Parallel_Protect4K/SameLeaf",
      nullptr, ""},
     {"2T/1T one leaf table: query", Check::ScalingAtLeast, 1.0, "BM_Parallel_Query/SameLeaf",
@@ -100,7 +103,8 @@ const char* const kNotes[] = {
     "map: frames pre-allocated (no frame allocation or zeroing); vmspace and xv6 both allocate and",
     "  zero one leaf table per 512 pages. Linux mmap(MAP_POPULATE) allocates and zeroes the page.",
     "unmap: includes each frame's free (refcount to 0, back to the allocator) and the RCU grace",
-    "  period (rcu_barrier once per 512-page batch); the xv6 unmap only clears PTEs. BatchedRetire:",
+    "  period (rcu_barrier once per 512-page batch); the xv6 unmap only clears PTEs. "
+    "BatchedRetire:",
     "  one rcu_retire per 512 items instead of one per fragment (what a TLB flusher would do).",
     "protect: one page = guard reused, cursor create + protect_next + drop; 512 = one cursor over",
     "  2 MiB. No TLB flush at this layer. Linux mprotect includes the syscall, VMA split/merge",
@@ -147,7 +151,9 @@ std::string format_x(double x) {
 CollectingReporter::CollectingReporter(std::unique_ptr<benchmark::BenchmarkReporter> display)
     : display_(std::move(display)) {}
 
-bool CollectingReporter::ReportContext(const Context& context) { return display_->ReportContext(context); }
+bool CollectingReporter::ReportContext(const Context& context) {
+  return display_->ReportContext(context);
+}
 
 void CollectingReporter::ReportRuns(const std::vector<Run>& runs) {
   for (const Run& run : runs) {
@@ -164,7 +170,8 @@ void CollectingReporter::ReportRuns(const std::vector<Run>& runs) {
     };
     for (const auto& [counter, value] : run.counters) record(counter, value.value);
     // Thread CPU time per iteration (all threads' CPU time / all threads' iterations).
-    record(kCpuNsPerIteration, run.GetAdjustedCPUTime() / benchmark::GetTimeUnitMultiplier(run.time_unit) * 1e9);
+    record(kCpuNsPerIteration,
+           run.GetAdjustedCPUTime() / benchmark::GetTimeUnitMultiplier(run.time_unit) * 1e9);
   }
   display_->ReportRuns(runs);
 }
@@ -193,15 +200,17 @@ void print_ratio_table(const CollectingReporter& results, std::FILE* out) {
     return 1e9 / *ips;
   };
 
-  std::fprintf(out, "\nRatio table (vmspace rows against baselines and targets of docs/performance.md)\n");
+  std::fprintf(
+      out, "\nRatio table (vmspace rows against baselines and targets of docs/performance.md)\n");
   // Other processes distort every number on a 2-vCPU machine: say how busy it was.
   if (std::FILE* f = std::fopen("/proc/loadavg", "r")) {
     double one = 0;
     double five = 0;
     if (std::fscanf(f, "%lf %lf", &one, &five) == 2) {
       const unsigned cpus = std::max(1u, std::thread::hardware_concurrency());
-      std::fprintf(out, "host load average %.2f (1 min) %.2f (5 min) on %u CPUs%s\n", one, five, cpus,
-                   one > 0.5 * cpus + 1 ? ": busy machine, expect inflated times and low 2T/1T ratios" : "");
+      std::fprintf(
+          out, "host load average %.2f (1 min) %.2f (5 min) on %u CPUs%s\n", one, five, cpus,
+          one > 0.5 * cpus + 1 ? ": busy machine, expect inflated times and low 2T/1T ratios" : "");
     }
     std::fclose(f);
   }
@@ -232,7 +241,8 @@ void print_ratio_table(const CollectingReporter& results, std::FILE* out) {
     } else {
       auto vm = ns_of(r.row);
       auto base = ns_of(r.baseline);
-      ran = vm.has_value() && (base.has_value() || r.check == Check::NsAtMost || r.check == Check::Info);
+      ran = vm.has_value() &&
+            (base.has_value() || r.check == Check::NsAtMost || r.check == Check::Info);
       if (vm) subject = format_ns(*vm);
       if (base) baseline = std::string(r.baseline_label) + " " + format_ns(*base);
       if (ran) {
@@ -289,7 +299,8 @@ void print_ratio_table(const CollectingReporter& results, std::FILE* out) {
       header = true;
     }
     std::fprintf(out, "  %-40s 1T %s  2T %s  -> %s if each thread had a core\n", r.metric,
-                 format_ns(*one).c_str(), format_ns(*two).c_str(), format_x(2 * *one / *two).c_str());
+                 format_ns(*one).c_str(), format_ns(*two).c_str(),
+                 format_x(2 * *one / *two).c_str());
   }
   for (const char* note : kNotes) std::fprintf(out, "  %s\n", note);
 }

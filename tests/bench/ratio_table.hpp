@@ -28,7 +28,8 @@ class CollectingReporter final : public benchmark::BenchmarkReporter {
   // "BM_CursorProtect4K/pages:1" — run with `threads` threads: the "median" aggregate when
   // repetitions produced one, else the median of the reported repetitions. nullopt if the row
   // did not run (filtered out or failed) or has no such counter.
-  std::optional<double> median(const std::string& name, int threads, const std::string& counter) const;
+  std::optional<double> median(const std::string& name, int threads,
+                               const std::string& counter) const;
 
  private:
   struct Samples {

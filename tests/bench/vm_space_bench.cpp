@@ -47,11 +47,12 @@ struct BenchSpace {
 
 BenchSpace& bench_space() {
   static BenchSpace* s = [] {
-    auto* b = new BenchSpace{take_ok(VmSpace::create(), "VmSpace::create"), host_buffer(std::byte{0x5a}),
-                             host_buffer(std::byte{0})};
+    auto* b = new BenchSpace{take_ok(VmSpace::create(), "VmSpace::create"),
+                             host_buffer(std::byte{0x5a}), host_buffer(std::byte{0})};
     auto guard = disable_preempt();
     {
-      auto c = take_ok(b->space->cursor_mut(guard, {kCopyBase, kCopyBase + kCopyMaxBytes}), "copy cursor");
+      auto c = take_ok(b->space->cursor_mut(guard, {kCopyBase, kCopyBase + kCopyMaxBytes}),
+                       "copy cursor");
       for (std::size_t off = 0; off < kCopyMaxBytes; off += kPageSize) {
         auto frame = take_ok(FrameAllocOptions().alloc_frame(), "copy frame");
         check(c.map(UFrame(std::move(frame)), kUserRw).has_value(), "copy map");
@@ -59,8 +60,10 @@ BenchSpace& bench_space() {
     }
     const auto& pool = frame_pool();
     const std::uint64_t n = walk_pages();
-    auto c = take_ok(b->space->cursor_mut(guard, {kWalkBase, kWalkBase + n * kPageSize}), "walk cursor");
-    for (std::uint64_t i = 0; i < n; ++i) check(c.map(UFrame(pool[i % pool.size()]), kUserRw).has_value(), "walk map");
+    auto c =
+        take_ok(b->space->cursor_mut(guard, {kWalkBase, kWalkBase + n * kPageSize}), "walk cursor");
+    for (std::uint64_t i = 0; i < n; ++i)
+      check(c.map(UFrame(pool[i % pool.size()]), kUserRw).has_value(), "walk map");
     return b;
   }();
   return *s;
@@ -137,7 +140,8 @@ void BM_Baseline_Memcpy(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * n * bytes));
 }
 
-#define VMS_COPY_SIZES ->ArgName("bytes")->Arg(64)->Arg(4096)->Arg(128 << 10)->Arg(64 << 20)->UseManualTime()
+#define VMS_COPY_SIZES \
+  ->ArgName("bytes")->Arg(64)->Arg(4096)->Arg(128 << 10)->Arg(64 << 20)->UseManualTime()
 BENCHMARK(BM_ReaderCopy) VMS_COPY_SIZES;
 BENCHMARK(BM_WriterCopy) VMS_COPY_SIZES;
 BENCHMARK(BM_Baseline_Memcpy) VMS_COPY_SIZES;
@@ -164,15 +168,18 @@ void translate_rows(benchmark::State& state, bool hits) {
       for (std::size_t k = 0; k < kFastOpsPerBatch; ++k, ++i) {
         const Vaddr va = hits ? kCopyBase + (i % 64) * kPageSize : random.next();
         auto pa = mmu_translate(guard, va, PageFaultAccess::Read);
-        if (!pa) [[unlikely]] fail("mmu_translate");
+        if (!pa) [[unlikely]]
+          fail("mmu_translate");
         benchmark::DoNotOptimize(*pa);
       }
     });
   }
   const TlbStats after = tlb_stats(cpu);
   timer.report();
-  const double lookups = static_cast<double>((after.hits - before.hits) + (after.misses - before.misses));
-  state.counters["tlb_hit_rate"] = lookups > 0 ? static_cast<double>(after.hits - before.hits) / lookups : 0;
+  const double lookups =
+      static_cast<double>((after.hits - before.hits) + (after.misses - before.misses));
+  state.counters["tlb_hit_rate"] =
+      lookups > 0 ? static_cast<double>(after.hits - before.hits) / lookups : 0;
 }
 void BM_TranslateTlbHit(benchmark::State& state) { translate_rows(state, true); }
 void BM_TranslateTlbMiss(benchmark::State& state) { translate_rows(state, false); }
@@ -209,7 +216,8 @@ void BM_UnmapDispatch512(benchmark::State& state) {
       auto guard = disable_preempt();
       auto c = take_ok(b.space->cursor_mut(guard, range), "map cursor");
       for (std::size_t i = 0; i < kBatchPages; ++i) {
-        check(c.map(UFrame(take_ok(FrameAllocOptions().zeroed(false).alloc_frame(), "frame")), kUserRw)
+        check(c.map(UFrame(take_ok(FrameAllocOptions().zeroed(false).alloc_frame(), "frame")),
+                    kUserRw)
                   .has_value(),
               "map");
       }
@@ -229,7 +237,8 @@ void BM_UnmapDispatch512(benchmark::State& state) {
   timer.report();
   std::thread([&] {
     auto binding = CpuBinding::bind(other);
-    check(binding.has_value() && VmSpace::deactivate_current().has_value(), "deactivate the second CPU");
+    check(binding.has_value() && VmSpace::deactivate_current().has_value(),
+          "deactivate the second CPU");
   }).join();
 }
 BENCHMARK(BM_UnmapDispatch512)->UseManualTime();

@@ -59,21 +59,32 @@ constexpr std::int64_t k2M = static_cast<std::int64_t>(kSz2M);
 
 // Offsets from the interesting points of a config's range (docs/spec_cases.md, "Random generation":
 // 2 MiB boundaries near ends).
-constexpr std::uint64_t kOffsets[] = {0,           kSz4K,           2 * kSz4K, kSz2M - kSz4K, kSz2M,
-                                      kSz2M + kSz4K, 2 * kSz2M,     2 * kSz2M + 2 * kSz4K, kSz1G - kSz2M,
+constexpr std::uint64_t kOffsets[] = {0,
+                                      kSz4K,
+                                      2 * kSz4K,
+                                      kSz2M - kSz4K,
+                                      kSz2M,
+                                      kSz2M + kSz4K,
+                                      2 * kSz2M,
+                                      2 * kSz2M + 2 * kSz4K,
+                                      kSz1G - kSz2M,
                                       3 * kSz4K};
-constexpr std::uint64_t kRangeLens[] = {kSz4K, 2 * kSz4K,          4 * kSz4K, kSz2M,     kSz2M + kSz4K,
-                                        2 * kSz2M, 3 * kSz2M,      kSz1G,     kSz1G + kSz2M, kSz512G,
-                                        0,     kSz4K + 1};
+constexpr std::uint64_t kRangeLens[] = {kSz4K,         2 * kSz4K, 4 * kSz4K, kSz2M,
+                                        kSz2M + kSz4K, 2 * kSz2M, 3 * kSz2M, kSz1G,
+                                        kSz1G + kSz2M, kSz512G,   0,         kSz4K + 1};
 
 Vaddr point(ByteReader& in, const check::ModelConfig& cfg) {
   const std::uint8_t b = in.byte();
   const std::uint64_t off = kOffsets[(b >> 2) % std::size(kOffsets)];
   switch (b & 3) {
-    case 0: return cfg.first + off;
-    case 1: return cfg.first + kSz1G + off;
-    case 2: return cfg.first + kSz512G + off;
-    default: return cfg.last + 1 - (off == 0 ? kSz2M : off);
+    case 0:
+      return cfg.first + off;
+    case 1:
+      return cfg.first + kSz1G + off;
+    case 2:
+      return cfg.first + kSz512G + off;
+    default:
+      return cfg.last + 1 - (off == 0 ? kSz2M : off);
   }
 }
 
@@ -82,46 +93,66 @@ VaRange range(ByteReader& in, const check::ModelConfig& cfg) {
   Vaddr start = point(in, cfg);
   if ((shape & 0x1f) == 0x1f) start += 1;  // unaligned
   switch ((shape >> 5) % 8) {
-    case 0: return VaRange{start, point(in, cfg)};  // may be empty or reversed
-    case 1: return VaRange{start, cfg.last + 1};     // to the end of the config's range
-    default: return VaRange{start, start + in.pick(kRangeLens)};
+    case 0:
+      return VaRange{start, point(in, cfg)};  // may be empty or reversed
+    case 1:
+      return VaRange{start, cfg.last + 1};  // to the end of the config's range
+    default:
+      return VaRange{start, start + in.pick(kRangeLens)};
   }
 }
 
 LenSpec len(ByteReader& in) {
   using B = LenSpec::Base;
-  static constexpr LenSpec kLens[] = {
-      {B::Fixed, 0, 0},      {B::Fixed, kSz4K, 0},       {B::Fixed, 2 * kSz4K, 0},  {B::Fixed, kSz2M, 0},
-      {B::Fixed, kSz2M, -k4K}, {B::Fixed, kSz2M, k4K},   {B::Fixed, kSz1G, 0},      {B::Rest, 0, 0},
-      {B::Rest, 0, -k4K},    {B::Rest, 0, k4K},          {B::ToBoundary, kSz2M, 0}, {B::ToBoundary, kSz2M, k4K},
-      {B::ToBoundary, kSz1G, 0}, {B::Fixed, kSz4K - 1, 0}, {B::Fixed, 0, -k4K},   {B::Rest, 0, 0}};
+  static constexpr LenSpec kLens[] = {{B::Fixed, 0, 0},          {B::Fixed, kSz4K, 0},
+                                      {B::Fixed, 2 * kSz4K, 0},  {B::Fixed, kSz2M, 0},
+                                      {B::Fixed, kSz2M, -k4K},   {B::Fixed, kSz2M, k4K},
+                                      {B::Fixed, kSz1G, 0},      {B::Rest, 0, 0},
+                                      {B::Rest, 0, -k4K},        {B::Rest, 0, k4K},
+                                      {B::ToBoundary, kSz2M, 0}, {B::ToBoundary, kSz2M, k4K},
+                                      {B::ToBoundary, kSz1G, 0}, {B::Fixed, kSz4K - 1, 0},
+                                      {B::Fixed, 0, -k4K},       {B::Rest, 0, 0}};
   return in.pick(kLens);
 }
 
 AddrSpec jump_target(ByteReader& in, const check::ModelConfig& cfg) {
   using B = AddrSpec::Base;
-  static constexpr AddrSpec kTargets[] = {
-      {B::Start, 0, 0},          {B::Start, 0, -k4K},          {B::Start, 0, k2M + 2 * k4K},
-      {B::End, 0, 0},            {B::End, 0, -k4K},            {B::End, 0, -k2M},
-      {B::Cur, 0, k4K},          {B::Cur, 0, -k4K},            {B::Cur, 0, 1},
-      {B::NextBoundary, kSz2M, 0}, {B::NextBoundary, kSz2M, k4K}, {B::NextBoundary, kSz1G, 0},
-      {B::NextBoundary, kSz512G, 0}, {B::Start, 0, k2M},       {B::Start, 0, k4K}};
+  static constexpr AddrSpec kTargets[] = {{B::Start, 0, 0},
+                                          {B::Start, 0, -k4K},
+                                          {B::Start, 0, k2M + 2 * k4K},
+                                          {B::End, 0, 0},
+                                          {B::End, 0, -k4K},
+                                          {B::End, 0, -k2M},
+                                          {B::Cur, 0, k4K},
+                                          {B::Cur, 0, -k4K},
+                                          {B::Cur, 0, 1},
+                                          {B::NextBoundary, kSz2M, 0},
+                                          {B::NextBoundary, kSz2M, k4K},
+                                          {B::NextBoundary, kSz1G, 0},
+                                          {B::NextBoundary, kSz512G, 0},
+                                          {B::Start, 0, k2M},
+                                          {B::Start, 0, k4K}};
   const std::uint8_t b = in.byte();
   if (b == 0xff) return AddrSpec{B::Abs, point(in, cfg), 0};
   return kTargets[b % std::size(kTargets)];
 }
 
 PageProperty prop(ByteReader& in) {
-  static constexpr PageFlags kFlags[] = {PageFlags::RW,  PageFlags::R,    PageFlags::RWX,
-                                         PageFlags::RX,  PageFlags::None, PageFlags::W,
+  static constexpr PageFlags kFlags[] = {PageFlags::RW,
+                                         PageFlags::R,
+                                         PageFlags::RWX,
+                                         PageFlags::RX,
+                                         PageFlags::None,
+                                         PageFlags::W,
                                          PageFlags::RW | PageFlags::ACCESSED | PageFlags::DIRTY,
-                                         PageFlags::R | PageFlags::AVAIL2, static_cast<PageFlags>(0x21)};
-  static constexpr CachePolicy kCaches[] = {CachePolicy::Writeback, CachePolicy::Writeback, CachePolicy::Uncacheable,
-                                            CachePolicy::WriteCombining, CachePolicy::Writethrough,
-                                            CachePolicy::WriteProtected};
-  static constexpr PrivilegedPageFlags kPriv[] = {PrivilegedPageFlags::None, PrivilegedPageFlags::USER,
-                                                  PrivilegedPageFlags::GLOBAL, PrivilegedPageFlags::AVAIL1,
-                                                  PrivilegedPageFlags::SHARED};
+                                         PageFlags::R | PageFlags::AVAIL2,
+                                         static_cast<PageFlags>(0x21)};
+  static constexpr CachePolicy kCaches[] = {CachePolicy::Writeback,    CachePolicy::Writeback,
+                                            CachePolicy::Uncacheable,  CachePolicy::WriteCombining,
+                                            CachePolicy::Writethrough, CachePolicy::WriteProtected};
+  static constexpr PrivilegedPageFlags kPriv[] = {
+      PrivilegedPageFlags::None, PrivilegedPageFlags::USER, PrivilegedPageFlags::GLOBAL,
+      PrivilegedPageFlags::AVAIL1, PrivilegedPageFlags::SHARED};
   PageProperty p;
   p.flags = in.pick(kFlags);
   p.cache = in.pick(kCaches);
@@ -131,13 +162,14 @@ PageProperty prop(ByteReader& in) {
 
 ProtSpec prot(ByteReader& in) {
   static constexpr PageFlags kKeep[] = {PageFlags::None, PageFlags::RWX, PageFlags::R};
-  static constexpr PageFlags kAdd[] = {PageFlags::R, PageFlags::RW, PageFlags::RX, PageFlags::None, PageFlags::W};
+  static constexpr PageFlags kAdd[] = {PageFlags::R, PageFlags::RW, PageFlags::RX, PageFlags::None,
+                                       PageFlags::W};
   static constexpr CachePolicy kCaches[] = {CachePolicy::Uncacheable, CachePolicy::WriteCombining,
                                             CachePolicy::WriteProtected, CachePolicy::Writethrough,
                                             CachePolicy::Writeback};
-  static constexpr PrivilegedPageFlags kToggle[] = {PrivilegedPageFlags::None, PrivilegedPageFlags::None,
-                                                    PrivilegedPageFlags::USER, PrivilegedPageFlags::GLOBAL,
-                                                    PrivilegedPageFlags::AVAIL1, PrivilegedPageFlags::SHARED};
+  static constexpr PrivilegedPageFlags kToggle[] = {
+      PrivilegedPageFlags::None,   PrivilegedPageFlags::None,   PrivilegedPageFlags::USER,
+      PrivilegedPageFlags::GLOBAL, PrivilegedPageFlags::AVAIL1, PrivilegedPageFlags::SHARED};
   ProtSpec p;
   p.keep = in.pick(kKeep);
   p.add = in.pick(kAdd);
@@ -151,9 +183,9 @@ ProtSpec prot(ByteReader& in) {
 PtOp decode_op(ByteReader& in, const PtModel& m) {
   using K = PtOp::Kind;
   const check::ModelConfig& cfg = m.model.config();
-  static constexpr K kKinds[] = {K::Open, K::Nested, K::Close,   K::Query,   K::FindNext,     K::Jump,
-                                 K::Map,  K::Map,    K::Unmap,   K::TakeNext, K::Protect,     K::ProtectRange,
-                                 K::Jump, K::Map};
+  static constexpr K kKinds[] = {K::Open,    K::Nested,       K::Close, K::Query, K::FindNext,
+                                 K::Jump,    K::Map,          K::Map,   K::Unmap, K::TakeNext,
+                                 K::Protect, K::ProtectRange, K::Jump,  K::Map};
   PtOp op;
   op.kind = in.pick(kKinds);
   switch (op.kind) {
@@ -167,13 +199,17 @@ PtOp decode_op(ByteReader& in, const PtModel& m) {
     }
     case K::FindNext:
     case K::Unmap:
-    case K::TakeNext: op.len = len(in); break;
+    case K::TakeNext:
+      op.len = len(in);
+      break;
     case K::Protect:
     case K::ProtectRange:
       op.len = len(in);
       op.prot = prot(in);
       break;
-    case K::Jump: op.addr = jump_target(in, cfg); break;
+    case K::Jump:
+      op.addr = jump_target(in, cfg);
+      break;
     case K::Map: {
       const std::uint8_t b = in.byte();
       // Mostly levels 1..highest; sometimes one too high or 0.
@@ -188,13 +224,16 @@ PtOp decode_op(ByteReader& in, const PtModel& m) {
       break;
     }
     case K::Close:
-    case K::Query: break;
+    case K::Query:
+      break;
   }
   return op;
 }
 
-[[noreturn]] void fail(const std::string& format, const std::string& trace, const std::string& what) {
-  std::fprintf(stderr, "vmspace-fuzz: model mismatch on %s\nops:\n%s%s\n", format.c_str(), trace.c_str(), what.c_str());
+[[noreturn]] void fail(const std::string& format, const std::string& trace,
+                       const std::string& what) {
+  std::fprintf(stderr, "vmspace-fuzz: model mismatch on %s\nops:\n%s%s\n", format.c_str(),
+               trace.c_str(), what.c_str());
   std::fflush(stderr);
   std::abort();
 }
@@ -212,7 +251,8 @@ void run(const char* format, ByteReader& in) {
     StateCheckOptions full;
     full.kernel_refs = &kernel_table_refs();
     auto full_check = [&](const char* when) {
-      if (auto d = check_state(m, s, full); !d.empty()) fail(format, trace.str(), std::string(when) + ":\n" + d);
+      if (auto d = check_state(m, s, full); !d.empty())
+        fail(format, trace.str(), std::string(when) + ":\n" + d);
     };
     for (std::size_t n = 0; n < kMaxOps && !in.empty(); ++n) {
       const PtOp op = decode_op(in, m);
@@ -250,11 +290,22 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (size == 0) return 0;
   ByteReader in(data, size);
   switch (in.byte() % 5) {
-    case 0: run<RawPtConfig<X86_64Pte, 3>>("x86-64 (1 GiB leaves)", in); break;
-    case 1: run<RawPtConfig<X86_64Pte, 2, false>>("x86-64 kernel-style (2 MiB leaves, top level pinned)", in); break;
-    case 2: run<RawPtConfig<RiscvSv48Pte, 4>>("riscv-sv48 (512 GiB leaves)", in); break;
-    case 3: run<RawPtConfig<RiscvSv39Pte, 3>>("riscv-sv39 (1 GiB leaves)", in); break;
-    default: run<RawPtConfig<Aarch64Pte, 3>>("aarch64 (1 GiB leaves)", in); break;
+    case 0:
+      run<RawPtConfig<X86_64Pte, 3>>("x86-64 (1 GiB leaves)", in);
+      break;
+    case 1:
+      run<RawPtConfig<X86_64Pte, 2, false>>("x86-64 kernel-style (2 MiB leaves, top level pinned)",
+                                            in);
+      break;
+    case 2:
+      run<RawPtConfig<RiscvSv48Pte, 4>>("riscv-sv48 (512 GiB leaves)", in);
+      break;
+    case 3:
+      run<RawPtConfig<RiscvSv39Pte, 3>>("riscv-sv39 (1 GiB leaves)", in);
+      break;
+    default:
+      run<RawPtConfig<Aarch64Pte, 3>>("aarch64 (1 GiB leaves)", in);
+      break;
   }
   return 0;
 }

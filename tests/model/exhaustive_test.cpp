@@ -57,7 +57,8 @@ std::vector<PtOp> alphabet() {
     PtOp op;
     op.kind = kind;
     op.len = len;
-    op.prot = ProtSpec{PageFlags::None, PageFlags::R, false, CachePolicy::Writeback, PrivilegedPageFlags::None};
+    op.prot = ProtSpec{PageFlags::None, PageFlags::R, false, CachePolicy::Writeback,
+                       PrivilegedPageFlags::None};
     ops.push_back(op);
   };
   const LenSpec page{LenSpec::Base::Fixed, kSz4K, 0};
@@ -89,7 +90,8 @@ std::vector<PtOp> alphabet() {
 // so the state after each op of a longer sequence is checked as the last state of its prefix
 // (ops are deterministic), and checking it again would only multiply the cost. The prefix's
 // own states are checked when `check_prefix` is set (once per prefix).
-std::string run_sequence(const std::vector<PtOp>& prefix, const std::vector<PtOp>& seq, bool check_prefix) {
+std::string run_sequence(const std::vector<PtOp>& prefix, const std::vector<PtOp>& seq,
+                         bool check_prefix) {
   PtModel m(check::model_config<Config>());
   auto s = PtSystem<Config>::create();
   std::ostringstream trace;

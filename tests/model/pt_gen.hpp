@@ -19,13 +19,14 @@ template <class T>
 rc::Gen<T> weighted(std::vector<std::pair<std::size_t, T>> choices) {
   std::size_t total = 0;
   for (const auto& c : choices) total += c.first;
-  return rc::gen::map(rc::gen::inRange<std::size_t>(0, total), [choices = std::move(choices)](std::size_t x) {
-    for (const auto& c : choices) {
-      if (x < c.first) return c.second;
-      x -= c.first;
-    }
-    return choices.back().second;
-  });
+  return rc::gen::map(rc::gen::inRange<std::size_t>(0, total),
+                      [choices = std::move(choices)](std::size_t x) {
+                        for (const auto& c : choices) {
+                          if (x < c.first) return c.second;
+                          x -= c.first;
+                        }
+                        return choices.back().second;
+                      });
 }
 
 // An address near one of the interesting boundaries of the config's range: its start, the
@@ -35,20 +36,24 @@ inline rc::Gen<Vaddr> point(const check::ModelConfig& cfg) {
   return rc::gen::exec([=] {
     const int base = *weighted<int>({{8, 0}, {3, 1}, {1, 2}, {3, 3}});
     const std::uint64_t off = *weighted<std::uint64_t>({{4, 0},
-                                                         {2, kSz4K},
-                                                         {2, 2 * kSz4K},
-                                                         {1, 3 * kSz4K},
-                                                         {2, kSz2M - kSz4K},
-                                                         {3, kSz2M},
-                                                         {2, kSz2M + kSz4K},
-                                                         {2, 2 * kSz2M},
-                                                         {1, 2 * kSz2M + 2 * kSz4K},
-                                                         {1, kSz1G - kSz2M}});
+                                                        {2, kSz4K},
+                                                        {2, 2 * kSz4K},
+                                                        {1, 3 * kSz4K},
+                                                        {2, kSz2M - kSz4K},
+                                                        {3, kSz2M},
+                                                        {2, kSz2M + kSz4K},
+                                                        {2, 2 * kSz2M},
+                                                        {1, 2 * kSz2M + 2 * kSz4K},
+                                                        {1, kSz1G - kSz2M}});
     switch (base) {
-      case 0: return cfg.first + off;
-      case 1: return cfg.first + kSz1G + off;
-      case 2: return cfg.first + kSz512G + off;
-      default: return end - (off == 0 ? kSz2M : off);
+      case 0:
+        return cfg.first + off;
+      case 1:
+        return cfg.first + kSz1G + off;
+      case 2:
+        return cfg.first + kSz512G + off;
+      default:
+        return end - (off == 0 ? kSz2M : off);
     }
   });
 }
@@ -60,40 +65,41 @@ inline rc::Gen<VaRange> range(const check::ModelConfig& cfg) {
     if (*weighted<int>({{30, 0}, {1, 1}}) == 1) start += 1;  // unaligned
     const int kind = *weighted<int>({{85, 0}, {10, 1}, {5, 2}});
     if (kind == 1) return VaRange{start, *point(cfg)};  // may be empty or reversed
-    if (kind == 2) return VaRange{start, end};           // to the end of the config's range
+    if (kind == 2) return VaRange{start, end};          // to the end of the config's range
     const std::uint64_t len = *weighted<std::uint64_t>({{2, kSz4K},
-                                                         {1, 2 * kSz4K},
-                                                         {1, 4 * kSz4K},
-                                                         {4, kSz2M},
-                                                         {2, kSz2M + kSz4K},
-                                                         {4, 2 * kSz2M},
-                                                         {3, 3 * kSz2M},
-                                                         {1, kSz1G},
-                                                         {2, kSz1G + kSz2M},
-                                                         {1, kSz512G},
-                                                         {1, 0},
-                                                         {1, kSz4K + 1}});
+                                                        {1, 2 * kSz4K},
+                                                        {1, 4 * kSz4K},
+                                                        {4, kSz2M},
+                                                        {2, kSz2M + kSz4K},
+                                                        {4, 2 * kSz2M},
+                                                        {3, 3 * kSz2M},
+                                                        {1, kSz1G},
+                                                        {2, kSz1G + kSz2M},
+                                                        {1, kSz512G},
+                                                        {1, 0},
+                                                        {1, kSz4K + 1}});
     return VaRange{start, start + len};
   });
 }
 
 inline rc::Gen<LenSpec> len() {
   using B = LenSpec::Base;
-  return weighted<LenSpec>({{2, {B::Fixed, 0, 0}},
-                            {4, {B::Fixed, kSz4K, 0}},
-                            {2, {B::Fixed, 2 * kSz4K, 0}},
-                            {3, {B::Fixed, kSz2M, 0}},
-                            {1, {B::Fixed, kSz2M, -static_cast<std::int64_t>(kSz4K)}},
-                            {1, {B::Fixed, kSz2M, static_cast<std::int64_t>(kSz4K)}},
-                            {1, {B::Fixed, kSz1G, 0}},
-                            {6, {B::Rest, 0, 0}},
-                            {2, {B::Rest, 0, -static_cast<std::int64_t>(kSz4K)}},
-                            {1, {B::Rest, 0, static_cast<std::int64_t>(kSz4K)}},
-                            {3, {B::ToBoundary, kSz2M, 0}},
-                            {1, {B::ToBoundary, kSz2M, static_cast<std::int64_t>(kSz4K)}},
-                            {1, {B::ToBoundary, kSz1G, 0}},
-                            {1, {B::Fixed, kSz4K - 1, 0}},
-                            {1, {B::Fixed, 0, -static_cast<std::int64_t>(kSz4K)}}});  // 2^64 - 4 KiB
+  return weighted<LenSpec>(
+      {{2, {B::Fixed, 0, 0}},
+       {4, {B::Fixed, kSz4K, 0}},
+       {2, {B::Fixed, 2 * kSz4K, 0}},
+       {3, {B::Fixed, kSz2M, 0}},
+       {1, {B::Fixed, kSz2M, -static_cast<std::int64_t>(kSz4K)}},
+       {1, {B::Fixed, kSz2M, static_cast<std::int64_t>(kSz4K)}},
+       {1, {B::Fixed, kSz1G, 0}},
+       {6, {B::Rest, 0, 0}},
+       {2, {B::Rest, 0, -static_cast<std::int64_t>(kSz4K)}},
+       {1, {B::Rest, 0, static_cast<std::int64_t>(kSz4K)}},
+       {3, {B::ToBoundary, kSz2M, 0}},
+       {1, {B::ToBoundary, kSz2M, static_cast<std::int64_t>(kSz4K)}},
+       {1, {B::ToBoundary, kSz1G, 0}},
+       {1, {B::Fixed, kSz4K - 1, 0}},
+       {1, {B::Fixed, 0, -static_cast<std::int64_t>(kSz4K)}}});  // 2^64 - 4 KiB
 }
 
 inline rc::Gen<AddrSpec> jump_target(const check::ModelConfig& cfg) {
@@ -146,12 +152,16 @@ inline rc::Gen<ProtSpec> prot() {
   return rc::gen::exec([] {
     ProtSpec p;
     p.keep = *weighted<PageFlags>({{3, PageFlags::None}, {3, PageFlags::RWX}, {1, PageFlags::R}});
-    p.add = *weighted<PageFlags>(
-        {{3, PageFlags::R}, {2, PageFlags::RW}, {1, PageFlags::RX}, {1, PageFlags::None}, {1, PageFlags::W}});
+    p.add = *weighted<PageFlags>({{3, PageFlags::R},
+                                  {2, PageFlags::RW},
+                                  {1, PageFlags::RX},
+                                  {1, PageFlags::None},
+                                  {1, PageFlags::W}});
     p.set_cache = *weighted<bool>({{4, false}, {1, true}});
     if (p.set_cache) {
       p.cache = *rc::gen::element(CachePolicy::Uncacheable, CachePolicy::WriteCombining,
-                                  CachePolicy::WriteProtected, CachePolicy::Writethrough, CachePolicy::Writeback);
+                                  CachePolicy::WriteProtected, CachePolicy::Writethrough,
+                                  CachePolicy::Writeback);
     }
     p.toggle = *weighted<PrivilegedPageFlags>({{8, PrivilegedPageFlags::None},
                                                {1, PrivilegedPageFlags::USER},
@@ -172,7 +182,8 @@ inline rc::Gen<PtOp> map_op(const PtModel& m) {
     const VaRange b = m.barrier();
     for (PagingLevel l = 1; l <= cfg.highest_level && l <= m.cursor->guard_level(); ++l) {
       const std::uint64_t size = check::model_page_size(l);
-      if (va < b.end && is_aligned(va, size) && size <= b.end - va) fitting.emplace_back(l == 1 ? 2 : 4, l);
+      if (va < b.end && is_aligned(va, size) && size <= b.end - va)
+        fitting.emplace_back(l == 1 ? 2 : 4, l);
     }
   }
   return rc::gen::exec([=] {
@@ -223,8 +234,12 @@ inline rc::Gen<AddrSpec> jump_at(const PtModel& m) {
   return rc::gen::exec([=] {
     if (!near.empty() && *weighted<bool>({{1, false}, {1, true}})) {
       const check::Mapping mp = *rc::gen::elementOf(near);
-      const std::uint64_t off = *weighted<std::uint64_t>(
-          {{4, 0}, {2, kSz4K}, {1, 2 * kSz4K}, {1, mp.size() - kSz4K}, {1, mp.size()}, {1, mp.size() / 2}});
+      const std::uint64_t off = *weighted<std::uint64_t>({{4, 0},
+                                                          {2, kSz4K},
+                                                          {1, 2 * kSz4K},
+                                                          {1, mp.size() - kSz4K},
+                                                          {1, mp.size()},
+                                                          {1, mp.size() / 2}});
       return AddrSpec{AddrSpec::Base::Abs, mp.va, static_cast<std::int64_t>(off)};
     }
     return *jump_target(cfg);
@@ -256,27 +271,38 @@ inline rc::Gen<PtOp> op(const PtModel& m) {
   std::vector<std::pair<std::size_t, K>> kinds;
   if (va >= barrier.end) {
     kinds = {{4, K::Query}, {30, K::Jump}, {4, K::Close}, {2, K::Nested}, {2, K::FindNext}};
-    if (mut) kinds.insert(kinds.end(), {{3, K::Map}, {2, K::Unmap}, {2, K::Protect}, {1, K::ProtectRange}});
+    if (mut)
+      kinds.insert(kinds.end(),
+                   {{3, K::Map}, {2, K::Unmap}, {2, K::Protect}, {1, K::ProtectRange}});
   } else if (m.model.overlaps(va, barrier.end - 1)) {
     kinds = {{8, K::Query}, {6, K::FindNext}, {8, K::Jump}, {2, K::Close}, {3, K::Nested}};
-    if (mut) kinds.insert(kinds.end(), {{15, K::Map}, {12, K::Unmap}, {12, K::Protect}, {8, K::ProtectRange}});
+    if (mut)
+      kinds.insert(kinds.end(),
+                   {{15, K::Map}, {12, K::Unmap}, {12, K::Protect}, {8, K::ProtectRange}});
   } else {
     kinds = {{6, K::Query}, {4, K::FindNext}, {15, K::Jump}, {2, K::Close}, {3, K::Nested}};
-    if (mut) kinds.insert(kinds.end(), {{30, K::Map}, {4, K::Unmap}, {4, K::Protect}, {2, K::ProtectRange}});
+    if (mut)
+      kinds.insert(kinds.end(),
+                   {{30, K::Map}, {4, K::Unmap}, {4, K::Protect}, {2, K::ProtectRange}});
   }
   return rc::gen::exec([=] {
     const K kind = *weighted(kinds);
     PtOp op;
     switch (kind) {
-      case K::Map: return *map_gen;
+      case K::Map:
+        return *map_gen;
       case K::Unmap:
-      case K::FindNext: op.len = *len_gen; break;
+      case K::FindNext:
+        op.len = *len_gen;
+        break;
       case K::Protect:
       case K::ProtectRange:
         op.len = *len_gen;
         op.prot = *prot();
         break;
-      case K::Jump: op.addr = *jump_gen; break;
+      case K::Jump:
+        op.addr = *jump_gen;
+        break;
       case K::Nested: {
         // Half overlap the held cursor (must fail), half anywhere (the tree decides).
         if (*rc::gen::arbitrary<bool>()) {
@@ -289,7 +315,8 @@ inline rc::Gen<PtOp> op(const PtModel& m) {
         op.try_lock = *rc::gen::arbitrary<bool>();
         break;
       }
-      default: break;
+      default:
+        break;
     }
     op.kind = kind;
     return op;

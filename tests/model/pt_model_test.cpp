@@ -59,14 +59,16 @@ bool run_machine(const std::string& name, int iterations) {
       auto sut = PtSystem<C>::create();
       rc::state::check(initial, sut, [](const PtModel& m) {
         return rc::gen::map(gen::op(m), [](const PtOp& op) {
-          return std::shared_ptr<const rc::state::Command<PtModel, PtSystem<C>>>(std::make_shared<PtCommand<C>>(op));
+          return std::shared_ptr<const rc::state::Command<PtModel, PtSystem<C>>>(
+              std::make_shared<PtCommand<C>>(op));
         });
       });
     }
     rcu_barrier();
     RC_ASSERT(global_frame_allocator().free_bytes() == free_before);
   });
-  if (std::getenv("VMSPACE_MODEL_STATS") != nullptr) std::cerr << "outcomes:\n" << format_op_stats();
+  if (std::getenv("VMSPACE_MODEL_STATS") != nullptr)
+    std::cerr << "outcomes:\n" << format_op_stats();
   return ok;
 }
 
@@ -77,13 +79,15 @@ TEST_SUITE("model") {
     CHECK(run_machine<RawPtConfig<X86_64Pte, 3>>("x86-64, leaves up to 1 GiB", 100));
   }
   TEST_CASE("pt_model_x86_64_kernel_style") {
-    CHECK(run_machine<RawPtConfig<X86_64Pte, 2, false>>("x86-64, leaves up to 2 MiB, top level pinned", 100));
+    CHECK(run_machine<RawPtConfig<X86_64Pte, 2, false>>(
+        "x86-64, leaves up to 2 MiB, top level pinned", 100));
   }
   TEST_CASE("pt_model_riscv_sv48") {
     CHECK(run_machine<RawPtConfig<RiscvSv48Pte, 4>>("riscv-sv48, leaves up to 512 GiB", 100));
   }
   TEST_CASE("pt_model_riscv_sv39") {
-    CHECK(run_machine<RawPtConfig<RiscvSv39Pte, 3>>("riscv-sv39, leaves up to 1 GiB (root level)", 100));
+    CHECK(run_machine<RawPtConfig<RiscvSv39Pte, 3>>("riscv-sv39, leaves up to 1 GiB (root level)",
+                                                    100));
   }
   TEST_CASE("pt_model_aarch64") {
     CHECK(run_machine<RawPtConfig<Aarch64Pte, 3>>("aarch64, leaves up to 1 GiB", 100));

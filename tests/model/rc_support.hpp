@@ -60,14 +60,16 @@ bool rc_check(const std::string& name, int default_iterations, Testable&& proper
   if (const char* s = internal::env("VMSPACE_MODEL_SEED")) {
     params.seed = std::strtoull(s, nullptr, 0);
   } else if (!internal::rc_params_set("seed")) {
-    if (const char* ci = internal::env("VMSPACE_MODEL_CI_SEED")) params.seed = std::strtoull(ci, nullptr, 0);
+    if (const char* ci = internal::env("VMSPACE_MODEL_CI_SEED"))
+      params.seed = std::strtoull(ci, nullptr, 0);
   }
   std::cerr << "- " << name << " (seed=" << params.seed << " max_success=" << params.maxSuccess
             << " max_size=" << params.maxSize << ")" << std::endl;
   TestMetadata metadata;
   metadata.id = name;
   metadata.description = name;
-  const TestResult result = checkProperty(toProperty(std::forward<Testable>(property)), metadata, params);
+  const TestResult result =
+      checkProperty(toProperty(std::forward<Testable>(property)), metadata, params);
   printResultMessage(result, std::cerr);
   std::cerr << std::endl;
   return result.template is<SuccessResult>();

@@ -58,7 +58,8 @@ TEST_SUITE("model") {
     REQUIRE(model.map(Mapping{kSz1G, 3, kSz1G, props[0]}));
     CHECK(diff_text(model, pt).empty());
     for (std::uint64_t index = 0; index < 8; ++index) {
-      const std::uint64_t raw = 0x40000000 | (index << 2) | Aarch64Pte::kAf | 0b01;  // a level-2 block
+      const std::uint64_t raw =
+          0x40000000 | (index << 2) | Aarch64Pte::kAf | 0b01;  // a level-2 block
       const PteScalar s = Aarch64Pte::decode(raw, 2);
       CHECK(s.is_mapped());
     }
@@ -90,7 +91,8 @@ TEST_SUITE("model") {
     CHECK(*r == std::optional<VaRange>(VaRange{v + 0x1000, v + 0x2000}));
   }
 
-  TEST_CASE_TEMPLATE("regression_unencodable_property_is_refused_and_changes_nothing", P, ALL_FORMATS) {
+  TEST_CASE_TEMPLATE("regression_unencodable_property_is_refused_and_changes_nothing", P,
+                     ALL_FORMATS) {
     // x86 cannot encode WriteProtected, RISC-V neither it nor Writethrough, AArch64 and RISC-V
     // not SHARED: map and protect_next refuse with InvalidItem and change nothing (OSTD panics).
     boot_for_models();
@@ -102,7 +104,8 @@ TEST_SUITE("model") {
       const PageProperty p = PageProperty::new_user(PageFlags::RW, cache);
       if (!P::can_encode(p)) bad.push_back(p);
     }
-    const PageProperty shared = PageProperty::new_with(PageFlags::RW, CachePolicy::Writeback, PrivilegedPageFlags::SHARED);
+    const PageProperty shared =
+        PageProperty::new_with(PageFlags::RW, CachePolicy::Writeback, PrivilegedPageFlags::SHARED);
     if (!P::can_encode(shared)) bad.push_back(shared);
     REQUIRE_FALSE(bad.empty());
     auto g = disable_preempt();
@@ -115,7 +118,8 @@ TEST_SUITE("model") {
     REQUIRE(model.map(Mapping{0, 1, 0x1000, kRw}));
     REQUIRE(c.jump(0).has_value());
     for (const PageProperty& p : bad) {
-      CHECK(error_of(c.protect_next(kPageSize, [&](PageProperty& q) { q = p; })) == PageTableError::InvalidItem);
+      CHECK(error_of(c.protect_next(kPageSize, [&](PageProperty& q) { q = p; })) ==
+            PageTableError::InvalidItem);
       CHECK(c.virt_addr() == 0);
     }
     CHECK(diff_text(model, pt).empty());
@@ -131,12 +135,15 @@ TEST_SUITE("model") {
     const Vaddr va = kKernelBaseVaddr + kSz1G;  // outside the (private table's empty) linear map
     DynFrame frame(FrameAllocOptions().alloc_frame().value());
     const Paddr fpa = frame.paddr();
-    const PageProperty prop = PageProperty::new_with(PageFlags::RW, CachePolicy::Writeback, PrivilegedPageFlags::GLOBAL);
-    const PageProperty with_avail1{prop.flags, prop.cache, prop.priv_flags | PrivilegedPageFlags::AVAIL1};
+    const PageProperty prop =
+        PageProperty::new_with(PageFlags::RW, CachePolicy::Writeback, PrivilegedPageFlags::GLOBAL);
+    const PageProperty with_avail1{prop.flags, prop.cache,
+                                   prop.priv_flags | PrivilegedPageFlags::AVAIL1};
     // Conversions.
     const RawItem raw = KernelPtConfig::item_raw_info(KernelItem::tracked(frame, with_avail1));
     CHECK(raw.prop == with_avail1);
-    const RawItem raw_u = KernelPtConfig::item_raw_info(KernelItem::untracked(kSz2M, 2, with_avail1));
+    const RawItem raw_u =
+        KernelPtConfig::item_raw_info(KernelItem::untracked(kSz2M, 2, with_avail1));
     CHECK(raw_u.prop == prop);
     CHECK_FALSE(KernelPtConfig::item_from_raw(raw_u).is_tracked());
     {
@@ -194,7 +201,8 @@ TEST_SUITE("model") {
       // A range flush removes every entry overlapping the range (vostd's model: only r.start).
       auto g = disable_preempt();
       auto c = s->cursor_mut(g, VaRange{v, v + 4 * kPageSize}).value();
-      c.flusher().issue_tlb_flush(TlbFlushOp::for_range(VaRange{v + kPageSize, v + 3 * kPageSize}).value());
+      c.flusher().issue_tlb_flush(
+          TlbFlushOp::for_range(VaRange{v + kPageSize, v + 3 * kPageSize}).value());
       c.flusher().dispatch_tlb_flush();
     }
     CHECK(misses_for({0, 3}) == 0);

@@ -137,7 +137,8 @@ TEST_SUITE("model") {
 
   // ---- overlap and duplicates (items 46, 47, 49) ----
 
-  TEST_CASE_TEMPLATE("regression_d3_46_overlapping_maps_are_refused_and_change_nothing", P, ALL_FORMATS) {
+  TEST_CASE_TEMPLATE("regression_d3_46_overlapping_maps_are_refused_and_change_nothing", P,
+                     ALL_FORMATS) {
     boot_for_models();
     using C = RawPtConfig<P>;
     auto pt = new_table<C>();
@@ -157,7 +158,8 @@ TEST_SUITE("model") {
     REQUIRE(c.jump(v2m + 0x1000).has_value());
     CHECK(error_of(c.map(RawItem{0x9000, 1, kRw})) == PageTableError::AlreadyMapped);  // huge above
     REQUIRE(c.jump(v).has_value());
-    CHECK(error_of(c.map(RawItem{0x7000, 1, kRw})) == PageTableError::AlreadyMapped);  // identical twice
+    CHECK(error_of(c.map(RawItem{0x7000, 1, kRw})) ==
+          PageTableError::AlreadyMapped);  // identical twice
     CHECK(c.virt_addr() == v);
     CHECK(diff_text(model, pt).empty());
   }
@@ -171,7 +173,7 @@ TEST_SUITE("model") {
     map_frame(*s.space, 0x10000, f);
     map_frame(*s.space, 0x20000, f);
     auto other = VmSpace::create().value();
-    map_frame(*other, 0x10000, f);  // the same frame at the same address in a second space
+    map_frame(*other, 0x10000, f);    // the same frame at the same address in a second space
     CHECK(f.reference_count() == 4);  // 1 handle + 3 PTEs
     {
       check::CheckReport report;

@@ -7,7 +7,7 @@ TEST_SUITE("model") {
 
   TEST_CASE("regression_d3_37_reader_writer_range_bounds") {
     ActiveSpace s;
-    const Vaddr top = kMaxUserspaceVaddr;  // 0x7FFF_FFFF_F000
+    const Vaddr top = kMaxUserspaceVaddr;                // 0x7FFF_FFFF_F000
     CHECK(s->reader(0x1000, top - 0x1000).has_value());  // ends exactly at MAX_USERSPACE_VADDR
     CHECK(s->writer(0x1000, top - 0x1000).has_value());
     CHECK(error_of(s->reader(0x1000, top - 0x1000 + 1)) == Error::AccessDenied);
@@ -31,7 +31,8 @@ TEST_SUITE("model") {
     CHECK(error_of(other->writer(0x1000, 8)) == Error::AccessDenied);
   }
 
-  TEST_CASE_TEMPLATE("regression_ostd_1285_and_3580_cursor_ranges_never_underflow", P, ALL_FORMATS) {
+  TEST_CASE_TEMPLATE("regression_ostd_1285_and_3580_cursor_ranges_never_underflow", P,
+                     ALL_FORMATS) {
     // OSTD #1285: va.end == 0 underflowed `end - 1`; #3580 / vostd #603: `2..0` and other
     // reversed ranges did the same in is_valid_range. Every bad range is an error, in vostd's
     // order (InvalidVaddrRange before UnalignedVaddr).
@@ -52,7 +53,8 @@ TEST_SUITE("model") {
     CHECK(open(0, end + kPageSize) == PageTableError::InvalidVaddrRange);
     CHECK(open(end - kPageSize, end) == std::nullopt);
     CHECK(open(end, end + kPageSize) == PageTableError::InvalidVaddrRange);
-    CHECK(open(0xffff'8000'0000'0000ULL, 0xffff'8000'0000'1000ULL) == PageTableError::InvalidVaddrRange);
+    CHECK(open(0xffff'8000'0000'0000ULL, 0xffff'8000'0000'1000ULL) ==
+          PageTableError::InvalidVaddrRange);
     CHECK(open(UINT64_MAX - 0xfff, 0) == PageTableError::InvalidVaddrRange);
   }
 
@@ -61,7 +63,8 @@ TEST_SUITE("model") {
     auto space = VmSpace::create().value();
     auto g = disable_preempt();
     for (VaRange r : {VaRange{0, 0}, VaRange{0x1000, 0}, VaRange{2, 0}, VaRange{0x1001, 0x2000},
-                      VaRange{0, (Vaddr{1} << 47) + kPageSize}, VaRange{0xffff'8000'0000'0000ULL, 0xffff'8000'0001'0000ULL}}) {
+                      VaRange{0, (Vaddr{1} << 47) + kPageSize},
+                      VaRange{0xffff'8000'0000'0000ULL, 0xffff'8000'0001'0000ULL}}) {
       CAPTURE(r);
       CHECK(error_of(space->cursor(g, r)) == Error::AccessDenied);
       CHECK(error_of(space->cursor_mut(g, r)) == Error::AccessDenied);
@@ -103,7 +106,8 @@ TEST_SUITE("model") {
       CHECK(error_of(c.take_next(huge_len)) == PageTableError::LenOutOfRange);
       CHECK(error_of(c.protect_next(huge_len, [](PageProperty& p) { p.flags = PageFlags::R; })) ==
             PageTableError::LenOutOfRange);
-      CHECK(error_of(c.find_next(0xe000 + kPageSize)) == PageTableError::LenOutOfRange);  // end + 4 KiB
+      CHECK(error_of(c.find_next(0xe000 + kPageSize)) ==
+            PageTableError::LenOutOfRange);  // end + 4 KiB
       CHECK(error_of(c.find_next(kPageSize - 1)) == PageTableError::UnalignedLen);
       CHECK(c.virt_addr() == 0x2000);
       CHECK(diff_text(model, pt).empty());
@@ -132,13 +136,16 @@ TEST_SUITE("model") {
     {
       auto c = pt.cursor_mut(g, VaRange{kSz2M, 3 * kSz2M + 0x1000}).value();
       REQUIRE(c.jump(3 * kSz2M).has_value());  // 2 MiB-aligned, one page before the end
-      CHECK(error_of(c.map(RawItem{0, 2, kRw})) == PageTableError::InvalidItem);  // would end past the range
-      CHECK(c.map(RawItem{0x1000, 1, kRw}).has_value());                         // the last page
-      CHECK(error_of(c.map(RawItem{0x2000, 1, kRw})) == PageTableError::InvalidVaddr);  // at the end
+      CHECK(error_of(c.map(RawItem{0, 2, kRw})) ==
+            PageTableError::InvalidItem);                 // would end past the range
+      CHECK(c.map(RawItem{0x1000, 1, kRw}).has_value());  // the last page
+      CHECK(error_of(c.map(RawItem{0x2000, 1, kRw})) ==
+            PageTableError::InvalidVaddr);  // at the end
       REQUIRE(c.jump(kSz2M + 0x1000).has_value());
       CHECK(error_of(c.map(RawItem{0, 2, kRw})) == PageTableError::InvalidItem);  // misaligned va
       REQUIRE(c.jump(kSz2M).has_value());
-      CHECK(error_of(c.map(RawItem{0x1000, 2, kRw})) == PageTableError::InvalidItem);  // misaligned pa
+      CHECK(error_of(c.map(RawItem{0x1000, 2, kRw})) ==
+            PageTableError::InvalidItem);                                         // misaligned pa
       CHECK(error_of(c.map(RawItem{0, 3, kRw})) == PageTableError::InvalidItem);  // 1 GiB on x86
       CHECK(error_of(c.map(RawItem{0, 0, kRw})) == PageTableError::InvalidItem);  // no level 0
       CHECK(error_of(c.map(RawItem{0, 9, kRw})) == PageTableError::InvalidItem);
@@ -174,7 +181,8 @@ TEST_SUITE("model") {
     auto c = pt.cursor_mut(g, VaRange{0, kSz1G}).value();  // inside every format's lower half
     for (unsigned level : {0u, P::Consts::kNrLevels + 1u, 8u, 64u, 255u}) {
       CAPTURE(level);
-      CHECK(error_of(c.map(RawItem{0, static_cast<PagingLevel>(level), kRw})) == PageTableError::InvalidItem);
+      CHECK(error_of(c.map(RawItem{0, static_cast<PagingLevel>(level), kRw})) ==
+            PageTableError::InvalidItem);
       CHECK(c.virt_addr() == 0);
     }
     CHECK(check::interpret(pt).empty());
@@ -213,7 +221,8 @@ TEST_SUITE("model") {
     const Vaddr alias = Vaddr{1} << (12 + 9 * K::kNrLevels);  // 2^48, or 2^39 for Sv39
     {
       auto g = disable_preempt();
-      CHECK(error_of(pt.cursor_mut(g, VaRange{alias, alias + kPageSize})) == PageTableError::InvalidVaddrRange);
+      CHECK(error_of(pt.cursor_mut(g, VaRange{alias, alias + kPageSize})) ==
+            PageTableError::InvalidVaddrRange);
       auto c = pt.cursor_mut(g, VaRange{0, kPageSize}).value();
       REQUIRE(c.map(RawItem{0x5000, 1, kRw}).has_value());
     }

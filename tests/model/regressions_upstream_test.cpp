@@ -45,7 +45,8 @@ TEST_SUITE("model") {
     const std::size_t wrap = std::numeric_limits<std::size_t>::max() - (kPageSize - 1);
     CHECK(error_of(seg.slice(kPageSize, wrap)) == Error::InvalidArgs);
     CHECK(error_of(seg.slice(wrap, kPageSize)) == Error::InvalidArgs);
-    CHECK(error_of(seg.slice(2 * kPageSize, wrap + 2 * kPageSize)) == Error::InvalidArgs);  // end wraps to 4 KiB
+    CHECK(error_of(seg.slice(2 * kPageSize, wrap + 2 * kPageSize)) ==
+          Error::InvalidArgs);  // end wraps to 4 KiB
     CHECK(error_of(seg.slice(0, 5 * kPageSize)) == Error::InvalidArgs);
     for (FrameRef<NoMeta> f : seg) CHECK(f->reference_count() == 1);
     if (!kUnderTsan) {
@@ -85,7 +86,8 @@ TEST_SUITE("model") {
     auto area = global_frame_allocator().alloc(FrameLayout{4 * kSz2M, 4 * kSz2M});
     REQUIRE(area.has_value());
     const Paddr s = *area + kSz2M;  // 2 MiB- but not 4 MiB-aligned
-    for (std::size_t tail : {std::size_t{16 * 1024}, std::size_t{kPageSize}, std::size_t{20 * 1024}}) {
+    for (std::size_t tail :
+         {std::size_t{16 * 1024}, std::size_t{kPageSize}, std::size_t{20 * 1024}}) {
       CAPTURE(tail);
       BuddyFrameAllocator local(num_cpus());
       local.add_free_memory(s, kSz2M + tail);

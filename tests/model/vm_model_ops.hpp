@@ -51,9 +51,23 @@ using Page = std::array<std::uint8_t, kPageSize>;
 
 struct VmOp {
   enum class Kind : std::uint8_t {
-    AllocFrame, AllocHuge, Clone, Drop, Slice, Split, Next,
-    CreateSpace, DropSpace, Activate, Deactivate,
-    Map, Unmap, Protect, Query, Write, Read,
+    AllocFrame,
+    AllocHuge,
+    Clone,
+    Drop,
+    Slice,
+    Split,
+    Next,
+    CreateSpace,
+    DropSpace,
+    Activate,
+    Deactivate,
+    Map,
+    Unmap,
+    Protect,
+    Query,
+    Write,
+    Read,
   };
   Kind kind = Kind::AllocFrame;
   std::size_t handle = 0;
@@ -66,13 +80,14 @@ struct VmOp {
   PageFlags flags = PageFlags::RW;
   CachePolicy cache = CachePolicy::Writeback;
   ProtSpec prot{};
-  std::uint8_t seed = 0;       // Write: the byte pattern
+  std::uint8_t seed = 0;  // Write: the byte pattern
 };
 
 const char* to_string(VmOp::Kind k) {
-  static const char* names[] = {"alloc_frame", "alloc_huge", "clone", "drop", "slice", "split", "next",
-                                "create_space", "drop_space", "activate", "deactivate", "map", "unmap",
-                                "protect", "query", "write", "read"};
+  static const char* names[] = {
+      "alloc_frame", "alloc_huge",   "clone",      "drop",     "slice",      "split",
+      "next",        "create_space", "drop_space", "activate", "deactivate", "map",
+      "unmap",       "protect",      "query",      "write",    "read"};
   return names[static_cast<int>(k)];
 }
 
@@ -82,30 +97,47 @@ std::ostream& operator<<(std::ostream& os, const VmOp& op) {
   os << to_string(op.kind);
   switch (op.kind) {
     case K::AllocFrame:
-    case K::AllocHuge: break;
+    case K::AllocHuge:
+      break;
     case K::Clone:
     case K::Drop:
-    case K::Next: os << " h" << op.handle; break;
-    case K::Slice: os << " h" << op.handle << " [" << hex(op.a) << ", " << hex(op.b) << ")"; break;
-    case K::Split: os << " h" << op.handle << " at " << hex(op.a); break;
+    case K::Next:
+      os << " h" << op.handle;
+      break;
+    case K::Slice:
+      os << " h" << op.handle << " [" << hex(op.a) << ", " << hex(op.b) << ")";
+      break;
+    case K::Split:
+      os << " h" << op.handle << " at " << hex(op.a);
+      break;
     case K::CreateSpace:
-    case K::DropSpace: os << " s" << op.space; break;
-    case K::Activate: os << " s" << op.space << " on cpu" << op.cpu; break;
-    case K::Deactivate: os << " cpu" << op.cpu; break;
+    case K::DropSpace:
+      os << " s" << op.space;
+      break;
+    case K::Activate:
+      os << " s" << op.space << " on cpu" << op.cpu;
+      break;
+    case K::Deactivate:
+      os << " cpu" << op.cpu;
+      break;
     case K::Map:
-      os << " h" << op.handle << " in s" << op.space << " at " << hex(op.va) << (op.wide ? " (wide cursor) " : " ")
-         << op.flags << " " << op.cache;
+      os << " h" << op.handle << " in s" << op.space << " at " << hex(op.va)
+         << (op.wide ? " (wide cursor) " : " ") << op.flags << " " << op.cache;
       break;
     case K::Unmap:
-      os << " s" << op.space << " " << hex(op.va) << " len " << hex(op.len) << (op.wide ? " (wide cursor)" : "");
+      os << " s" << op.space << " " << hex(op.va) << " len " << hex(op.len)
+         << (op.wide ? " (wide cursor)" : "");
       break;
     case K::Protect:
       os << " s" << op.space << " " << hex(op.va) << " len " << hex(op.len) << " " << op.prot
          << (op.wide ? " (wide cursor)" : "");
       break;
-    case K::Query: os << " s" << op.space << " " << hex(op.va); break;
+    case K::Query:
+      os << " s" << op.space << " " << hex(op.va);
+      break;
     case K::Write:
-      os << " s" << op.space << " " << hex(op.va) << " len " << hex(op.len) << " seed " << unsigned{op.seed};
+      os << " s" << op.space << " " << hex(op.va) << " len " << hex(op.len) << " seed "
+         << unsigned{op.seed};
       break;
     case K::Read:
       os << " s" << op.space << " " << hex(op.va) << " len " << hex(op.len) << " on cpu" << op.cpu;
@@ -125,7 +157,9 @@ VaRange cursor_range(const VmOp& op, std::uint64_t len) {
   return exact;
 }
 
-std::uint8_t pattern(std::uint8_t seed, std::uint64_t i) { return static_cast<std::uint8_t>(seed + i * 31u + (i >> 8)); }
+std::uint8_t pattern(std::uint8_t seed, std::uint64_t i) {
+  return static_cast<std::uint8_t>(seed + i * 31u + (i >> 8));
+}
 
 // ---- the model ----
 
@@ -164,7 +198,8 @@ struct VmModel {
   // reuses them is zeroed by its allocation.
   void forget_dead() {
     const auto live = counts();
-    for (auto it = memory.begin(); it != memory.end();) it = live.count(it->first) ? std::next(it) : memory.erase(it);
+    for (auto it = memory.begin(); it != memory.end();)
+      it = live.count(it->first) ? std::next(it) : memory.erase(it);
   }
 
   std::uint8_t byte_at(Paddr sym) const {
@@ -181,13 +216,13 @@ struct VmModel {
 
 struct VmOutcome {
   std::optional<Error> error;
-  std::size_t copied = 0;            // Write, Read
-  std::vector<std::uint8_t> bytes;   // Read: the copied prefix
-  std::vector<Mapping> removed;      // Unmap (model) ; count (system)
-  std::size_t count = 0;             // Unmap (system)
-  std::optional<VaRange> range;      // Protect
-  std::optional<Mapping> queried;    // Query (system: with the real address)
-  VaRange query_range{};             // Query (system)
+  std::size_t copied = 0;           // Write, Read
+  std::vector<std::uint8_t> bytes;  // Read: the copied prefix
+  std::vector<Mapping> removed;     // Unmap (model) ; count (system)
+  std::size_t count = 0;            // Unmap (system)
+  std::optional<VaRange> range;     // Protect
+  std::optional<Mapping> queried;   // Query (system: with the real address)
+  VaRange query_range{};            // Query (system)
 };
 
 bool applicable(const VmModel& m, const VmOp& op) {
@@ -195,29 +230,42 @@ bool applicable(const VmModel& m, const VmOp& op) {
   const bool space_ok = op.space >= 0 && op.space < kSpaces && m.spaces[op.space].has_value();
   const bool handle_ok = op.handle < m.handles.size();
   switch (op.kind) {
-    case K::AllocFrame: return m.handles.size() < kMaxHandles;
-    case K::AllocHuge: return m.handles.size() < kMaxHandles && m.huge_allocs < 8;
-    case K::Clone: return handle_ok && m.handles.size() < kMaxHandles;
-    case K::Drop: return handle_ok;
+    case K::AllocFrame:
+      return m.handles.size() < kMaxHandles;
+    case K::AllocHuge:
+      return m.handles.size() < kMaxHandles && m.huge_allocs < 8;
+    case K::Clone:
+      return handle_ok && m.handles.size() < kMaxHandles;
+    case K::Drop:
+      return handle_ok;
     case K::Slice:
     case K::Split:
-    case K::Next: return handle_ok && m.handles[op.handle].segment && m.handles.size() < kMaxHandles;
-    case K::CreateSpace: return op.space >= 0 && op.space < kSpaces && !m.spaces[op.space];
-    case K::DropSpace: return space_ok && m.active[0] != op.space && m.active[1] != op.space;
-    case K::Activate: return space_ok && op.cpu >= 0 && op.cpu < kCpus;
-    case K::Deactivate: return op.cpu >= 0 && op.cpu < kCpus;
-    case K::Map: return space_ok && handle_ok;
+    case K::Next:
+      return handle_ok && m.handles[op.handle].segment && m.handles.size() < kMaxHandles;
+    case K::CreateSpace:
+      return op.space >= 0 && op.space < kSpaces && !m.spaces[op.space];
+    case K::DropSpace:
+      return space_ok && m.active[0] != op.space && m.active[1] != op.space;
+    case K::Activate:
+      return space_ok && op.cpu >= 0 && op.cpu < kCpus;
+    case K::Deactivate:
+      return op.cpu >= 0 && op.cpu < kCpus;
+    case K::Map:
+      return space_ok && handle_ok;
     case K::Unmap:
     case K::Protect:
     case K::Query:
-    case K::Write: return space_ok;
-    case K::Read: return space_ok && op.cpu >= 0 && op.cpu < kCpus;
+    case K::Write:
+      return space_ok;
+    case K::Read:
+      return space_ok && op.cpu >= 0 && op.cpu < kCpus;
   }
   return false;
 }
 
 // A model cursor as VmSpace::cursor_mut opens it (argument errors fold into AccessDenied).
-std::optional<check::ModelCursor> open_model_cursor(check::AbstractModel& m, VaRange r, VmOutcome& out) {
+std::optional<check::ModelCursor> open_model_cursor(check::AbstractModel& m, VaRange r,
+                                                    VmOutcome& out) {
   if (auto e = check::model_check_cursor_range(m.config(), r)) {
     out.error = to_vm_error(*e);
     return std::nullopt;
@@ -237,8 +285,10 @@ void simulate_copy(VmModel& m, const VmOp& op, bool write, VmOutcome& out) {
   while (done < op.len) {
     const Vaddr addr = op.va + done;
     auto mp = space.find(addr);
-    if (!mp || !has(mp->prop.flags, PageFlags::R) || (write && !has(mp->prop.flags, PageFlags::W))) break;
-    const std::size_t chunk = std::min<std::uint64_t>(op.len - done, kPageSize - (addr & (kPageSize - 1)));
+    if (!mp || !has(mp->prop.flags, PageFlags::R) || (write && !has(mp->prop.flags, PageFlags::W)))
+      break;
+    const std::size_t chunk =
+        std::min<std::uint64_t>(op.len - done, kPageSize - (addr & (kPageSize - 1)));
     for (std::size_t i = 0; i < chunk; ++i) {
       const Paddr sym = mp->pa + (addr + i - mp->va);
       if (write) {
@@ -268,14 +318,17 @@ VmOutcome model_apply(VmModel& m, const VmOp& op) {
       ++m.huge_allocs;
       break;
     }
-    case K::Clone: m.handles.push_back(m.handles[op.handle]); break;
+    case K::Clone:
+      m.handles.push_back(m.handles[op.handle]);
+      break;
     case K::Drop:
       m.handles.erase(m.handles.begin() + static_cast<std::ptrdiff_t>(op.handle));
       m.forget_dead();
       break;
     case K::Slice: {
       const Handle h = m.handles[op.handle];
-      if (!is_aligned(op.a, kPageSize) || !is_aligned(op.b, kPageSize) || op.a > op.b || op.b > h.range.size()) {
+      if (!is_aligned(op.a, kPageSize) || !is_aligned(op.b, kPageSize) || op.a > op.b ||
+          op.b > h.range.size()) {
         out.error = Error::InvalidArgs;
         break;
       }
@@ -301,18 +354,25 @@ VmOutcome model_apply(VmModel& m, const VmOp& op) {
       m.handles.push_back(f);
       break;
     }
-    case K::CreateSpace: m.spaces[op.space].emplace(VmModel::config()); break;
+    case K::CreateSpace:
+      m.spaces[op.space].emplace(VmModel::config());
+      break;
     case K::DropSpace:
       m.spaces[op.space].reset();
       m.forget_dead();
       break;
-    case K::Activate: m.active[op.cpu] = op.space; break;
-    case K::Deactivate: m.active[op.cpu] = -1; break;
+    case K::Activate:
+      m.active[op.cpu] = op.space;
+      break;
+    case K::Deactivate:
+      m.active[op.cpu] = -1;
+      break;
     case K::Map: {
       const Handle h = m.handles[op.handle];
       const std::uint64_t size = h.range.size();
       const bool mappable = size == kPageSize || (h.segment && size == kSz2M);
-      auto mc = open_model_cursor(*m.spaces[op.space], cursor_range(op, mappable ? size : kPageSize), out);
+      auto mc = open_model_cursor(*m.spaces[op.space],
+                                  cursor_range(op, mappable ? size : kPageSize), out);
       if (!mc) break;
       if (!mappable) {
         out.error = Error::InvalidArgs;
@@ -322,7 +382,8 @@ VmOutcome model_apply(VmModel& m, const VmOp& op) {
         out.error = to_vm_error(r.error());
         break;
       }
-      auto r = mc->map(h.range.start, size == kPageSize ? 1 : 2, PageProperty::new_user(op.flags, op.cache));
+      auto r = mc->map(h.range.start, size == kPageSize ? 1 : 2,
+                       PageProperty::new_user(op.flags, op.cache));
       if (!r) {
         out.error = to_vm_error(r.error());
         break;
@@ -378,8 +439,12 @@ VmOutcome model_apply(VmModel& m, const VmOp& op) {
       out.queried = *r;
       break;
     }
-    case K::Write: simulate_copy(m, op, true, out); break;
-    case K::Read: simulate_copy(m, op, false, out); break;
+    case K::Write:
+      simulate_copy(m, op, true, out);
+      break;
+    case K::Read:
+      simulate_copy(m, op, false, out);
+      break;
   }
   return out;
 }

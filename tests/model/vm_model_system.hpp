@@ -90,7 +90,8 @@ struct VmSystem {
   }
 
   static PaRange range_of(const std::variant<UFrame, USegment>& h) {
-    if (auto* f = std::get_if<UFrame>(&h)) return f->is_empty() ? PaRange{} : PaRange{f->paddr(), f->paddr() + kPageSize};
+    if (auto* f = std::get_if<UFrame>(&h))
+      return f->is_empty() ? PaRange{} : PaRange{f->paddr(), f->paddr() + kPageSize};
     const auto& s = std::get<USegment>(h);
     return s.paddr_range();
   }
@@ -102,7 +103,8 @@ VmOutcome system_run(VmSystem& s, const VmModel& after, const VmOp& op, std::str
   auto fail = [&](Error e) { out.error = e; };
   // A mutable cursor over `len` bytes of op's window, moved to op.va; nullopt with out.error
   // set if either step fails.
-  auto cursor_at = [&](const DisabledPreemptGuard& g, std::uint64_t len) -> std::optional<VmSpace::CursorMut> {
+  auto cursor_at = [&](const DisabledPreemptGuard& g,
+                       std::uint64_t len) -> std::optional<VmSpace::CursorMut> {
     auto c = s.spaces[op.space]->cursor_mut(g, cursor_range(op, len));
     if (!c) {
       fail(c.error());
@@ -131,7 +133,8 @@ VmOutcome system_run(VmSystem& s, const VmModel& after, const VmOp& op, std::str
         problems += "2 MiB allocation failed\n";
         break;
       }
-      auto seg = Segment<NoMeta>::from_unused(PaRange{*pa, *pa + kSz2M}, [](Paddr) { return NoMeta{}; });
+      auto seg =
+          Segment<NoMeta>::from_unused(PaRange{*pa, *pa + kSz2M}, [](Paddr) { return NoMeta{}; });
       if (!seg) {
         problems += "from_unused failed\n";
         break;
@@ -141,8 +144,12 @@ VmOutcome system_run(VmSystem& s, const VmModel& after, const VmOp& op, std::str
       s.handles.emplace_back(USegment(std::move(*seg)));
       break;
     }
-    case K::Clone: s.handles.push_back(s.handles[op.handle]); break;
-    case K::Drop: s.handles.erase(s.handles.begin() + static_cast<std::ptrdiff_t>(op.handle)); break;
+    case K::Clone:
+      s.handles.push_back(s.handles[op.handle]);
+      break;
+    case K::Drop:
+      s.handles.erase(s.handles.begin() + static_cast<std::ptrdiff_t>(op.handle));
+      break;
     case K::Slice: {
       auto r = std::get<USegment>(s.handles[op.handle]).slice(op.a, op.b);
       if (!r) {
@@ -177,7 +184,9 @@ VmOutcome system_run(VmSystem& s, const VmModel& after, const VmOp& op, std::str
       s.spaces[op.space] = std::move(*sp);
       break;
     }
-    case K::DropSpace: s.spaces[op.space].reset(); break;
+    case K::DropSpace:
+      s.spaces[op.space].reset();
+      break;
     case K::Activate:
       if (op.cpu == 0) {
         if (auto r = s.spaces[op.space]->activate(); !r) fail(r.error());
@@ -206,16 +215,19 @@ VmOutcome system_run(VmSystem& s, const VmModel& after, const VmOp& op, std::str
       auto& h = s.handles[op.handle];
       const PaRange before = VmSystem::range_of(h);
       const std::uint64_t size = before.size();
-      const bool mappable = size == kPageSize || (std::holds_alternative<USegment>(h) && size == kSz2M);
+      const bool mappable =
+          size == kPageSize || (std::holds_alternative<USegment>(h) && size == kSz2M);
       auto g = disable_preempt();
       auto c = cursor_at(g, mappable ? size : kPageSize);
       if (!c) break;
       const PageProperty prop{op.flags, op.cache, static_cast<PrivilegedPageFlags>(op.seed & 0xc3)};
-      Result<void> r = std::holds_alternative<UFrame>(h) ? c->map(std::move(std::get<UFrame>(h)), prop)
-                                                          : c->map_segment(std::move(std::get<USegment>(h)), prop);
+      Result<void> r = std::holds_alternative<UFrame>(h)
+                           ? c->map(std::move(std::get<UFrame>(h)), prop)
+                           : c->map_segment(std::move(std::get<USegment>(h)), prop);
       if (!r) {
         fail(r.error());
-        if (VmSystem::range_of(h) != before) problems += "a failed map did not give the frames back\n";
+        if (VmSystem::range_of(h) != before)
+          problems += "a failed map did not give the frames back\n";
         break;
       }
       s.handles.erase(s.handles.begin() + static_cast<std::ptrdiff_t>(op.handle));
@@ -313,7 +325,8 @@ VmOutcome system_run(VmSystem& s, const VmModel& after, const VmOp& op, std::str
           out.error = r.error().error;
           out.copied = r.error().copied;
         }
-        for (std::size_t i = 0; i < out.copied && i < buf.size(); ++i) out.bytes.push_back(std::to_integer<std::uint8_t>(buf[i]));
+        for (std::size_t i = 0; i < out.copied && i < buf.size(); ++i)
+          out.bytes.push_back(std::to_integer<std::uint8_t>(buf[i]));
       };
       if (op.cpu == 0) {
         body();
@@ -326,17 +339,21 @@ VmOutcome system_run(VmSystem& s, const VmModel& after, const VmOp& op, std::str
   return out;
 }
 
-std::string describe(const std::optional<Error>& e) { return e ? std::string(to_string(*e)) : "ok"; }
+std::string describe(const std::optional<Error>& e) {
+  return e ? std::string(to_string(*e)) : "ok";
+}
 
 std::string compare(const VmModel& after, const VmSystem& s, const VmOp& op, const VmOutcome& want,
                     const VmOutcome& got) {
   using K = VmOp::Kind;
   std::ostringstream os;
-  if (want.error != got.error) os << "error: model " << describe(want.error) << ", library " << describe(got.error) << "\n";
+  if (want.error != got.error)
+    os << "error: model " << describe(want.error) << ", library " << describe(got.error) << "\n";
   switch (op.kind) {
     case K::Write:
     case K::Read:
-      if (want.copied != got.copied) os << "copied: model " << want.copied << ", library " << got.copied << "\n";
+      if (want.copied != got.copied)
+        os << "copied: model " << want.copied << ", library " << got.copied << "\n";
       if (op.kind == K::Read && want.bytes != got.bytes) {
         std::size_t i = 0;
         while (i < want.bytes.size() && i < got.bytes.size() && want.bytes[i] == got.bytes[i]) ++i;
@@ -351,21 +368,22 @@ std::string compare(const VmModel& after, const VmSystem& s, const VmOp& op, con
       std::size_t l1 = 0, l2 = 0;
       for (const Mapping& m : want.removed) (m.level == 1 ? l1 : l2) += 1;
       if (got.count != l1 + 512 * l2) {
-        os << "unmap returned " << got.count << " frames for " << l1 << " 4 KiB and " << l2 << " 2 MiB mappings\n";
+        os << "unmap returned " << got.count << " frames for " << l1 << " 4 KiB and " << l2
+           << " 2 MiB mappings\n";
       }
       break;
     }
     case K::Protect:
       if (want.range != got.range) {
-        os << "protected: model " << (want.range ? internal::show(*want.range) : "nothing") << ", library "
-           << (got.range ? internal::show(*got.range) : "nothing") << "\n";
+        os << "protected: model " << (want.range ? internal::show(*want.range) : "nothing")
+           << ", library " << (got.range ? internal::show(*got.range) : "nothing") << "\n";
       }
       break;
     case K::Query: {
       if (want.error) break;
       if (want.queried.has_value() != got.queried.has_value()) {
-        os << "query: model " << (want.queried ? internal::show(*want.queried) : "nothing") << ", library "
-           << (got.queried ? internal::show(*got.queried) : "nothing") << "\n";
+        os << "query: model " << (want.queried ? internal::show(*want.queried) : "nothing")
+           << ", library " << (got.queried ? internal::show(*got.queried) : "nothing") << "\n";
         break;
       }
       if (want.queried) {
@@ -374,15 +392,16 @@ std::string compare(const VmModel& after, const VmSystem& s, const VmOp& op, con
         if (!real || *real != got.queried->pa || w.level != got.queried->level ||
             check::without_access_bits(w.prop) != check::without_access_bits(got.queried->prop) ||
             got.query_range != VaRange{w.va, w.va + w.size()}) {
-          os << "query: model " << w << " (real 0x" << std::hex << real.value_or(0) << std::dec << "), library "
-             << *got.queried << " range " << got.query_range << "\n";
+          os << "query: model " << w << " (real 0x" << std::hex << real.value_or(0) << std::dec
+             << "), library " << *got.queried << " range " << got.query_range << "\n";
         }
       } else if (!got.query_range.contains(op.va)) {
         os << "query: absent entry range " << got.query_range << " does not contain the address\n";
       }
       break;
     }
-    default: break;
+    default:
+      break;
   }
   (void)after;
   return os.str();
@@ -438,12 +457,13 @@ std::string check_all(const VmModel& m, const VmSystem& s) {
     live_real.insert(*real);
     const std::uint64_t rc = meta_slot(*real)->ref_count_ref().load(boost::memory_order_acquire);
     if (rc != c.first + c.second) {
-      os << "frame 0x" << std::hex << *real << std::dec << ": count " << rc << ", model " << c.first << " handles + "
-         << c.second << " PTEs\n";
+      os << "frame 0x" << std::hex << *real << std::dec << ": count " << rc << ", model " << c.first
+         << " handles + " << c.second << " PTEs\n";
     }
-    if (check::ledger_enabled() && check::ledger_handles(*real) != static_cast<std::int64_t>(c.first)) {
-      os << "frame 0x" << std::hex << *real << std::dec << ": ledger " << check::ledger_handles(*real)
-         << " handles, model " << c.first << "\n";
+    if (check::ledger_enabled() &&
+        check::ledger_handles(*real) != static_cast<std::int64_t>(c.first)) {
+      os << "frame 0x" << std::hex << *real << std::dec << ": ledger "
+         << check::ledger_handles(*real) << " handles, model " << c.first << "\n";
     }
   }
   for (const Alloc& a : s.allocs) {
@@ -452,14 +472,16 @@ std::string check_all(const VmModel& m, const VmSystem& s) {
       MetaSlot* slot = meta_slot(f);
       const std::uint64_t rc = slot->ref_count_ref().load(boost::memory_order_acquire);
       if (rc != kRefCountUnused && (slot->vtable == nullptr || slot->vtable->is_untyped)) {
-        os << "frame 0x" << std::hex << f << std::dec << " should be free but has count " << rc << "\n";
+        os << "frame 0x" << std::hex << f << std::dec << " should be free but has count " << rc
+           << "\n";
       }
     }
   }
   for (const auto& [sym, page] : m.memory) {
     auto real = s.real(sym);
     if (!real || std::memcmp(paddr_to_vaddr(*real), page->data(), kPageSize) != 0) {
-      os << "contents of frame 0x" << std::hex << real.value_or(0) << std::dec << " differ from the model\n";
+      os << "contents of frame 0x" << std::hex << real.value_or(0) << std::dec
+         << " differ from the model\n";
     }
   }
   return os.str();

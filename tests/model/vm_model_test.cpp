@@ -70,10 +70,12 @@ struct VmCommand final : rc::state::Command<VmModel, VmSystem> {
     const VmOutcome got = system_run(s, m, op, problems);
     ++op_stats()[std::string(to_string(op.kind)) + " " + describe(got.error)];
     const std::string d = problems + compare(m, s, op, want, got);
-    if (!d.empty() && std::getenv("VMSPACE_MODEL_DEBUG")) std::cerr << "FAIL " << op << ": " << d << std::endl;
+    if (!d.empty() && std::getenv("VMSPACE_MODEL_DEBUG"))
+      std::cerr << "FAIL " << op << ": " << d << std::endl;
     if (!d.empty()) RC_FAIL("results differ after " + internal::show(op) + ":\n" + d);
     const std::string c = check_all(m, s);
-    if (!c.empty() && std::getenv("VMSPACE_MODEL_DEBUG")) std::cerr << "FAIL " << op << ": " << c << std::endl;
+    if (!c.empty() && std::getenv("VMSPACE_MODEL_DEBUG"))
+      std::cerr << "FAIL " << op << ": " << c << std::endl;
     if (!c.empty()) RC_FAIL("state differs after " + internal::show(op) + ":\n" + c);
   }
   void show(std::ostream& os) const override { os << op; }
@@ -97,9 +99,15 @@ rc::Gen<Vaddr> user_va(const VmModel& m, int space) {
           {{6, 0}, {2, 4096}, {2, -4096}, {1, 8192}, {1, -8}, {1, 4092}});
       return *rc::gen::elementOf(near) + static_cast<std::uint64_t>(d);
     }
-    const Vaddr base = *gen::weighted<Vaddr>({{10, 0}, {2, kSz1G}, {2, kMaxUserspaceVaddr}, {1, kUserEnd}});
-    const std::uint64_t off = *gen::weighted<std::uint64_t>(
-        {{3, 0}, {3, kSz4K}, {2, 2 * kSz4K}, {2, kSz2M - kSz4K}, {4, kSz2M}, {2, kSz2M + kSz4K}, {2, 2 * kSz2M}});
+    const Vaddr base =
+        *gen::weighted<Vaddr>({{10, 0}, {2, kSz1G}, {2, kMaxUserspaceVaddr}, {1, kUserEnd}});
+    const std::uint64_t off = *gen::weighted<std::uint64_t>({{3, 0},
+                                                             {3, kSz4K},
+                                                             {2, 2 * kSz4K},
+                                                             {2, kSz2M - kSz4K},
+                                                             {4, kSz2M},
+                                                             {2, kSz2M + kSz4K},
+                                                             {2, 2 * kSz2M}});
     if (base == 0 || base == kSz1G) return base + off;
     return base - (off == 0 ? kSz4K : off);
   });
@@ -117,14 +125,21 @@ rc::Gen<VmOp> vm_op(const VmModel& m) {
   }
   using K = VmOp::Kind;
   const bool few = m.handles.size() < 4;
-  std::vector<std::pair<std::size_t, K>> kinds{{few ? 10u : 2u, K::AllocFrame}, {few ? 3u : 1u, K::AllocHuge}};
+  std::vector<std::pair<std::size_t, K>> kinds{{few ? 10u : 2u, K::AllocFrame},
+                                               {few ? 3u : 1u, K::AllocHuge}};
   if (!m.handles.empty()) kinds.insert(kinds.end(), {{2, K::Clone}, {3, K::Drop}});
   if (!segments.empty()) kinds.insert(kinds.end(), {{2, K::Slice}, {2, K::Split}, {2, K::Next}});
   if (!missing.empty()) kinds.push_back({spaces.empty() ? 20u : 1u, K::CreateSpace});
   if (!spaces.empty()) {
     const bool active0 = m.active[0] >= 0;
-    kinds.insert(kinds.end(), {{1, K::DropSpace}, {active0 ? 2u : 8u, K::Activate}, {1, K::Deactivate},
-                               {8, K::Unmap}, {5, K::Protect}, {4, K::Query}, {10, K::Write}, {10, K::Read}});
+    kinds.insert(kinds.end(), {{1, K::DropSpace},
+                               {active0 ? 2u : 8u, K::Activate},
+                               {1, K::Deactivate},
+                               {8, K::Unmap},
+                               {5, K::Protect},
+                               {4, K::Query},
+                               {10, K::Write},
+                               {10, K::Read}});
     if (!mappable.empty()) kinds.push_back({30, K::Map});
   }
   return rc::gen::exec([=] {
@@ -143,18 +158,26 @@ rc::Gen<VmOp> vm_op(const VmModel& m) {
         if (*gen::weighted<bool>({{12, false}, {1, true}})) op.a += 1;
         break;
       }
-      case K::CreateSpace: op.space = *rc::gen::elementOf(missing); break;
+      case K::CreateSpace:
+        op.space = *rc::gen::elementOf(missing);
+        break;
       case K::Activate:
-      case K::Deactivate: op.cpu = *gen::weighted<int>({{3, 0}, {1, 1}}); break;
+      case K::Deactivate:
+        op.cpu = *gen::weighted<int>({{3, 0}, {1, 1}});
+        break;
       case K::Map: {
-        if (!mappable.empty() && *gen::weighted<bool>({{1, false}, {6, true}})) op.handle = *rc::gen::elementOf(mappable);
+        if (!mappable.empty() && *gen::weighted<bool>({{1, false}, {6, true}}))
+          op.handle = *rc::gen::elementOf(mappable);
         op.va = *user_va(model, op.space);
-        if (model.handles[op.handle].range.size() == kSz2M && *gen::weighted<bool>({{1, false}, {4, true}})) {
+        if (model.handles[op.handle].range.size() == kSz2M &&
+            *gen::weighted<bool>({{1, false}, {4, true}})) {
           op.va = align_down(op.va, kSz2M);
         }
         op.wide = *gen::weighted<bool>({{2, false}, {1, true}});
-        op.flags = *gen::weighted<PageFlags>({{6, PageFlags::RW}, {2, PageFlags::R}, {1, PageFlags::RWX}, {1, PageFlags::None}});
-        op.cache = *gen::weighted<CachePolicy>({{12, CachePolicy::Writeback}, {1, CachePolicy::Uncacheable},
+        op.flags = *gen::weighted<PageFlags>(
+            {{6, PageFlags::RW}, {2, PageFlags::R}, {1, PageFlags::RWX}, {1, PageFlags::None}});
+        op.cache = *gen::weighted<CachePolicy>({{12, CachePolicy::Writeback},
+                                                {1, CachePolicy::Uncacheable},
                                                 {1, CachePolicy::WriteProtected}});
         op.seed = *rc::gen::arbitrary<std::uint8_t>();  // privileged bits the library must ignore
         break;
@@ -162,22 +185,37 @@ rc::Gen<VmOp> vm_op(const VmModel& m) {
       case K::Unmap:
       case K::Protect:
         op.va = *user_va(model, op.space);
-        op.len = *gen::weighted<std::uint64_t>({{4, kSz4K}, {2, 2 * kSz4K}, {3, kSz2M}, {1, kSz2M + kSz4K},
-                                                {2, 2 * kSz2M}, {1, 0}, {1, 3}});
+        op.len = *gen::weighted<std::uint64_t>({{4, kSz4K},
+                                                {2, 2 * kSz4K},
+                                                {3, kSz2M},
+                                                {1, kSz2M + kSz4K},
+                                                {2, 2 * kSz2M},
+                                                {1, 0},
+                                                {1, 3}});
         op.wide = *gen::weighted<bool>({{2, false}, {1, true}});
         op.prot = *gen::prot();
         break;
-      case K::Query: op.va = align_down(*user_va(model, op.space), kPageSize); break;
+      case K::Query:
+        op.va = align_down(*user_va(model, op.space), kPageSize);
+        break;
       case K::Write:
       case K::Read:
         op.cpu = op.kind == K::Read ? *gen::weighted<int>({{3, 0}, {1, 1}}) : 0;
-        if (model.active[op.cpu] >= 0 && *gen::weighted<bool>({{1, false}, {4, true}})) op.space = model.active[op.cpu];
+        if (model.active[op.cpu] >= 0 && *gen::weighted<bool>({{1, false}, {4, true}}))
+          op.space = model.active[op.cpu];
         op.va = *user_va(model, op.space);
-        op.len = *gen::weighted<std::uint64_t>({{1, 0}, {2, 1}, {4, 8}, {2, 100}, {3, kPageSize},
-                                                {2, kPageSize + 8}, {1, 3 * kPageSize + 5}, {1, kSz2M / 4}});
+        op.len = *gen::weighted<std::uint64_t>({{1, 0},
+                                                {2, 1},
+                                                {4, 8},
+                                                {2, 100},
+                                                {3, kPageSize},
+                                                {2, kPageSize + 8},
+                                                {1, 3 * kPageSize + 5},
+                                                {1, kSz2M / 4}});
         op.seed = *rc::gen::arbitrary<std::uint8_t>();
         break;
-      default: break;
+      default:
+        break;
     }
     return op;
   });
@@ -198,14 +236,16 @@ TEST_SUITE("model") {
         VmSystem sut;
         rc::state::check(VmModel{}, sut, [](const VmModel& m) {
           return rc::gen::map(vm_op(m), [](const VmOp& op) {
-            return std::shared_ptr<const rc::state::Command<VmModel, VmSystem>>(std::make_shared<VmCommand>(op));
+            return std::shared_ptr<const rc::state::Command<VmModel, VmSystem>>(
+                std::make_shared<VmCommand>(op));
           });
         });
       }
       rcu_barrier();
       RC_ASSERT(global_frame_allocator().free_bytes() == free_before);
     });
-    if (std::getenv("VMSPACE_MODEL_STATS") != nullptr) std::cerr << "outcomes:\n" << format_op_stats();
+    if (std::getenv("VMSPACE_MODEL_STATS") != nullptr)
+      std::cerr << "outcomes:\n" << format_op_stats();
     CHECK(ok);
   }
 }

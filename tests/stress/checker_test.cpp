@@ -70,7 +70,9 @@ struct History {
   }
 };
 
-check::AbstractModel fresh_model() { return check::AbstractModel(check::model_config<UserPtConfig>()); }
+check::AbstractModel fresh_model() {
+  return check::AbstractModel(check::model_config<UserPtConfig>());
+}
 
 std::optional<Mismatch> replay_all(const std::vector<Record>& recs, check::AbstractModel& m) {
   Replay replay({&m}, Replay::Mode::Strict);
@@ -230,7 +232,8 @@ TEST_SUITE("stress") {
     // The map of page kA (with its cursor's open and close) and the failing query's open.
     CHECK(fh.records.size() <= 5);
     bool has_map = false;
-    for (const std::string& s : fh.records) has_map = has_map || s.find("map frame 0x110000") != std::string::npos;
+    for (const std::string& s : fh.records)
+      has_map = has_map || s.find("map frame 0x110000") != std::string::npos;
     CHECK(has_map);
   }
 

@@ -47,7 +47,8 @@ TEST_CASE("worker barrier: start, park every worker, release, stop") {
 
   b.release_all(AfterRelease::Continue);
   const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (rounds.load() == parked_at && std::chrono::steady_clock::now() < until) std::this_thread::yield();
+  while (rounds.load() == parked_at && std::chrono::steady_clock::now() < until)
+    std::this_thread::yield();
   CHECK(rounds.load() > parked_at);
 
   b.pause_all(3);
@@ -79,7 +80,10 @@ TEST_CASE("watchdog: a stalled run is reported, a progressing one is not") {
   std::atomic<double> stalled_for{0};
   {
     Watchdog wd(
-        1.0, [&] { return Watchdog::Progress{tickets.load(), 0, false}; },
+        1.0,
+        [&] {
+          return Watchdog::Progress{tickets.load(), 0, false};
+        },
         [&](double s) {
           stalled_for.store(s);
           stalls.fetch_add(1);
@@ -103,7 +107,11 @@ TEST_CASE("watchdog: a checkpoint under way is progress") {
   std::atomic<int> stalls{0};
   {
     Watchdog wd(
-        0.1, [] { return Watchdog::Progress{0, 0, true}; }, [&](double) { stalls.fetch_add(1); });
+        0.1,
+        [] {
+          return Watchdog::Progress{0, 0, true};
+        },
+        [&](double) { stalls.fetch_add(1); });
     std::this_thread::sleep_for(std::chrono::milliseconds(400));
   }
   CHECK(stalls.load() == 0);

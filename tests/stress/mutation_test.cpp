@@ -66,7 +66,8 @@ void check_detected(const MutationCase& c) {
     CHECK_FALSE(r.passed());
     if (!r.passed()) ++detected;
     const std::string by = r.violations.empty() ? "?" : r.violations.front().kind;
-    if (kEngineChecksOnly) CHECK_MESSAGE(by != "crash", "the child crashed before an engine check fired");
+    if (kEngineChecksOnly)
+      CHECK_MESSAGE(by != "crash", "the child crashed before an engine check fired");
     std::printf("%s trial %u: %s (first report: %s)\n", vmspace::internal::to_string(c.mutation), t,
                 r.passed() ? "NOT detected" : "detected", by.c_str());
   }

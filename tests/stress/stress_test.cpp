@@ -121,14 +121,15 @@ TEST_SUITE("stress") {
       // Map or unmap a random page of our own region, then copy through it.
       const Vaddr page = region.start + (ctx.rng()() % 256) * kPageSize;
       const std::size_t space = ctx.rng()() % ctx.num_spaces();
-      (void)ctx.with_cursor(space, {page, page + 2 * kPageSize}, CursorKind::Mutable, LockMode::Block,
-                            [&](StressCursor& c) {
-                              if (ctx.rng()() % 2 == 0) {
-                                (void)c.map_frame(PageProperty::new_user(PageFlags::RW, CachePolicy::Writeback));
-                              } else {
-                                (void)c.unmap(2 * kPageSize);
-                              }
-                            });
+      (void)ctx.with_cursor(
+          space, {page, page + 2 * kPageSize}, CursorKind::Mutable, LockMode::Block,
+          [&](StressCursor& c) {
+            if (ctx.rng()() % 2 == 0) {
+              (void)c.map_frame(PageProperty::new_user(PageFlags::RW, CachePolicy::Writeback));
+            } else {
+              (void)c.unmap(2 * kPageSize);
+            }
+          });
       if (!ctx.active_space()) (void)ctx.activate(space);
       (void)ctx.write(page, 64);
       (void)ctx.read(page, 64);
@@ -139,15 +140,16 @@ TEST_SUITE("stress") {
       const Vaddr page = align_down(info.address, kPageSize);
       if (!idx || page < region.start || page >= region.end) return err(Error::PageFault);
       Result<void> out = err(Error::PageFault);
-      (void)ctx.with_cursor(*idx, {page, page + kPageSize}, CursorKind::Mutable, LockMode::Block,
-                            [&](StressCursor& c) {
-                              auto q = c.query();
-                              if (q && q->second) {
-                                if (has(q->second->prop.flags, PageFlags::R)) out = {};
-                              } else if (c.map_frame(PageProperty::new_user(PageFlags::RW, CachePolicy::Writeback))) {
-                                out = {};
-                              }
-                            });
+      (void)ctx.with_cursor(
+          *idx, {page, page + kPageSize}, CursorKind::Mutable, LockMode::Block,
+          [&](StressCursor& c) {
+            auto q = c.query();
+            if (q && q->second) {
+              if (has(q->second->prop.flags, PageFlags::R)) out = {};
+            } else if (c.map_frame(PageProperty::new_user(PageFlags::RW, CachePolicy::Writeback))) {
+              out = {};
+            }
+          });
       return out;
     };
     const StressReport r = run(o);
@@ -176,20 +178,22 @@ TEST_SUITE("stress") {
     std::atomic<std::uint64_t> other{0};
     o.custom_op = [&](StressContext& ctx) {
       const Vaddr base = (std::uint64_t{64} << 20) + (ctx.rng()() % 1024) * kPageSize;
-      (void)ctx.with_cursor(0, {base, base + 16 * kPageSize}, CursorKind::Mutable, LockMode::Block,
-                            [&](StressCursor& outer) {
-                              (void)outer.map_frame(PageProperty::new_user(PageFlags::RW, CachePolicy::Writeback));
-                              const Vaddr s = base + (ctx.rng()() % 16) * kPageSize;
-                              auto inner = ctx.with_cursor(0, {s, s + 4 * kPageSize}, CursorKind::ReadOnly,
-                                                           LockMode::Block, [&](StressCursor&) {});
-                              if (inner) {
-                                granted.fetch_add(1, std::memory_order_relaxed);
-                              } else if (inner.error() == Error::WouldDeadlock || inner.error() == Error::WouldBlock) {
-                                refused.fetch_add(1, std::memory_order_relaxed);
-                              } else {
-                                other.fetch_add(1, std::memory_order_relaxed);
-                              }
-                            });
+      (void)ctx.with_cursor(
+          0, {base, base + 16 * kPageSize}, CursorKind::Mutable, LockMode::Block,
+          [&](StressCursor& outer) {
+            (void)outer.map_frame(PageProperty::new_user(PageFlags::RW, CachePolicy::Writeback));
+            const Vaddr s = base + (ctx.rng()() % 16) * kPageSize;
+            auto inner = ctx.with_cursor(0, {s, s + 4 * kPageSize}, CursorKind::ReadOnly,
+                                         LockMode::Block, [&](StressCursor&) {});
+            if (inner) {
+              granted.fetch_add(1, std::memory_order_relaxed);
+            } else if (inner.error() == Error::WouldDeadlock ||
+                       inner.error() == Error::WouldBlock) {
+              refused.fetch_add(1, std::memory_order_relaxed);
+            } else {
+              other.fetch_add(1, std::memory_order_relaxed);
+            }
+          });
     };
     const StressReport r = run(o);
     check_passed(r);
@@ -214,12 +218,13 @@ TEST_SUITE("stress") {
     o.custom_op = [&](StressContext& ctx) {
       const Vaddr base = std::uint64_t{64} << 20;
       const Vaddr s = base + (ctx.rng()() % 8) * kPageSize;
-      auto opened = ctx.with_cursor(1 % ctx.num_spaces(), {s, s + 8 * kPageSize}, CursorKind::Mutable,
-                                    LockMode::Block, [&](StressCursor& c) {
-                                      (void)c.map_frame(PageProperty::new_user(PageFlags::RW, CachePolicy::Writeback));
-                                      (void)c.jump(s);
-                                      (void)c.unmap(4 * kPageSize);
-                                    });
+      auto opened = ctx.with_cursor(
+          1 % ctx.num_spaces(), {s, s + 8 * kPageSize}, CursorKind::Mutable, LockMode::Block,
+          [&](StressCursor& c) {
+            (void)c.map_frame(PageProperty::new_user(PageFlags::RW, CachePolicy::Writeback));
+            (void)c.jump(s);
+            (void)c.unmap(4 * kPageSize);
+          });
       if (opened) sessions.fetch_add(1, std::memory_order_relaxed);
     };
     const StressReport r = run(o);

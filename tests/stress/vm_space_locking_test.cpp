@@ -90,9 +90,12 @@ TEST_SUITE("stress") {
     auto space = VmSpace::create().value();
     map_page(*space, kBase);
     map_page(*space, kBase + k2M + 8 * kPageSize);
-    SUBCASE("same range") { check_blocks(*space, {kBase, kBase + 16 * kPageSize}, {kBase, kBase + 16 * kPageSize}); }
+    SUBCASE("same range") {
+      check_blocks(*space, {kBase, kBase + 16 * kPageSize}, {kBase, kBase + 16 * kPageSize});
+    }
     SUBCASE("inside the held range (a deeper sub-tree root)") {
-      check_blocks(*space, {kBase, kBase + 4 * k2M}, {kBase + k2M + 8 * kPageSize, kBase + k2M + 9 * kPageSize});
+      check_blocks(*space, {kBase, kBase + 4 * k2M},
+                   {kBase + k2M + 8 * kPageSize, kBase + k2M + 9 * kPageSize});
     }
     SUBCASE("around the held range (blocks in phase 2)") {
       check_blocks(*space, {kBase + k2M, kBase + k2M + 16 * kPageSize}, {kBase, kBase + 4 * k2M});
@@ -100,7 +103,8 @@ TEST_SUITE("stress") {
     SUBCASE("disjoint ranges inside one huge page share its node") {
       const Vaddr huge = kBase + 8 * k2M;
       map_huge(*space, huge);
-      check_blocks(*space, {huge, huge + kPageSize}, {huge + (1u << 20), huge + (1u << 20) + kPageSize});
+      check_blocks(*space, {huge, huge + kPageSize},
+                   {huge + (1u << 20), huge + (1u << 20) + kPageSize});
     }
   }
 
@@ -133,8 +137,9 @@ TEST_SUITE("stress") {
     REQUIRE(held.has_value());
     // The same range, a sub-range and a super-range; then a disjoint range whose leaf table does
     // not exist yet, so creating it needs the held root's lock.
-    for (VaRange r : {VaRange{kBase, kBase + 2 * k2M}, VaRange{kBase + kPageSize, kBase + 2 * kPageSize},
-                      VaRange{kBase, kBase + 8 * k2M}, VaRange{kBase + 5 * k2M, kBase + 5 * k2M + kPageSize}}) {
+    for (VaRange r :
+         {VaRange{kBase, kBase + 2 * k2M}, VaRange{kBase + kPageSize, kBase + 2 * kPageSize},
+          VaRange{kBase, kBase + 8 * k2M}, VaRange{kBase + 5 * k2M, kBase + 5 * k2M + kPageSize}}) {
       CAPTURE(r.start);
       CAPTURE(r.end);
       auto c = space->cursor(g, r);

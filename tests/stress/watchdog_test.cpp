@@ -32,7 +32,8 @@ TEST_SUITE("stress") {
     const Vaddr base = std::uint64_t{64} << 20;
     const VaRange held{base, base + 16 * kPageSize};
     o.custom_op = [held](StressContext& ctx) {
-      const VaRange range = ctx.thread_index() == 0 ? held : VaRange{held.start + 4 * kPageSize, held.end};
+      const VaRange range =
+          ctx.thread_index() == 0 ? held : VaRange{held.start + 4 * kPageSize, held.end};
       (void)ctx.with_cursor(0, range, CursorKind::Mutable, LockMode::Block, [&](StressCursor& c) {
         (void)c.map_frame(PageProperty::new_user(PageFlags::RW, CachePolicy::Writeback));
         // t0 never lets go (the child process ends when the watchdog fires).
@@ -48,8 +49,10 @@ TEST_SUITE("stress") {
     CHECK(v.kind == "deadlock");
     CHECK(v.description.find("no operation completed for") != std::string::npos);
     CHECK(v.description.find("t0 (cpu") != std::string::npos);
-    CHECK(v.description.find("holds cursor_mut [0x4000000, 0x4010000) of space 0") != std::string::npos);
-    CHECK(v.description.find("waits for cursor_mut [0x4004000, 0x4010000) of space 0") != std::string::npos);
+    CHECK(v.description.find("holds cursor_mut [0x4000000, 0x4010000) of space 0") !=
+          std::string::npos);
+    CHECK(v.description.find("waits for cursor_mut [0x4004000, 0x4010000) of space 0") !=
+          std::string::npos);
     CHECK(v.description.find("overlapping cursors held by t0") != std::string::npos);
     CHECK(r.verdict().rfind("FAIL: ", 0) == 0);
   }

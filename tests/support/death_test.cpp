@@ -30,7 +30,8 @@ DeathResult run_in_child(const std::function<void()>& fn) {
   close(pipefd[1]);
   char buf[4096];
   ssize_t n;
-  while ((n = read(pipefd[0], buf, sizeof buf)) > 0) r.output.append(buf, static_cast<std::size_t>(n));
+  while ((n = read(pipefd[0], buf, sizeof buf)) > 0)
+    r.output.append(buf, static_cast<std::size_t>(n));
   close(pipefd[0]);
   int status = 0;
   waitpid(pid, &status, 0);
@@ -43,10 +44,12 @@ DeathResult run_in_child(const std::function<void()>& fn) {
 
 const std::string& death_tests_unavailable() {
   static const std::string reason = []() -> std::string {
-    if (kUnderTsan) return "death tests fork, which ThreadSanitizer does not support in a threaded process";
+    if (kUnderTsan)
+      return "death tests fork, which ThreadSanitizer does not support in a threaded process";
     std::fflush(nullptr);
     const pid_t pid = fork();
-    if (pid < 0) return std::string("death tests fork, and fork() fails here: ") + std::strerror(errno);
+    if (pid < 0)
+      return std::string("death tests fork, and fork() fails here: ") + std::strerror(errno);
     if (pid == 0) _exit(0);
     int status = 0;
     if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {

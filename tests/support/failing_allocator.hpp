@@ -40,13 +40,16 @@ class FailingFrameAllocator final : public GlobalFrameAllocator {
         failures_.fetch_add(1, std::memory_order_relaxed);
         return std::nullopt;
       }
-      if (b == kUnlimited || budget_.compare_exchange_weak(b, b - 1, std::memory_order_relaxed)) break;
+      if (b == kUnlimited || budget_.compare_exchange_weak(b, b - 1, std::memory_order_relaxed))
+        break;
     }
     successes_.fetch_add(1, std::memory_order_relaxed);
     return inner_->alloc(layout);
   }
   void dealloc(Paddr addr, std::size_t size) noexcept override { inner_->dealloc(addr, size); }
-  void add_free_memory(Paddr addr, std::size_t size) noexcept override { inner_->add_free_memory(addr, size); }
+  void add_free_memory(Paddr addr, std::size_t size) noexcept override {
+    inner_->add_free_memory(addr, size);
+  }
   std::uint64_t free_bytes() const noexcept override { return inner_->free_bytes(); }
 
  private:

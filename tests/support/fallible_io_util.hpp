@@ -58,8 +58,10 @@ class UserMemory {
     pager_.add(r, prop, fill);
     if constexpr (!B::kDemand) {
       for (Vaddr va = r.start; va < r.end; va += kPageSize) {
-        map_frame_at(*space_, va, new_frame(fill == DemandPager::Fill::Pattern ? std::optional<Vaddr>(va) : std::nullopt),
-                     prop);
+        map_frame_at(
+            *space_, va,
+            new_frame(fill == DemandPager::Fill::Pattern ? std::optional<Vaddr>(va) : std::nullopt),
+            prop);
       }
     }
   }
@@ -103,7 +105,9 @@ struct Row {
   std::size_t count;  // bytes copied
 };
 
-inline std::byte source_byte(std::size_t i) { return std::byte{static_cast<std::uint8_t>(0x5a ^ (i * 13u))}; }
+inline std::byte source_byte(std::size_t i) {
+  return std::byte{static_cast<std::uint8_t>(0x5a ^ (i * 13u))};
+}
 
 // The pages a copy of `count` bytes from `va` touched successfully (each mapped on demand once).
 inline std::uint64_t pages_touched(Vaddr va, std::size_t count) {

@@ -47,10 +47,10 @@ inline std::uint64_t slot_ref_count(Paddr pa) {
 // What PageWitness::on_drop saw last.
 struct WitnessRecord {
   int calls = 0;
-  std::uint32_t tag = 0;          // the metadata value at the time of the drop
-  std::size_t remain = 0;         // bytes the reader offered
-  std::uint64_t first_word = 0;   // page bytes [0, 8)
-  std::uint64_t last_word = 0;    // page bytes [4088, 4096)
+  std::uint32_t tag = 0;         // the metadata value at the time of the drop
+  std::size_t remain = 0;        // bytes the reader offered
+  std::uint64_t first_word = 0;  // page bytes [0, 8)
+  std::uint64_t last_word = 0;   // page bytes [4088, 4096)
 };
 
 // Untyped metadata whose on_drop records what it sees of the page.
@@ -96,7 +96,8 @@ inline std::vector<std::byte> bytes_of(std::size_t n, std::uint8_t value) {
 static_assert(std::is_convertible_v<Frame<MockFrameMeta>&&, DynFrame>);
 static_assert(std::is_convertible_v<Frame<MockUFrameMeta>&&, UFrame>);
 static_assert(std::is_convertible_v<UFrame&&, DynFrame>);
-static_assert(!std::is_constructible_v<UFrame, Frame<MockFrameMeta>&&>, "typed frames are not UFrames");
+static_assert(!std::is_constructible_v<UFrame, Frame<MockFrameMeta>&&>,
+              "typed frames are not UFrames");
 static_assert(!std::is_convertible_v<DynFrame&&, UFrame>, "narrowing needs try_from");
 static_assert(!std::is_convertible_v<DynFrame&&, Frame<MockFrameMeta>>, "narrowing needs try_from");
 static_assert(std::is_convertible_v<Segment<NoMeta>&&, USegment>);

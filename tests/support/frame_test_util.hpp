@@ -30,7 +30,9 @@ class FreeBytesUnchanged {
   FreeBytesUnchanged() : start_(global_frame_allocator().free_bytes()) {}
   FreeBytesUnchanged(const FreeBytesUnchanged&) = delete;
   FreeBytesUnchanged& operator=(const FreeBytesUnchanged&) = delete;
-  ~FreeBytesUnchanged() { CHECK_MESSAGE(global_frame_allocator().free_bytes() == start_, "frames leaked"); }
+  ~FreeBytesUnchanged() {
+    CHECK_MESSAGE(global_frame_allocator().free_bytes() == start_, "frames leaked");
+  }
 
   std::uint64_t start() const noexcept { return start_; }
 

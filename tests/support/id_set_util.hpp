@@ -111,9 +111,7 @@ class RuntimeId {
   static RuntimeId from_index(std::uint32_t i) noexcept { return RuntimeId(i); }
 
   friend bool operator==(RuntimeId, RuntimeId) = default;
-  friend std::ostream& operator<<(std::ostream& os, RuntimeId id) {
-    return os << "cpu" << id.raw_;
-  }
+  friend std::ostream& operator<<(std::ostream& os, RuntimeId id) { return os << "cpu" << id.raw_; }
 
  private:
   std::uint32_t raw_;

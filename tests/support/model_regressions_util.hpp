@@ -52,7 +52,8 @@ TYPE_TO_STRING_AS("riscv-sv48", vmspace::RiscvSv48Pte);
 TYPE_TO_STRING_AS("riscv-sv39", vmspace::RiscvSv39Pte);
 TYPE_TO_STRING_AS("aarch64", vmspace::Aarch64Pte);
 
-#define ALL_FORMATS vmspace::X86_64Pte, vmspace::RiscvSv48Pte, vmspace::RiscvSv39Pte, vmspace::Aarch64Pte
+#define ALL_FORMATS \
+  vmspace::X86_64Pte, vmspace::RiscvSv48Pte, vmspace::RiscvSv39Pte, vmspace::Aarch64Pte
 
 namespace {
 
@@ -82,14 +83,16 @@ std::size_t count_nodes(Paddr pa, PagingLevel level, std::size_t first, std::siz
   for (std::size_t i = first; i < last; ++i) {
     const std::uint64_t raw = node.load_acquire(i);
     if (vmspace::internal::is_pt_entry<C>(raw, level)) {
-      n += count_nodes<C>(F::paddr(raw, level), static_cast<PagingLevel>(level - 1), 0, kNrEntries<ConstsOf<C>>);
+      n += count_nodes<C>(F::paddr(raw, level), static_cast<PagingLevel>(level - 1), 0,
+                          kNrEntries<ConstsOf<C>>);
     }
   }
   return n;
 }
 template <PageTableConfig C>
 std::size_t count_nodes(const PageTable<C>& pt) {
-  return count_nodes<C>(pt.root_paddr(), ConstsOf<C>::kNrLevels, C::kTopLevelIndexStart, C::kTopLevelIndexEnd);
+  return count_nodes<C>(pt.root_paddr(), ConstsOf<C>::kNrLevels, C::kTopLevelIndexStart,
+                        C::kTopLevelIndexEnd);
 }
 
 // Every invariant at a quiescent point, for the given user spaces (plus the kernel table).
@@ -126,7 +129,8 @@ struct ActiveSpace {
 inline USegment alloc_huge() {
   auto pa = global_frame_allocator().alloc(FrameLayout{kSz2M, kSz2M});
   REQUIRE(pa.has_value());
-  auto seg = Segment<NoMeta>::from_unused(PaRange{*pa, *pa + kSz2M}, [](Paddr) { return NoMeta{}; });
+  auto seg =
+      Segment<NoMeta>::from_unused(PaRange{*pa, *pa + kSz2M}, [](Paddr) { return NoMeta{}; });
   REQUIRE(seg.has_value());
   REQUIRE(seg->fill_zeros(0, kSz2M).has_value());
   return USegment(std::move(*seg));
@@ -155,16 +159,22 @@ inline Result<std::size_t> unmap(VmSpace& s, Vaddr va, std::uint64_t len) {
   return c->unmap(len);
 }
 
-inline std::uint64_t rc_of(Paddr pa) { return meta_slot(pa)->ref_count_ref().load(boost::memory_order_acquire); }
+inline std::uint64_t rc_of(Paddr pa) {
+  return meta_slot(pa)->ref_count_ref().load(boost::memory_order_acquire);
+}
 
 // Refuses every allocation while installed (forwarding frees), to inject NoMemory.
 class NoMemoryAllocator final : public GlobalFrameAllocator {
  public:
-  NoMemoryAllocator() : next_(&global_frame_allocator()) { previous_ = set_global_frame_allocator(this); }
+  NoMemoryAllocator() : next_(&global_frame_allocator()) {
+    previous_ = set_global_frame_allocator(this);
+  }
   ~NoMemoryAllocator() override { set_global_frame_allocator(previous_); }
   std::optional<Paddr> alloc(FrameLayout) noexcept override { return std::nullopt; }
   void dealloc(Paddr addr, std::size_t size) noexcept override { next_->dealloc(addr, size); }
-  void add_free_memory(Paddr addr, std::size_t size) noexcept override { next_->add_free_memory(addr, size); }
+  void add_free_memory(Paddr addr, std::size_t size) noexcept override {
+    next_->add_free_memory(addr, size);
+  }
   std::uint64_t free_bytes() const noexcept override { return next_->free_bytes(); }
 
  private:

@@ -38,8 +38,8 @@ std::vector<PageProperty> page_properties_with(const std::array<CachePolicy, N>&
   for (std::uint8_t f : subsets(kAllPageFlagBits)) {
     for (std::uint8_t p : subsets(kAllPrivFlagBits)) {
       for (CachePolicy c : caches) {
-        out.push_back(PageProperty{static_cast<PageFlags>(f), c,
-                                   static_cast<PrivilegedPageFlags>(p)});
+        out.push_back(
+            PageProperty{static_cast<PageFlags>(f), c, static_cast<PrivilegedPageFlags>(p)});
       }
     }
   }
@@ -59,7 +59,8 @@ inline std::vector<PageProperty> all_page_properties_all_caches() {
 
 inline std::vector<PageTableFlags> all_page_table_flags() {
   std::vector<PageTableFlags> out;
-  for (std::uint8_t f : subsets(kAllPageTableFlagBits)) out.push_back(static_cast<PageTableFlags>(f));
+  for (std::uint8_t f : subsets(kAllPageTableFlagBits))
+    out.push_back(static_cast<PageTableFlags>(f));
   return out;
 }
 

@@ -32,9 +32,9 @@
 namespace vmspace::test {
 
 struct PtCensus {
-  std::size_t nodes = 0;                   // reachable nodes, the root included
-  std::array<std::size_t, 5> leaves{};     // leaves per level (index = level)
-  std::vector<std::string> violations;     // empty when every check passed
+  std::size_t nodes = 0;                // reachable nodes, the root included
+  std::array<std::size_t, 5> leaves{};  // leaves per level (index = level)
+  std::vector<std::string> violations;  // empty when every check passed
 
   std::size_t total_leaves() const {
     std::size_t n = 0;
@@ -71,10 +71,12 @@ class Walker {
       return false;
     }
     const auto& meta = internal::NodeView<C>{pa}.meta();
-    if (meta.level != level) fail("node 0x", pa, ": level ", int(meta.level), " reached at ", int(level));
+    if (meta.level != level)
+      fail("node 0x", pa, ": level ", int(meta.level), " reached at ", int(level));
     if (meta.stray) fail("node 0x", pa, ": reachable but stray");
     const std::uint32_t lock =
-        boost::atomic_ref<std::uint32_t>(const_cast<std::uint32_t&>(meta.lock)).load(boost::memory_order_acquire);
+        boost::atomic_ref<std::uint32_t>(const_cast<std::uint32_t&>(meta.lock))
+            .load(boost::memory_order_acquire);
     if (lock != 0) fail("node 0x", pa, ": still locked (word 0x", lock, ")");
     const std::uint64_t rc = slot->ref_count_ref().load(boost::memory_order_relaxed);
     if (rc != 1) fail("node 0x", pa, ": reference count ", std::dec, rc, " (expected 1)");
@@ -82,7 +84,9 @@ class Walker {
   }
 
   void absent(const internal::PteAt& e) {
-    if (e.raw != 0) fail("node 0x", e.node, "[", std::dec, e.index, "]: non-zero absent entry 0x", std::hex, e.raw);
+    if (e.raw != 0)
+      fail("node 0x", e.node, "[", std::dec, e.index, "]: non-zero absent entry 0x", std::hex,
+           e.raw);
   }
 
   void leaf(const internal::PteAt& e) {
@@ -93,9 +97,12 @@ class Walker {
       return;
     }
     ++census_.leaves[level];
-    if (level > C::kHighestTranslationLevel) fail("leaf at level ", int(level), " above the highest translation level");
-    if (!C::kTopLevelCanUnmap && level == K::kNrLevels) fail("leaf at the top level of a kernel-style table");
-    if (!is_aligned(s.paddr, page_size<K>(level))) fail("leaf 0x", s.paddr, " misaligned for level ", int(level));
+    if (level > C::kHighestTranslationLevel)
+      fail("leaf at level ", int(level), " above the highest translation level");
+    if (!C::kTopLevelCanUnmap && level == K::kNrLevels)
+      fail("leaf at the top level of a kernel-style table");
+    if (!is_aligned(s.paddr, page_size<K>(level)))
+      fail("leaf 0x", s.paddr, " misaligned for level ", int(level));
     if constexpr (std::is_same_v<C, UserPtConfig>) check_user_leaf(s, level);
   }
 
@@ -111,7 +118,8 @@ class Walker {
   void leave(Paddr pa, PagingLevel, std::size_t present) {
     const auto& meta = internal::NodeView<C>{pa}.meta();
     if (present != meta.nr_children) {
-      fail("node 0x", pa, ": nr_children ", std::dec, meta.nr_children, " but ", present, " present entries");
+      fail("node 0x", pa, ": nr_children ", std::dec, meta.nr_children, " but ", present,
+           " present entries");
     }
   }
 
@@ -127,7 +135,8 @@ class Walker {
   PteScalar check_reencodes(const internal::PteAt& e) {
     const PteScalar s = F::decode(e.raw, e.level);
     if (F::encode(s, e.level) != e.raw) {
-      fail("node 0x", e.node, "[", std::dec, e.index, "]: 0x", std::hex, e.raw, " does not re-encode");
+      fail("node 0x", e.node, "[", std::dec, e.index, "]: 0x", std::hex, e.raw,
+           " does not re-encode");
     }
     return s;
   }
@@ -154,7 +163,8 @@ PtCensus census(const PageTable<C>& pt) {
 // The lock word of the node at `pa` (0 when free; bit 0 set when a thread sleeps on it).
 template <PageTableConfig C>
 std::uint32_t lock_word(Paddr pa) {
-  return boost::atomic_ref<std::uint32_t>(internal::NodeView<C>{pa}.meta().lock).load(boost::memory_order_acquire);
+  return boost::atomic_ref<std::uint32_t>(internal::NodeView<C>{pa}.meta().lock)
+      .load(boost::memory_order_acquire);
 }
 
 // The node covering `va` at `level` (walking down from the root), or 0 if there is none.
@@ -163,7 +173,8 @@ Paddr node_at(const PageTable<C>& pt, Vaddr va, PagingLevel level) {
   using F = typename C::Pte;
   Paddr node = pt.root_paddr();
   for (PagingLevel l = ConstsOf<C>::kNrLevels; l > level; --l) {
-    const std::uint64_t raw = internal::NodeView<C>{node}.load_acquire(pte_index<ConstsOf<C>>(va, l));
+    const std::uint64_t raw =
+        internal::NodeView<C>{node}.load_acquire(pte_index<ConstsOf<C>>(va, l));
     if (!internal::is_pt_entry<C>(raw, l)) return 0;
     node = F::paddr(raw, l);
   }
@@ -173,9 +184,9 @@ Paddr node_at(const PageTable<C>& pt, Vaddr va, PagingLevel level) {
 }  // namespace vmspace::test
 
 // CHECK that a quiescent table passes every structural check, printing the violations.
-#define VMS_CHECK_PT_INVARIANTS(pt)                          \
-  do {                                                        \
-    const auto vms_census_ = ::vmspace::test::census(pt);     \
-    INFO(vms_census_.report());                               \
-    CHECK(vms_census_.violations.empty());                    \
+#define VMS_CHECK_PT_INVARIANTS(pt)                       \
+  do {                                                    \
+    const auto vms_census_ = ::vmspace::test::census(pt); \
+    INFO(vms_census_.report());                           \
+    CHECK(vms_census_.violations.empty());                \
   } while (0)

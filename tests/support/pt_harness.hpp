@@ -113,7 +113,8 @@ bool node_locked(Paddr pa) {
 
 // Every node of the tree under `pa` (level `level`, entries [first, last)) that is locked.
 template <PageTableConfig C>
-void collect_locked(Paddr pa, PagingLevel level, std::size_t first, std::size_t last, std::set<Paddr>& out) {
+void collect_locked(Paddr pa, PagingLevel level, std::size_t first, std::size_t last,
+                    std::set<Paddr>& out) {
   using F = typename C::Pte;
   if (node_locked<C>(pa)) out.insert(pa);
   if (level == 1) return;
@@ -130,7 +131,8 @@ void collect_locked(Paddr pa, PagingLevel level, std::size_t first, std::size_t 
 template <PageTableConfig C>
 std::set<Paddr> locked_nodes(const PageTable<C>& pt) {
   std::set<Paddr> out;
-  collect_locked<C>(pt.root_paddr(), ConstsOf<C>::kNrLevels, C::kTopLevelIndexStart, C::kTopLevelIndexEnd, out);
+  collect_locked<C>(pt.root_paddr(), ConstsOf<C>::kNrLevels, C::kTopLevelIndexStart,
+                    C::kTopLevelIndexEnd, out);
   return out;
 }
 
@@ -150,7 +152,8 @@ bool children_free(Paddr pa, PagingLevel level, VaRange range) {
     const Paddr child = F::paddr(raw, level);
     if (node_locked<C>(child)) return false;
     const Vaddr start = align_down(range.start, size) + (i - s) * size;
-    const VaRange clipped{std::max(start, range.start), std::min(start + (size - 1), range.end - 1) + 1};
+    const VaRange clipped{std::max(start, range.start),
+                          std::min(start + (size - 1), range.end - 1) + 1};
     if (!children_free<C>(child, static_cast<PagingLevel>(level - 1), clipped)) return false;
   }
   return true;
@@ -225,7 +228,8 @@ inline bool same_mappings(std::vector<check::Mapping> a, std::vector<check::Mapp
 
 // Collects the mappings a fragment removed and checks the fragment's own consistency.
 template <PageTableConfig C>
-void frag_mappings(const PageTableFrag<C>& frag, std::vector<check::Mapping>& out, std::string& problems) {
+void frag_mappings(const PageTableFrag<C>& frag, std::vector<check::Mapping>& out,
+                   std::string& problems) {
   using K = ConstsOf<C>;
   if (auto* m = std::get_if<MappedFrag<C>>(&frag)) {
     const RawItem raw = C::item_raw_info(*m->item);
@@ -256,7 +260,8 @@ void frag_mappings(const PageTableFrag<C>& frag, std::vector<check::Mapping>& ou
   // Every node of a detached sub-tree is marked stray and unlocked.
   std::set<Paddr> locked;
   collect_locked<C>(node, level, 0, kNrEntries<K>, locked);
-  if (!locked.empty()) problems += "detached sub-tree at " + hex(s.va) + " still has locked nodes; ";
+  if (!locked.empty())
+    problems += "detached sub-tree at " + hex(s.va) + " still has locked nodes; ";
   if (!view.meta().stray) problems += "detached node at " + hex(s.va) + " is not marked stray; ";
   out.insert(out.end(), inside.begin(), inside.end());
 }
@@ -285,7 +290,8 @@ std::string step(PtModel& m, PtSystem<C>& s, const PtOp& op) {
   auto mismatch = [&](const std::string& what, const std::string& model, const std::string& lib) {
     out += what + ": model " + model + ", library " + lib + "\n";
   };
-  auto compare_error = [&](const std::optional<PageTableError>& want, const std::optional<PageTableError>& got) {
+  auto compare_error = [&](const std::optional<PageTableError>& want,
+                           const std::optional<PageTableError>& got) {
     if (want != got) mismatch("error", describe(want), describe(got));
     if (got) outcome = to_string(*got);
     return want.has_value() || got.has_value();
@@ -298,17 +304,19 @@ std::string step(PtModel& m, PtSystem<C>& s, const PtOp& op) {
       const ModelOutcome want = model_apply(m, op);
       auto got = s.open(op.range, op.mut, op.try_lock, /*keep=*/true);
       if (compare_error(want.error, got ? std::nullopt : std::optional(got.error()))) break;
-      if (*got != want.guard_level) mismatch("guard level", std::to_string(want.guard_level), std::to_string(*got));
+      if (*got != want.guard_level)
+        mismatch("guard level", std::to_string(want.guard_level), std::to_string(*got));
       break;
     }
     case PtOp::Kind::Nested: {
-      std::optional<PageTableError> want = check::model_check_cursor_range(m.model.config(), op.range);
+      std::optional<PageTableError> want =
+          check::model_check_cursor_range(m.model.config(), op.range);
       if (!want) {
         want = predict_nested<C>(s.table(), op.range);
         // Independent of the tree: a nested cursor overlapping the held one must fail.
         if (op.range.overlaps(barrier) && want != PageTableError::WouldDeadlock) {
-          out += "protocol prediction says " + describe(want) + " for a nested cursor overlapping " +
-                 show(barrier) + "\n";
+          out += "protocol prediction says " + describe(want) +
+                 " for a nested cursor overlapping " + show(barrier) + "\n";
         }
       }
       const auto locked_before = locked_nodes(s.table());
@@ -317,7 +325,8 @@ std::string step(PtModel& m, PtSystem<C>& s, const PtOp& op) {
         const PagingLevel g = m.model.guard_level(op.range);
         if (*got != g) mismatch("nested guard level", std::to_string(g), std::to_string(*got));
       }
-      if (locked_nodes(s.table()) != locked_before) out += "a nested open changed which nodes are locked\n";
+      if (locked_nodes(s.table()) != locked_before)
+        out += "a nested open changed which nodes are locked\n";
       break;
     }
     case PtOp::Kind::Close:
@@ -337,7 +346,8 @@ std::string step(PtModel& m, PtSystem<C>& s, const PtOp& op) {
         const check::Mapping g{got->range.start, got->level, got->item->paddr, got->item->prop};
         if (!same_mapping(w, g) || got->item->level != got->level ||
             got->range != VaRange{w.va, w.va + w.size()}) {
-          mismatch("query", show(w), show(g) + " (item level " + std::to_string(got->item->level) + ")");
+          mismatch("query", show(w),
+                   show(g) + " (item level " + std::to_string(got->item->level) + ")");
         }
         outcome = "ok, mapped L" + std::to_string(got->level);
       } else if (got->item) {
@@ -349,8 +359,8 @@ std::string step(PtModel& m, PtSystem<C>& s, const PtOp& op) {
         if (!got->range.contains(va) || got->range.start != align_down(va, size) ||
             got->range.end - got->range.start != size ||
             m.model.overlaps(got->range.start, got->range.end - 1)) {
-          out += "query: absent entry range " + show(got->range) + " at level " + std::to_string(got->level) +
-                 " is inconsistent with va " + hex(va) + "\n";
+          out += "query: absent entry range " + show(got->range) + " at level " +
+                 std::to_string(got->level) + " is inconsistent with va " + hex(va) + "\n";
         }
       }
       break;
@@ -457,7 +467,8 @@ std::string step(PtModel& m, PtSystem<C>& s, const PtOp& op) {
       auto got = s.cursor_mut()->protect_next(op.len.resolve(va, barrier), op.prot);
       if (compare_error(want.error, got ? std::nullopt : std::optional(got.error()))) break;
       if (*got != want.range) {
-        mismatch("protected", want.range ? show(*want.range) : "nothing", *got ? show(**got) : "nothing");
+        mismatch("protected", want.range ? show(*want.range) : "nothing",
+                 *got ? show(**got) : "nothing");
       }
       outcome = *got ? "ok, changed" : "ok, nothing";
       break;
@@ -466,7 +477,8 @@ std::string step(PtModel& m, PtSystem<C>& s, const PtOp& op) {
       const ModelOutcome want = model_apply(m, op);
       auto got = s.cursor_mut()->protect(op.len.resolve(va, barrier), op.prot);
       if (compare_error(want.error, got ? std::nullopt : std::optional(got.error()))) break;
-      if (*got != want.changed) mismatch("entries changed", std::to_string(want.changed), std::to_string(*got));
+      if (*got != want.changed)
+        mismatch("entries changed", std::to_string(want.changed), std::to_string(*got));
       outcome = *got == 0 ? "ok, nothing" : *got == 1 ? "ok, one" : "ok, several";
       break;
     }
@@ -508,9 +520,11 @@ inline const check::RawRefs& kernel_table_refs() {
 
 // The table equals the model and every invariant holds. "" if so.
 template <PageTableConfig C>
-std::string check_state(const PtModel& m, const PtSystem<C>& s, const StateCheckOptions& options = {}) {
+std::string check_state(const PtModel& m, const PtSystem<C>& s,
+                        const StateCheckOptions& options = {}) {
   std::string out;
-  for (const std::string& d : m.model.diff(check::interpret(s.table()))) out += "model vs table: " + d + "\n";
+  for (const std::string& d : m.model.diff(check::interpret(s.table())))
+    out += "model vs table: " + d + "\n";
   check::CheckReport report;
   check::RawRefs refs;
   check::TableCheckOptions topt;

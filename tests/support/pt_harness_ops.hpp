@@ -44,9 +44,15 @@ struct LenSpec {
   std::uint64_t resolve(Vaddr va, VaRange barrier) const noexcept {
     std::uint64_t v = 0;
     switch (base) {
-      case Base::Fixed: v = value; break;
-      case Base::Rest: v = barrier.end - va; break;
-      case Base::ToBoundary: v = align_down(va + value, value) - va; break;
+      case Base::Fixed:
+        v = value;
+        break;
+      case Base::Rest:
+        v = barrier.end - va;
+        break;
+      case Base::ToBoundary:
+        v = align_down(va + value, value) - va;
+        break;
     }
     return v + static_cast<std::uint64_t>(delta);
   }
@@ -63,11 +69,21 @@ struct AddrSpec {
   Vaddr resolve(Vaddr va, VaRange barrier) const noexcept {
     std::uint64_t v = 0;
     switch (base) {
-      case Base::Abs: v = value; break;
-      case Base::Start: v = barrier.start; break;
-      case Base::End: v = barrier.end; break;
-      case Base::Cur: v = va; break;
-      case Base::NextBoundary: v = align_down(va + value, value); break;
+      case Base::Abs:
+        v = value;
+        break;
+      case Base::Start:
+        v = barrier.start;
+        break;
+      case Base::End:
+        v = barrier.end;
+        break;
+      case Base::Cur:
+        v = va;
+        break;
+      case Base::NextBoundary:
+        v = align_down(va + value, value);
+        break;
     }
     return v + static_cast<std::uint64_t>(delta);
   }
@@ -108,38 +124,60 @@ struct ProtSpec {
 
 struct PtOp {
   // Protect is protect_next; ProtectRange is CursorMut::protect (the whole window).
-  enum class Kind : std::uint8_t { Open, Nested, Close, Query, FindNext, Jump, Map, Unmap, TakeNext, Protect,
-                                   ProtectRange };
+  enum class Kind : std::uint8_t {
+    Open,
+    Nested,
+    Close,
+    Query,
+    FindNext,
+    Jump,
+    Map,
+    Unmap,
+    TakeNext,
+    Protect,
+    ProtectRange
+  };
   Kind kind = Kind::Query;
-  VaRange range{};       // Open, Nested
-  bool mut = true;       // Open, Nested: CursorMut or read-only Cursor
-  bool try_lock = false; // Open, Nested: the try_ variant
-  AddrSpec addr{};       // Jump
-  LenSpec len{};         // FindNext, Unmap, TakeNext, Protect, ProtectRange
-  PagingLevel level = 1; // Map
-  PaSpec pa{};           // Map
-  PageProperty prop{};   // Map
-  ProtSpec prot{};       // Protect, ProtectRange
+  VaRange range{};        // Open, Nested
+  bool mut = true;        // Open, Nested: CursorMut or read-only Cursor
+  bool try_lock = false;  // Open, Nested: the try_ variant
+  AddrSpec addr{};        // Jump
+  LenSpec len{};          // FindNext, Unmap, TakeNext, Protect, ProtectRange
+  PagingLevel level = 1;  // Map
+  PaSpec pa{};            // Map
+  PageProperty prop{};    // Map
+  ProtSpec prot{};        // Protect, ProtectRange
 
   bool mutates() const noexcept {
-    return kind == Kind::Map || kind == Kind::Unmap || kind == Kind::TakeNext || kind == Kind::Protect ||
-           kind == Kind::ProtectRange;
+    return kind == Kind::Map || kind == Kind::Unmap || kind == Kind::TakeNext ||
+           kind == Kind::Protect || kind == Kind::ProtectRange;
   }
 };
 
 inline const char* to_string(PtOp::Kind k) noexcept {
   switch (k) {
-    case PtOp::Kind::Open: return "open";
-    case PtOp::Kind::Nested: return "nested_open";
-    case PtOp::Kind::Close: return "close";
-    case PtOp::Kind::Query: return "query";
-    case PtOp::Kind::FindNext: return "find_next";
-    case PtOp::Kind::Jump: return "jump";
-    case PtOp::Kind::Map: return "map";
-    case PtOp::Kind::Unmap: return "unmap";
-    case PtOp::Kind::TakeNext: return "take_next";
-    case PtOp::Kind::Protect: return "protect_next";
-    case PtOp::Kind::ProtectRange: return "protect";
+    case PtOp::Kind::Open:
+      return "open";
+    case PtOp::Kind::Nested:
+      return "nested_open";
+    case PtOp::Kind::Close:
+      return "close";
+    case PtOp::Kind::Query:
+      return "query";
+    case PtOp::Kind::FindNext:
+      return "find_next";
+    case PtOp::Kind::Jump:
+      return "jump";
+    case PtOp::Kind::Map:
+      return "map";
+    case PtOp::Kind::Unmap:
+      return "unmap";
+    case PtOp::Kind::TakeNext:
+      return "take_next";
+    case PtOp::Kind::Protect:
+      return "protect_next";
+    case PtOp::Kind::ProtectRange:
+      return "protect";
   }
   return "?";
 }
@@ -153,7 +191,8 @@ inline std::string hex(std::uint64_t v) {
 }
 inline std::string signed_hex(std::int64_t v) {
   if (v == 0) return "";
-  return v < 0 ? " - " + hex(static_cast<std::uint64_t>(-v)) : " + " + hex(static_cast<std::uint64_t>(v));
+  return v < 0 ? " - " + hex(static_cast<std::uint64_t>(-v))
+               : " + " + hex(static_cast<std::uint64_t>(v));
 }
 
 }  // namespace internal
@@ -161,9 +200,15 @@ inline std::string signed_hex(std::int64_t v) {
 inline std::ostream& operator<<(std::ostream& os, const LenSpec& l) {
   using internal::hex;
   switch (l.base) {
-    case LenSpec::Base::Fixed: os << hex(l.value + static_cast<std::uint64_t>(l.delta)); return os;
-    case LenSpec::Base::Rest: os << "rest"; break;
-    case LenSpec::Base::ToBoundary: os << "to_boundary(" << hex(l.value) << ")"; break;
+    case LenSpec::Base::Fixed:
+      os << hex(l.value + static_cast<std::uint64_t>(l.delta));
+      return os;
+    case LenSpec::Base::Rest:
+      os << "rest";
+      break;
+    case LenSpec::Base::ToBoundary:
+      os << "to_boundary(" << hex(l.value) << ")";
+      break;
   }
   return os << internal::signed_hex(l.delta);
 }
@@ -171,11 +216,21 @@ inline std::ostream& operator<<(std::ostream& os, const LenSpec& l) {
 inline std::ostream& operator<<(std::ostream& os, const AddrSpec& a) {
   using internal::hex;
   switch (a.base) {
-    case AddrSpec::Base::Abs: os << hex(a.value + static_cast<std::uint64_t>(a.delta)); return os;
-    case AddrSpec::Base::Start: os << "start"; break;
-    case AddrSpec::Base::End: os << "end"; break;
-    case AddrSpec::Base::Cur: os << "cur"; break;
-    case AddrSpec::Base::NextBoundary: os << "next_boundary(" << hex(a.value) << ")"; break;
+    case AddrSpec::Base::Abs:
+      os << hex(a.value + static_cast<std::uint64_t>(a.delta));
+      return os;
+    case AddrSpec::Base::Start:
+      os << "start";
+      break;
+    case AddrSpec::Base::End:
+      os << "end";
+      break;
+    case AddrSpec::Base::Cur:
+      os << "cur";
+      break;
+    case AddrSpec::Base::NextBoundary:
+      os << "next_boundary(" << hex(a.value) << ")";
+      break;
   }
   return os << internal::signed_hex(a.delta);
 }
@@ -202,16 +257,23 @@ inline std::ostream& operator<<(std::ostream& os, const PtOp& op) {
       os << (op.mut ? " mut " : " ro ") << (op.try_lock ? "try " : "") << op.range;
       break;
     case PtOp::Kind::Close:
-    case PtOp::Kind::Query: break;
-    case PtOp::Kind::Jump: os << " " << op.addr; break;
+    case PtOp::Kind::Query:
+      break;
+    case PtOp::Kind::Jump:
+      os << " " << op.addr;
+      break;
     case PtOp::Kind::FindNext:
     case PtOp::Kind::Unmap:
-    case PtOp::Kind::TakeNext: os << " len " << op.len; break;
+    case PtOp::Kind::TakeNext:
+      os << " len " << op.len;
+      break;
     case PtOp::Kind::Map:
       os << " L" << unsigned{op.level} << " pa " << op.pa << " " << op.prop;
       break;
     case PtOp::Kind::Protect:
-    case PtOp::Kind::ProtectRange: os << " len " << op.len << " " << op.prot; break;
+    case PtOp::Kind::ProtectRange:
+      os << " len " << op.len << " " << op.prot;
+      break;
   }
   return os;
 }
@@ -252,12 +314,12 @@ struct PtModel {
 // What the model predicts for one op.
 struct ModelOutcome {
   std::optional<PageTableError> error;
-  std::optional<Vaddr> found;               // FindNext
-  std::optional<VaRange> range;             // Protect
-  std::size_t changed = 0;                  // ProtectRange
-  std::optional<check::Mapping> mapping;    // Query
-  std::vector<check::Mapping> removed;      // Unmap
-  PagingLevel guard_level = 0;              // Open
+  std::optional<Vaddr> found;             // FindNext
+  std::optional<VaRange> range;           // Protect
+  std::size_t changed = 0;                // ProtectRange
+  std::optional<check::Mapping> mapping;  // Query
+  std::vector<check::Mapping> removed;    // Unmap
+  PagingLevel guard_level = 0;            // Open
 };
 
 // Applies `op` to the model alone (the RapidCheck model transition). Precondition:
@@ -282,8 +344,11 @@ inline ModelOutcome model_apply(PtModel& m, const PtOp& op) {
       out.guard_level = m.cursor->guard_level();
       break;
     }
-    case PtOp::Kind::Nested: break;
-    case PtOp::Kind::Close: m.cursor.reset(); break;
+    case PtOp::Kind::Nested:
+      break;
+    case PtOp::Kind::Close:
+      m.cursor.reset();
+      break;
     case PtOp::Kind::Query: {
       auto r = m.cursor->query();
       if (take_error(r)) out.mapping = *r;
@@ -294,16 +359,20 @@ inline ModelOutcome model_apply(PtModel& m, const PtOp& op) {
       if (take_error(r)) out.found = *r;
       break;
     }
-    case PtOp::Kind::Jump: take_error(m.cursor->jump(op.addr.resolve(va, barrier))); break;
+    case PtOp::Kind::Jump:
+      take_error(m.cursor->jump(op.addr.resolve(va, barrier)));
+      break;
     case PtOp::Kind::Map:
-      take_error(m.cursor->map(op.pa.resolve(op.level, m.model.config().paddr_limit), op.level, op.prop));
+      take_error(
+          m.cursor->map(op.pa.resolve(op.level, m.model.config().paddr_limit), op.level, op.prop));
       break;
     case PtOp::Kind::Unmap: {
       auto r = m.cursor->unmap(op.len.resolve(va, barrier));
       if (take_error(r)) out.removed = std::move(*r);
       break;
     }
-    case PtOp::Kind::TakeNext: break;  // see step()
+    case PtOp::Kind::TakeNext:
+      break;  // see step()
     case PtOp::Kind::Protect: {
       auto r = m.cursor->protect_next(op.len.resolve(va, barrier), op.prot);
       if (take_error(r)) out.range = *r;

@@ -87,15 +87,16 @@ using KF = KernelPtConfig::Pte;
 constexpr Vaddr kKernelVa = kKernelBaseVaddr;
 
 // The boot page table's map_base_page / protect_base_page, on a kernel-config table.
-inline Result<void, PageTableError> map_kernel_base_page(const PageTable<KernelPtConfig>& pt, Vaddr va, Paddr pa,
-                                                  PageProperty prop) {
+inline Result<void, PageTableError> map_kernel_base_page(const PageTable<KernelPtConfig>& pt,
+                                                         Vaddr va, Paddr pa, PageProperty prop) {
   auto guard = disable_preempt();
   auto c = pt.cursor_mut(guard, {va, va + k4K});
   if (!c) return err(c.error());
   return c->map(KernelItem::untracked(pa, 1, prop));
 }
 template <class Op>
-std::optional<VaRange> protect_kernel_base_page(const PageTable<KernelPtConfig>& pt, Vaddr va, Op op) {
+std::optional<VaRange> protect_kernel_base_page(const PageTable<KernelPtConfig>& pt, Vaddr va,
+                                                Op op) {
   auto guard = disable_preempt();
   auto c = pt.cursor_mut(guard, {va, va + k4K});
   REQUIRE(c.has_value());

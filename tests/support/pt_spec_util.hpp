@@ -54,7 +54,8 @@ inline USegment alloc_huge_segment() {
 }
 
 // Maps `item` at `va` through a cursor over exactly the item's range.
-inline Result<void, PageTableError> map_one_user(const PageTable<UserPtConfig>& pt, Vaddr va, UserItem item) {
+inline Result<void, PageTableError> map_one_user(const PageTable<UserPtConfig>& pt, Vaddr va,
+                                                 UserItem item) {
   const std::uint64_t size = std::uint64_t{4096} << (9u * (item.level() - 1u));
   auto guard = disable_preempt();
   auto cursor = pt.cursor_mut(guard, VaRange{va, va + size});

@@ -22,9 +22,11 @@
 
 namespace vmspace::test {
 
-template <PteFormat P, PagingLevel Highest = P::Consts::kHighestTranslationLevel, bool CanUnmap = true>
+template <PteFormat P, PagingLevel Highest = P::Consts::kHighestTranslationLevel,
+          bool CanUnmap = true>
 struct RawPtConfig {
-  static_assert(Highest >= 1 && Highest <= P::kMaxLeafLevel, "the format cannot encode leaves at that level");
+  static_assert(Highest >= 1 && Highest <= P::kMaxLeafLevel,
+                "the format cannot encode leaves at that level");
 
   using Pte = P;
   static constexpr std::size_t kTopLevelIndexStart = 0;

@@ -24,12 +24,13 @@
 namespace vmspace::test {
 
 // The same configuration as the model tests and the fuzzer use (raw_pt_config.hpp).
-template <PteFormat P, PagingLevel Highest = P::Consts::kHighestTranslationLevel, bool CanUnmap = true>
+template <PteFormat P, PagingLevel Highest = P::Consts::kHighestTranslationLevel,
+          bool CanUnmap = true>
 using TestPtConfig = RawPtConfig<P, Highest, CanUnmap>;
 
 // The four formats, for TEST_CASE_TEMPLATE.
-#define VMS_ALL_PTE_FORMATS ::vmspace::X86_64Pte, ::vmspace::RiscvSv48Pte, ::vmspace::RiscvSv39Pte, \
-                            ::vmspace::Aarch64Pte
+#define VMS_ALL_PTE_FORMATS \
+  ::vmspace::X86_64Pte, ::vmspace::RiscvSv48Pte, ::vmspace::RiscvSv39Pte, ::vmspace::Aarch64Pte
 
 // Every format accepts 1 GiB leaves; Sv39 has them at its root level.
 template <PteFormat P>
@@ -44,7 +45,9 @@ inline constexpr std::uint64_t k4K = 4096;
 inline constexpr std::uint64_t k2M = std::uint64_t{2} << 20;
 inline constexpr std::uint64_t k1G = std::uint64_t{1} << 30;
 
-inline PageProperty rw_wb() { return PageProperty::new_user(PageFlags::RW, CachePolicy::Writeback); }
+inline PageProperty rw_wb() {
+  return PageProperty::new_user(PageFlags::RW, CachePolicy::Writeback);
+}
 
 // OSTD's largest_pages: splits [va, va + len) mapped to [pa, pa + len) into the largest aligned
 // pages allowed by C (greedy from the start). Preconditions: all three 4 KiB-aligned.
@@ -66,7 +69,7 @@ std::vector<std::pair<Paddr, PagingLevel>> largest_pages(Vaddr va, Paddr pa, std
 
 // OSTD's map_untracked: maps [va, va + pa.size()) to `pa` with the largest pages.
 template <PageTableConfig C>
-  requires std::is_same_v<typename C::Item, RawItem>
+requires std::is_same_v<typename C::Item, RawItem>
 void map_untracked(const PageTable<C>& pt, Vaddr va, PaRange pa, PageProperty prop) {
   auto guard = disable_preempt();
   auto cursor = pt.cursor_mut(guard, VaRange{va, va + pa.size()});
@@ -94,8 +97,8 @@ void protect_range(const PageTable<C>& pt, VaRange range, Op op) {
 
 // Maps one raw item at `va` through a fresh cursor over exactly the item's range.
 template <PageTableConfig C>
-  requires std::is_same_v<typename C::Item, RawItem>
-Result<void, PageTableError> map_one(const PageTable<C>& pt, Vaddr va, RawItem item) {
+requires std::is_same_v<typename C::Item, RawItem> Result<void, PageTableError> map_one(
+    const PageTable<C>& pt, Vaddr va, RawItem item) {
   auto guard = disable_preempt();
   auto cursor = pt.cursor_mut(guard, VaRange{va, va + psize<C>(item.level)});
   if (!cursor) return err(cursor.error());

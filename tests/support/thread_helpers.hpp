@@ -36,8 +36,8 @@ bool wait_until(Pred pred, std::chrono::milliseconds timeout = kTimeout) {
 }
 
 // Runs `fn` on its own thread. The destructor waits (bounded) for it; if it still has not
-// finished, the thread is detached (a bug made it hang; the test has already failed on wait()). doctest assertions are
-// thread-safe; a failing REQUIRE ends `fn` (its exception is caught here).
+// finished, the thread is detached (a bug made it hang; the test has already failed on wait()).
+// doctest assertions are thread-safe; a failing REQUIRE ends `fn` (its exception is caught here).
 class Async {
  public:
   explicit Async(std::function<void()> fn) : state_(std::make_shared<State>()) {

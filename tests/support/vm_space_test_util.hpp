@@ -44,7 +44,9 @@ inline Queried query_at(const VmSpace& space, Vaddr va, std::size_t len = kPageS
 // Forwards to the allocator it replaced and fails every allocation after `budget` successes.
 class FailingAllocator final : public GlobalFrameAllocator {
  public:
-  explicit FailingAllocator(std::size_t budget) : budget_(budget) { prev_ = set_global_frame_allocator(this); }
+  explicit FailingAllocator(std::size_t budget) : budget_(budget) {
+    prev_ = set_global_frame_allocator(this);
+  }
   FailingAllocator(const FailingAllocator&) = delete;
   FailingAllocator& operator=(const FailingAllocator&) = delete;
   ~FailingAllocator() override { set_global_frame_allocator(prev_); }
@@ -55,7 +57,9 @@ class FailingAllocator final : public GlobalFrameAllocator {
     return prev_->alloc(layout);
   }
   void dealloc(Paddr addr, std::size_t size) noexcept override { prev_->dealloc(addr, size); }
-  void add_free_memory(Paddr addr, std::size_t size) noexcept override { prev_->add_free_memory(addr, size); }
+  void add_free_memory(Paddr addr, std::size_t size) noexcept override {
+    prev_->add_free_memory(addr, size);
+  }
   std::uint64_t free_bytes() const noexcept override { return prev_->free_bytes(); }
 
  private:
@@ -66,7 +70,8 @@ class FailingAllocator final : public GlobalFrameAllocator {
 // The kernel table's shared upper half, word by word (it must never change because of a user
 // space).
 inline std::vector<std::uint64_t> kernel_upper_half() {
-  const auto* words = reinterpret_cast<const std::uint64_t*>(paddr_to_vaddr(kernel_page_table().root_paddr()));
+  const auto* words =
+      reinterpret_cast<const std::uint64_t*>(paddr_to_vaddr(kernel_page_table().root_paddr()));
   return std::vector<std::uint64_t>(words + 256, words + 512);
 }
 

@@ -33,9 +33,12 @@
 
 namespace vmspace::test {
 
-inline constexpr PageProperty kUserRw = PageProperty::new_user(PageFlags::RW, CachePolicy::Writeback);
-inline constexpr PageProperty kUserRo = PageProperty::new_user(PageFlags::R, CachePolicy::Writeback);
-inline constexpr PageProperty kUserNone = PageProperty::new_user(PageFlags::None, CachePolicy::Writeback);
+inline constexpr PageProperty kUserRw =
+    PageProperty::new_user(PageFlags::RW, CachePolicy::Writeback);
+inline constexpr PageProperty kUserRo =
+    PageProperty::new_user(PageFlags::R, CachePolicy::Writeback);
+inline constexpr PageProperty kUserNone =
+    PageProperty::new_user(PageFlags::None, CachePolicy::Writeback);
 inline constexpr std::size_t k2M = std::size_t{2} << 20;
 
 inline CpuId cpu(std::uint32_t i) { return CpuId::try_from(i).value(); }
@@ -73,7 +76,8 @@ inline USegment new_huge_segment() {
 }
 
 // Maps `frame` at `va` through a cursor over that page. REQUIREs success; returns the paddr.
-inline Paddr map_frame_at(const VmSpace& space, Vaddr va, UFrame frame, PageProperty prop = kUserRw) {
+inline Paddr map_frame_at(const VmSpace& space, Vaddr va, UFrame frame,
+                          PageProperty prop = kUserRw) {
   const Paddr pa = frame.paddr();
   auto g = disable_preempt();
   auto c = space.cursor_mut(g, {va, va + kPageSize});
@@ -161,7 +165,8 @@ class CpuCleanup {
 // Installs a page-fault handler for the scope and restores the previous one after.
 class FaultHandlerScope {
  public:
-  explicit FaultHandlerScope(UserPageFaultHandler h) : prev_(inject_user_page_fault_handler(std::move(h))) {}
+  explicit FaultHandlerScope(UserPageFaultHandler h)
+      : prev_(inject_user_page_fault_handler(std::move(h))) {}
   FaultHandlerScope(const FaultHandlerScope&) = delete;
   FaultHandlerScope& operator=(const FaultHandlerScope&) = delete;
   ~FaultHandlerScope() { inject_user_page_fault_handler(std::move(prev_)); }
@@ -216,7 +221,8 @@ class DemandPager {
     }
     for (const Region& r : regions) {
       for (Vaddr va = r.range.start; va < r.range.end; va += kPageSize) {
-        map_frame_at(space, va, new_frame(r.fill == Fill::Pattern ? std::optional<Vaddr>(va) : std::nullopt),
+        map_frame_at(space, va,
+                     new_frame(r.fill == Fill::Pattern ? std::optional<Vaddr>(va) : std::nullopt),
                      r.prop);
       }
     }
@@ -270,7 +276,8 @@ inline std::vector<std::string> tlb_disagreements(CpuId on, const VmSpace& activ
     auto w = active.page_table().page_walk(e.va);
     auto describe = [&](const char* what) {
       std::ostringstream os;
-      os << "cpu" << on.as_u32() << " va 0x" << std::hex << e.va << " -> pa 0x" << e.pa << ": " << what;
+      os << "cpu" << on.as_u32() << " va 0x" << std::hex << e.va << " -> pa 0x" << e.pa << ": "
+         << what;
       bad.push_back(os.str());
     };
     if (!w) {
@@ -283,9 +290,12 @@ inline std::vector<std::string> tlb_disagreements(CpuId on, const VmSpace& activ
         !has(w->second.priv_flags, PrivilegedPageFlags::USER)) {
       describe("cached but the PTE forbids user reads and fetches");
     }
-    if (e.executable && !has(w->second.flags, PageFlags::X)) describe("cached executable but the PTE has no X");
-    if (e.writable && !has(w->second.flags, PageFlags::W)) describe("cached writable but the PTE is read-only");
-    if (e.writable && !has(w->second.flags, PageFlags::DIRTY)) describe("cached writable but the PTE is clean");
+    if (e.executable && !has(w->second.flags, PageFlags::X))
+      describe("cached executable but the PTE has no X");
+    if (e.writable && !has(w->second.flags, PageFlags::W))
+      describe("cached writable but the PTE is read-only");
+    if (e.writable && !has(w->second.flags, PageFlags::DIRTY))
+      describe("cached writable but the PTE is clean");
   }
   return bad;
 }

@@ -42,9 +42,11 @@ std::uint64_t mem_available_bytes() {
 
 // Empty when the host can hold a machine at the limit; otherwise what it lacks.
 std::string limit_boot_missing() {
-  void* p = mmap(nullptr, kLimit, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  void* p = mmap(nullptr, kLimit, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED) {
-    return "the host refuses a 64 GiB MAP_NORESERVE reservation (overcommit policy or address-space limit)";
+    return "the host refuses a 64 GiB MAP_NORESERVE reservation (overcommit policy or "
+           "address-space limit)";
   }
   munmap(p, kLimit);
   const std::uint64_t available = mem_available_bytes();
@@ -61,9 +63,9 @@ const std::string g_missing = limit_boot_missing();
 
 TEST_SUITE("unit") {
   TEST_CASE("boot_accepts_the_maximum_physical_memory_and_refuses_one_frame_more" *
-            vmspace::test::skip_if(!g_missing.empty(),
-                                   "boot_accepts_the_maximum_physical_memory_and_refuses_one_frame_more",
-                                   g_missing)) {
+            vmspace::test::skip_if(
+                !g_missing.empty(),
+                "boot_accepts_the_maximum_physical_memory_and_refuses_one_frame_more", g_missing)) {
     REQUIRE_FALSE(is_booted());
     BootConfig over;
     over.phys_mem_bytes = kLimit + kPageSize;
@@ -73,7 +75,8 @@ TEST_SUITE("unit") {
     if (vmspace::test::death_tests_unavailable().empty()) {
       const auto child = vmspace::test::run_in_child([&] { (void)boot(over); });
       CHECK_FALSE(child.died);
-      CHECK(child.output.find("must be a multiple of 4 KiB in [4 MiB, 64 GiB]") != std::string::npos);
+      CHECK(child.output.find("must be a multiple of 4 KiB in [4 MiB, 64 GiB]") !=
+            std::string::npos);
     }
 
     BootConfig at_limit;

@@ -17,7 +17,9 @@ TEST_SUITE("unit") {
     const auto prop = PageProperty::new_user(PageFlags::RW, CachePolicy::Writeback);
     auto pa = global_frame_allocator().alloc(FrameLayout{2u << 20, 2u << 20});
     REQUIRE(pa.has_value());
-    auto huge = Segment<NoMeta>::from_unused(PaRange{*pa, *pa + (2u << 20)}, [](Paddr) { return NoMeta{}; }).value();
+    auto huge = Segment<NoMeta>::from_unused(PaRange{*pa, *pa + (2u << 20)}, [](Paddr) {
+                  return NoMeta{};
+                }).value();
     {
       auto g = disable_preempt();
       auto c = space->page_table().cursor_mut(g, {0, 8u << 20}).value();
@@ -61,7 +63,8 @@ TEST_SUITE("unit") {
       auto g = disable_preempt();
       auto c = space->cursor_mut(g, {0x1000, 0x2000}).value();
       REQUIRE(c.map(UFrame(FrameAllocOptions().alloc_frame().value()),
-                    PageProperty::new_user(PageFlags::RW, CachePolicy::Writeback)).has_value());
+                    PageProperty::new_user(PageFlags::RW, CachePolicy::Writeback))
+                  .has_value());
     }
     auto walk = space->page_table().page_walk(0x1000);
     REQUIRE(walk.has_value());
@@ -69,7 +72,9 @@ TEST_SUITE("unit") {
     using Pte = UserPtConfig::Pte;
     Paddr node = space->root_paddr();
     for (PagingLevel l = 4; l > 1; --l) {
-      node = Pte::paddr(internal::NodeView<UserPtConfig>{node}.load_acquire(pte_index<Pte::Consts>(0x1000, l)), l);
+      node = Pte::paddr(
+          internal::NodeView<UserPtConfig>{node}.load_acquire(pte_index<Pte::Consts>(0x1000, l)),
+          l);
     }
     auto& meta = internal::NodeView<UserPtConfig>{node}.meta();
     ++meta.nr_children;
@@ -95,10 +100,12 @@ constexpr bool kCheckAfterOps = false;
 TEST_SUITE("unit") {
   // Only meaningful in builds configured with -Dcheck_after_ops=true (the CI ledger build).
   TEST_CASE("check_after_ops_aborts_on_a_corrupted_child_count" *
-            vmspace::test::skip_if(!kCheckAfterOps || !vmspace::test::death_tests_unavailable().empty(),
-                                   "check_after_ops_aborts_on_a_corrupted_child_count",
-                                   !kCheckAfterOps ? std::string("needs a build configured with -Dcheck_after_ops=true")
-                                                   : vmspace::test::death_tests_unavailable())) {
+            vmspace::test::skip_if(
+                !kCheckAfterOps || !vmspace::test::death_tests_unavailable().empty(),
+                "check_after_ops_aborts_on_a_corrupted_child_count",
+                !kCheckAfterOps
+                    ? std::string("needs a build configured with -Dcheck_after_ops=true")
+                    : vmspace::test::death_tests_unavailable())) {
     auto space = VmSpace::create().value();
     const auto prop = PageProperty::new_user(PageFlags::RW, CachePolicy::Writeback);
     {
@@ -109,7 +116,9 @@ TEST_SUITE("unit") {
     using Pte = UserPtConfig::Pte;
     Paddr node = space->root_paddr();
     for (PagingLevel l = 4; l > 1; --l) {
-      node = Pte::paddr(internal::NodeView<UserPtConfig>{node}.load_acquire(pte_index<Pte::Consts>(0x1000, l)), l);
+      node = Pte::paddr(
+          internal::NodeView<UserPtConfig>{node}.load_acquire(pte_index<Pte::Consts>(0x1000, l)),
+          l);
     }
     CHECK(vmspace::test::dies_with(
         [&] {

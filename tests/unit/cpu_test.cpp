@@ -157,10 +157,11 @@ TEST_SUITE("unit") {
   // Regression: from_raw_unchecked documented a debug-build bound check that it did not make,
   // so an out-of-range id went unnoticed until it indexed per-CPU state.
   TEST_CASE("cpu_id_from_raw_unchecked_asserts_the_bound_in_debug_builds" *
-            vmspace::test::skip_if(kNdebug || !vmspace::test::death_tests_unavailable().empty(),
-                                   "cpu_id_from_raw_unchecked_asserts_the_bound_in_debug_builds",
-                                   kNdebug ? std::string("release build: debug assertions are compiled out")
-                                           : vmspace::test::death_tests_unavailable())) {
+            vmspace::test::skip_if(
+                kNdebug || !vmspace::test::death_tests_unavailable().empty(),
+                "cpu_id_from_raw_unchecked_asserts_the_bound_in_debug_builds",
+                kNdebug ? std::string("release build: debug assertions are compiled out")
+                        : vmspace::test::death_tests_unavailable())) {
     boot_test_machine();
     CHECK(CpuId::from_raw_unchecked(kCpus - 1).as_u32() == kCpus - 1);
     CHECK(vmspace::test::dies_with([] { (void)CpuId::from_raw_unchecked(kCpus); },
@@ -404,8 +405,9 @@ TEST_SUITE("unit") {
     CHECK(vmspace::test::dies_with(
         [] {
           auto binding = CpuBinding::bind(CpuId::bsp()).value();
-          std::thread([b = std::move(binding)]() mutable { CpuBinding dying(std::move(b)); })
-              .join();
+          std::thread([b = std::move(binding)]() mutable {
+            CpuBinding dying(std::move(b));
+          }).join();
         },
         "binding released on a thread that is not bound to it"));
   }

@@ -136,7 +136,9 @@ TEST_SUITE("unit") {
       auto g = disable_preempt();
       auto c = space->cursor_mut(g, {va, va + kPageSize});
       REQUIRE(c.has_value());
-      REQUIRE(c->protect_next(kPageSize, [](PageFlags& f, CachePolicy&) { f = f | PageFlags::X; }).has_value());
+      REQUIRE(c->protect_next(kPageSize, [](PageFlags& f, CachePolicy&) {
+                 f = f | PageFlags::X;
+               }).has_value());
     }
     REQUIRE(fetch(va).value() == pa);
     remove_x(*space, va, Dispatch::Now);

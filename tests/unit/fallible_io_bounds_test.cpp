@@ -59,11 +59,11 @@ TEST_SUITE("unit") {
     const std::array<Bad, 7> refused = {{
         {top_page, kPageSize + 1},
         {kMaxUserspaceVaddr - 1, 2},
-        {kMaxUserspaceVaddr, 1},                 // the reserved top page
-        {UINT64_MAX - 10, 20},                   // wraps
-        {UINT64_MAX, 1},                         // wraps to 0
-        {0x1000, std::size_t{0x7fff'ffff'e001}}, // one byte over (spec case 37)
-        {kKernelBaseVaddr, 8},                   // kernel half
+        {kMaxUserspaceVaddr, 1},                  // the reserved top page
+        {UINT64_MAX - 10, 20},                    // wraps
+        {UINT64_MAX, 1},                          // wraps to 0
+        {0x1000, std::size_t{0x7fff'ffff'e001}},  // one byte over (spec case 37)
+        {kKernelBaseVaddr, 8},                    // kernel half
     }};
     const auto calls = mem.handler_calls();
     for (const Bad& b : refused) {

@@ -62,7 +62,8 @@ TEST_SUITE("unit") {
     CHECK(*n == 3);
     CHECK(src.remain() == 2);
     auto back = read_user(s, P(8), 5);
-    CHECK(back == std::vector<std::byte>{std::byte{10}, std::byte{20}, std::byte{30}, std::byte{0}, std::byte{0}});
+    CHECK(back == std::vector<std::byte>{std::byte{10}, std::byte{20}, std::byte{30}, std::byte{0},
+                                         std::byte{0}});
   }
 
   TEST_CASE_TEMPLATE("read_write_val_fallible", B, PreMapped, DemandFaulted) {
@@ -172,7 +173,8 @@ TEST_SUITE("unit") {
     auto rw = s.reader_writer(P(0) + 2, 8);
     REQUIRE(rw.has_value());
     CHECK(error_of(rw->first.atomic_load<std::uint32_t>()) == Error::InvalidArgs);
-    CHECK(error_of(rw->second.atomic_compare_exchange<std::uint32_t>(rw->first, 0, 1)) == Error::InvalidArgs);
+    CHECK(error_of(rw->second.atomic_compare_exchange<std::uint32_t>(rw->first, 0, 1)) ==
+          Error::InvalidArgs);
     auto r2 = s.reader(P(0) + 4, 4);
     auto w2 = s.writer(P(0), 8);
     CHECK(error_of(w2->atomic_compare_exchange<std::uint32_t>(*r2, 0, 1)) == Error::InvalidArgs);
@@ -181,7 +183,8 @@ TEST_SUITE("unit") {
 
   // ---- typed accesses roll back on a fault ----
 
-  TEST_CASE_TEMPLATE("read_val_rolls_back_on_fault_and_retries_after_mapping", B, PreMapped, DemandFaulted) {
+  TEST_CASE_TEMPLATE("read_val_rolls_back_on_fault_and_retries_after_mapping", B, PreMapped,
+                     DemandFaulted) {
     UserMemory<B> mem;
     const VmSpace& s = mem.space();
     mem.add_standard_layout();
@@ -220,7 +223,8 @@ TEST_SUITE("unit") {
     mem.add_standard_layout();
     const auto calls = mem.handler_calls();
     auto r = s.reader(P(3) + 8, 4);
-    CHECK(r->atomic_load<std::uint32_t>().value() == static_cast<std::uint32_t>(pattern_u64(P(3) + 8)));
+    CHECK(r->atomic_load<std::uint32_t>().value() ==
+          static_cast<std::uint32_t>(pattern_u64(P(3) + 8)));
     if constexpr (B::kDemand) {
       CHECK(mem.handler_calls() == calls + 1);
     } else {
@@ -228,12 +232,15 @@ TEST_SUITE("unit") {
     }
     // A CAS on the read-only page faults (for writing) and is refused; the value stays.
     auto ro = s.reader_writer(P(4), 4);
-    CHECK(error_of(ro->second.atomic_compare_exchange<std::uint32_t>(ro->first, 0, 1)) == Error::PageFault);
-    CHECK(ro->first.atomic_load<std::uint32_t>().value() == static_cast<std::uint32_t>(pattern_u64(P(4))));
+    CHECK(error_of(ro->second.atomic_compare_exchange<std::uint32_t>(ro->first, 0, 1)) ==
+          Error::PageFault);
+    CHECK(ro->first.atomic_load<std::uint32_t>().value() ==
+          static_cast<std::uint32_t>(pattern_u64(P(4))));
     // The hole and the R-less page fault for both.
     auto hole = s.reader_writer(P(2), 4);
     CHECK(error_of(hole->first.atomic_load<std::uint32_t>()) == Error::PageFault);
-    CHECK(error_of(hole->second.atomic_compare_exchange<std::uint32_t>(hole->first, 0, 1)) == Error::PageFault);
+    CHECK(error_of(hole->second.atomic_compare_exchange<std::uint32_t>(hole->first, 0, 1)) ==
+          Error::PageFault);
     auto none = s.reader(P(5), 4);
     CHECK(error_of(none->atomic_load<std::uint32_t>()) == Error::PageFault);
     // A CAS on a page first touched by it maps it writable and succeeds.
@@ -257,7 +264,8 @@ TEST_SUITE("unit") {
       CHECK(*n == 2 * kP);
       auto copied = mem.kernel_view(P(8), 2 * kP);
       bool same = true;
-      for (std::size_t i = 0; i < 2 * kP; ++i) same = same && copied[i] == std::byte{pattern_byte(P(0) + i)};
+      for (std::size_t i = 0; i < 2 * kP; ++i)
+        same = same && copied[i] == std::byte{pattern_byte(P(0) + i)};
       CHECK(same);
     }
     {
@@ -324,7 +332,8 @@ TEST_SUITE("unit") {
     VmWriter<Infallible> w{std::span<std::byte>(out)};
     REQUIRE(r->read_fallible(w).value() == len);
     bool same = true;
-    for (std::size_t i = 0; i < len; ++i) same = same && out[i] == std::byte{pattern_byte(base + i)};
+    for (std::size_t i = 0; i < len; ++i)
+      same = same && out[i] == std::byte{pattern_byte(base + i)};
     CHECK(same);
     if constexpr (B::kDemand) CHECK(mem.pager().maps.load() == len / kPageSize);
   }

@@ -95,7 +95,8 @@ TEST_SUITE("unit") {
     CHECK(calls == kMaxFaultRetries);
     CHECK(fault_stats().unresolved == before.unresolved + 1);
     calls = 0;
-    CHECK(error_of(rw->second.atomic_compare_exchange<std::uint32_t>(rw->first, 0, 1)) == Error::PageFault);
+    CHECK(error_of(rw->second.atomic_compare_exchange<std::uint32_t>(rw->first, 0, 1)) ==
+          Error::PageFault);
     CHECK(calls == kMaxFaultRetries);
     CHECK(fault_stats().unresolved == before.unresolved + 2);
     CHECK(fault_stats().handled == before.handled + 2 * kMaxFaultRetries);
@@ -171,7 +172,8 @@ TEST_SUITE("unit") {
 
   // ---- ACCESSED and DIRTY ----
 
-  TEST_CASE_TEMPLATE("accessed_and_dirty_bits_follow_reads_and_writes", B, PreMapped, DemandFaulted) {
+  TEST_CASE_TEMPLATE("accessed_and_dirty_bits_follow_reads_and_writes", B, PreMapped,
+                     DemandFaulted) {
     UserMemory<B> mem;
     const VmSpace& s = mem.space();
     mem.add_standard_layout();
@@ -201,7 +203,9 @@ TEST_SUITE("unit") {
     {
       auto g = disable_preempt();
       auto c = s.cursor_mut(g, {P(0), P(1)});
-      auto r = c->protect_next(kP, [](PageFlags& f, CachePolicy&) { f = f & ~(PageFlags::ACCESSED | PageFlags::DIRTY); });
+      auto r = c->protect_next(kP, [](PageFlags& f, CachePolicy&) {
+        f = f & ~(PageFlags::ACCESSED | PageFlags::DIRTY);
+      });
       REQUIRE(r.has_value());
       CHECK_FALSE(has(flags_at(P(0)), PageFlags::ACCESSED));
       // Without a flush the cached entry hides the access (as on hardware).

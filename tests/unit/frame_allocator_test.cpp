@@ -74,7 +74,8 @@ std::uint64_t reclaim_all(BuddyFrameAllocator& a, PaRange region) {
   std::vector<PaRange> blocks;
   for (int order = static_cast<int>(BuddyFrameAllocator::kMaxOrder); order >= 0; --order) {
     const std::size_t bytes = kPageSize << order;
-    while (auto pa = a.alloc(FrameLayout{bytes, bytes})) blocks.push_back(PaRange{*pa, *pa + bytes});
+    while (auto pa = a.alloc(FrameLayout{bytes, bytes}))
+      blocks.push_back(PaRange{*pa, *pa + bytes});
   }
   std::sort(blocks.begin(), blocks.end(), [](PaRange x, PaRange y) { return x.start < y.start; });
   std::uint64_t total = 0;
@@ -100,7 +101,9 @@ class FailingAllocator final : public GlobalFrameAllocator {
     return next_->alloc(layout);
   }
   void dealloc(Paddr addr, std::size_t size) noexcept override { next_->dealloc(addr, size); }
-  void add_free_memory(Paddr addr, std::size_t size) noexcept override { next_->add_free_memory(addr, size); }
+  void add_free_memory(Paddr addr, std::size_t size) noexcept override {
+    next_->add_free_memory(addr, size);
+  }
   std::uint64_t free_bytes() const noexcept override { return next_->free_bytes(); }
 
   void set_next(GlobalFrameAllocator* next) noexcept { next_ = next; }
@@ -274,7 +277,8 @@ TEST_SUITE("unit") {
     CHECK(free_mid == free_before - 5 * kPageSize);
     CHECK(FrameAllocOptions().alloc_frame().error() == Error::NoMemory);
     CHECK(FrameAllocOptions().alloc_segment(3).error() == Error::NoMemory);
-    CHECK(FrameAllocOptions().alloc_frame_with(vmspace::test::MockFrameMeta{1}).error() == Error::NoMemory);
+    CHECK(FrameAllocOptions().alloc_frame_with(vmspace::test::MockFrameMeta{1}).error() ==
+          Error::NoMemory);
     CHECK(FrameAllocOptions()
               .alloc_segment_with(2, [](Paddr) { return vmspace::test::MockFrameMeta{}; })
               .error() == Error::NoMemory);
@@ -323,7 +327,8 @@ TEST_SUITE("unit") {
     CHECK(FrameAllocOptions().alloc_frame().error() == Error::NoMemory);
     CHECK(FrameAllocOptions().alloc_segment(1).error() == Error::NoMemory);
     // Nothing overlaps and frame 0 was never handed out.
-    std::sort(held.begin(), held.end(), [](const auto& x, const auto& y) { return x.paddr() < y.paddr(); });
+    std::sort(held.begin(), held.end(),
+              [](const auto& x, const auto& y) { return x.paddr() < y.paddr(); });
     for (std::size_t i = 0; i < held.size(); ++i) {
       CHECK(held[i].paddr() != 0);
       if (i > 0) CHECK(held[i - 1].end_paddr() <= held[i].paddr());
@@ -347,7 +352,8 @@ TEST_SUITE("unit") {
         {k16K, {{2, 1}, {9, 1}}},
         {kPageSize, {{0, 1}, {9, 1}}},
         {k16K + kPageSize, {{0, 1}, {2, 1}, {9, 1}}},  // ACE's 2M + 20K
-        {k2M - kPageSize, {{0, 1}, {1, 1}, {2, 1}, {3, 1}, {4, 1}, {5, 1}, {6, 1}, {7, 1}, {8, 1}, {9, 1}}},
+        {k2M - kPageSize,
+         {{0, 1}, {1, 1}, {2, 1}, {3, 1}, {4, 1}, {5, 1}, {6, 1}, {7, 1}, {8, 1}, {9, 1}}},
     };
     for (const Case& c : cases) {
       CAPTURE(c.tail);
@@ -555,11 +561,12 @@ TEST_SUITE("unit") {
 
   TEST_CASE("dealloc_of_an_invalid_range_aborts" *
             vmspace::test::skip_death_test("dealloc_of_an_invalid_range_aborts")) {
-    CHECK(vmspace::test::dies_with([] { global_frame_allocator().dealloc(kPageSize + 1, kPageSize); },
-                                   "invalid range"));
+    CHECK(vmspace::test::dies_with(
+        [] { global_frame_allocator().dealloc(kPageSize + 1, kPageSize); }, "invalid range"));
     CHECK(vmspace::test::dies_with(
         [] { global_frame_allocator().dealloc(max_paddr() - kPageSize, 2 * kPageSize); },
+        "invalid range"));
+    CHECK(vmspace::test::dies_with([] { global_frame_allocator().dealloc(kPageSize, 0); },
                                    "invalid range"));
-    CHECK(vmspace::test::dies_with([] { global_frame_allocator().dealloc(kPageSize, 0); }, "invalid range"));
   }
 }

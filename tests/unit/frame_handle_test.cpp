@@ -39,7 +39,7 @@ TEST_SUITE("unit") {
     }
     CHECK(frame2.reference_count() == 2);
     Frame<MockFrameMeta> moved = std::move(frame2);
-    CHECK(frame2.is_empty());  // NOLINT(bugprone-use-after-move): documented state
+    CHECK(frame2.is_empty());             // NOLINT(bugprone-use-after-move): documented state
     CHECK(moved.reference_count() == 2);  // a move adds no reference
   }
 
@@ -214,7 +214,7 @@ TEST_SUITE("unit") {
 
     const Paddr raw = std::move(uframe).into_raw();
     CHECK(raw == pa);
-    CHECK(uframe.is_empty());  // NOLINT(bugprone-use-after-move): documented state
+    CHECK(uframe.is_empty());        // NOLINT(bugprone-use-after-move): documented state
     CHECK(slot_ref_count(pa) == 1);  // the reference was leaked, not dropped
 
     {
@@ -261,9 +261,10 @@ TEST_SUITE("unit") {
   TEST_CASE("frame_allocator_alloc_layout_match") {
     FreeBytesUnchanged no_leak;
     const FrameLayout layouts[] = {
-        {kPageSize, kPageSize},          {2 * kPageSize, kPageSize},      {3 * kPageSize, kPageSize},
-        {4 * kPageSize, kPageSize},      {2 * kPageSize, 2 * kPageSize},  {4 * kPageSize, 4 * kPageSize},
-        {8 * kPageSize, 8 * kPageSize},  {16 * kPageSize, 16 * kPageSize},
+        {kPageSize, kPageSize},         {2 * kPageSize, kPageSize},
+        {3 * kPageSize, kPageSize},     {4 * kPageSize, kPageSize},
+        {2 * kPageSize, 2 * kPageSize}, {4 * kPageSize, 4 * kPageSize},
+        {8 * kPageSize, 8 * kPageSize}, {16 * kPageSize, 16 * kPageSize},
     };
     for (const FrameLayout& layout : layouts) {
       CAPTURE(layout.size);

@@ -269,10 +269,10 @@ TEST_SUITE("unit") {
     REQUIRE(list.contains(pa));
 
     const Paddr bogus[] = {
-        pa + 1,                  // misaligned, inside a member
-        pa + kPageSize / 2,      // misaligned
-        0,                       // the reserved frame
-        max_paddr(),             // one past the end
+        pa + 1,              // misaligned, inside a member
+        pa + kPageSize / 2,  // misaligned
+        0,                   // the reserved frame
+        max_paddr(),         // one past the end
         max_paddr() + kPageSize,
         max_paddr() - kPageSize + 1,
         ~Paddr{0},
@@ -382,7 +382,7 @@ TEST_SUITE("unit") {
       }
       CHECK(DropCounting::drops == 0);
     }
-    CHECK(DropCounting::drops == 4);  // on_drop is forwarded through Link
+    CHECK(DropCounting::drops == 4);       // on_drop is forwarded through Link
     CHECK(DropCounting::last_value == 4);  // dropped front to back
     for (Paddr pa : pas) CHECK_FALSE(DynFrame::from_in_use(pa).has_value());  // all freed
   }
@@ -413,8 +413,8 @@ TEST_SUITE("unit") {
     CHECK(b.size() == 2);
     CHECK(b.id() == id);
     CHECK(b.contains(pa));
-    CHECK(a.is_empty());      // NOLINT(bugprone-use-after-move): documented state
-    CHECK(a.id() == 0);       // NOLINT(bugprone-use-after-move)
+    CHECK(a.is_empty());  // NOLINT(bugprone-use-after-move): documented state
+    CHECK(a.id() == 0);   // NOLINT(bugprone-use-after-move)
     CHECK_FALSE(a.contains(pa));
 
     UList c;
@@ -448,7 +448,7 @@ TEST_SUITE("unit") {
         [] {
           internal::g_next_frame_list_id.store(internal::kMaxFrameListId - 1);
           UList last_valid;
-          last_valid.push_back(new_member(1));  // gets 2^62 - 1: fine
+          last_valid.push_back(new_member(1));                           // gets 2^62 - 1: fine
           if (last_valid.id() != internal::kMaxFrameListId - 1) return;  // would fail the test
           UList too_many;
           too_many.push_back(new_member(2));  // must abort

@@ -30,8 +30,9 @@ TEST_SUITE("unit") {
     auto result = FrameAllocOptions().alloc_segment(0);
     REQUIRE_FALSE(result.has_value());
     CHECK(result.error() == Error::InvalidArgs);
-    CHECK(FrameAllocOptions().alloc_segment_with(0, [](Paddr) { return MockFrameMeta{}; }).error() ==
-          Error::InvalidArgs);
+    CHECK(
+        FrameAllocOptions().alloc_segment_with(0, [](Paddr) { return MockFrameMeta{}; }).error() ==
+        Error::InvalidArgs);
   }
 
   TEST_CASE("zeroed_segment_creation") {
@@ -102,7 +103,8 @@ TEST_SUITE("unit") {
   TEST_CASE("segment_iteration") {
     FreeBytesUnchanged no_leak;
     const std::size_t total = 2;
-    auto segment = FrameAllocOptions().alloc_segment_with(total, [](Paddr) { return MockFrameMeta{42}; });
+    auto segment =
+        FrameAllocOptions().alloc_segment_with(total, [](Paddr) { return MockFrameMeta{42}; });
     REQUIRE(segment.has_value());
 
     SUBCASE("borrowed") {
@@ -142,8 +144,8 @@ TEST_SUITE("unit") {
     auto segment = FrameAllocOptions().alloc_segment(2);
     REQUIRE(segment.has_value());
     const PaRange range = segment->paddr_range();
-    for (std::size_t offset : {std::size_t{0}, 2 * kPageSize, 3 * kPageSize, kPageSize - 1, kPageSize + 1,
-                               SIZE_MAX - (kPageSize - 1)}) {
+    for (std::size_t offset : {std::size_t{0}, 2 * kPageSize, 3 * kPageSize, kPageSize - 1,
+                               kPageSize + 1, SIZE_MAX - (kPageSize - 1)}) {
       CAPTURE(offset);
       auto r = std::move(*segment).split(offset);
       REQUIRE_FALSE(r.has_value());
@@ -161,11 +163,11 @@ TEST_SUITE("unit") {
     const PaRange range = segment->paddr_range();
     const std::size_t huge = SIZE_MAX - (kPageSize - 1);
     const std::pair<std::size_t, std::size_t> bad[] = {
-        {huge, huge},                       // OSTD's case
-        {0, 4 * kPageSize},                 // past the end
+        {huge, huge},        // OSTD's case
+        {0, 4 * kPageSize},  // past the end
         {3 * kPageSize, 4 * kPageSize},
-        {2 * kPageSize, kPageSize},         // reversed
-        {1, kPageSize},                     // misaligned
+        {2 * kPageSize, kPageSize},  // reversed
+        {1, kPageSize},              // misaligned
         {0, kPageSize + 1},
     };
     for (const auto& range : bad) {
@@ -195,7 +197,8 @@ TEST_SUITE("unit") {
 
   TEST_CASE("segment_to_segment") {
     FreeBytesUnchanged no_leak;
-    auto segment = FrameAllocOptions().alloc_segment_with(1, [](Paddr) { return MockFrameMeta{42}; });
+    auto segment =
+        FrameAllocOptions().alloc_segment_with(1, [](Paddr) { return MockFrameMeta{42}; });
     REQUIRE(segment.has_value());
     DynSegment dyn_segment = std::move(*segment);
 

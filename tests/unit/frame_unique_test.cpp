@@ -17,7 +17,8 @@ TEST_SUITE("unit") {
     // Nobody else can get at it.
     CHECK(DynFrame::from_in_use(pa).error() == GetFrameError::Unique);
     CHECK(Frame<MockFrameMeta>::from_unused(pa, MockFrameMeta{}).error() == GetFrameError::Unique);
-    CHECK(UniqueFrame<MockFrameMeta>::from_unused(pa, MockFrameMeta{}).error() == GetFrameError::Unique);
+    CHECK(UniqueFrame<MockFrameMeta>::from_unused(pa, MockFrameMeta{}).error() ==
+          GetFrameError::Unique);
     // Dropping it gives the frame to the global allocator (checked by no_leak).
   }
 

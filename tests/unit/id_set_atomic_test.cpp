@@ -109,7 +109,8 @@ TEST_SUITE("unit") {
   }
 
   TEST_CASE("atomic_id_set_does_not_allocate_up_to_128_ids" *
-            vmspace::test::skip_if(!kCountsAllocations, "atomic_id_set_does_not_allocate_up_to_128_ids",
+            vmspace::test::skip_if(!kCountsAllocations,
+                                   "atomic_id_set_does_not_allocate_up_to_128_ids",
                                    kNoAllocationCounting)) {
     using TestId = MockId<128>;
     const std::size_t before = tl_allocation_count;
@@ -144,7 +145,7 @@ TEST_SUITE("unit") {
   TEST_CASE("atomic_id_set_concurrent_add_remove_disjoint_ids") {
     using TestId = MockId<200>;  // Four words, each shared by all writers.
     constexpr std::uint32_t kWriters = 8;
-    constexpr std::uint32_t kGroups = kWriters + 1;  // Id i belongs to writer i % kGroups...
+    constexpr std::uint32_t kGroups = kWriters + 1;   // Id i belongs to writer i % kGroups...
     constexpr std::uint32_t kPinnedGroup = kWriters;  // ...or is pinned if that is kWriters.
     constexpr int kRounds = 5000;
 
@@ -207,8 +208,7 @@ TEST_SUITE("unit") {
       wait_for_start();
       int round = 0;
       while (!writers_done.load(std::memory_order_acquire) || round == 0) {
-        const auto order = round++ % 2 == 0 ? std::memory_order_release
-                                            : std::memory_order_acquire;
+        const auto order = round++ % 2 == 0 ? std::memory_order_release : std::memory_order_acquire;
         const IdSet<TestId> seen = set.load(order);
         for (TestId id : pinned) {
           if (!seen.contains(id)) reader_errors.fetch_add(1, std::memory_order_relaxed);

@@ -13,8 +13,8 @@ TEST_SUITE("unit") {
     CHECK(collect(set) == ids_of<TestId>({0, 63, 64, 127, 128, 191, 192, 199}));
     CHECK(collect(set.iter_in(IdRange<TestId>::closed(TestId(64), TestId(191)))) ==
           ids_of<TestId>({64, 127, 128, 191}));
-    CHECK(collect(set.iter_in({IdBound<TestId>::excluded(TestId(127)),
-                               IdBound<TestId>::excluded(TestId(199))})) ==
+    CHECK(collect(set.iter_in(
+              {IdBound<TestId>::excluded(TestId(127)), IdBound<TestId>::excluded(TestId(199))})) ==
           ids_of<TestId>({128, 191, 192}));
 
     set.remove(TestId(128));
@@ -159,7 +159,8 @@ TEST_SUITE("unit") {
   }
 
   TEST_CASE("id_set_beyond_128_ids_allocates_on_first_add_only" *
-            vmspace::test::skip_if(!kCountsAllocations, "id_set_beyond_128_ids_allocates_on_first_add_only",
+            vmspace::test::skip_if(!kCountsAllocations,
+                                   "id_set_beyond_128_ids_allocates_on_first_add_only",
                                    kNoAllocationCounting)) {
     using TestId = MockId<129>;
     const std::size_t before = tl_allocation_count;
@@ -264,9 +265,12 @@ TEST_SUITE("unit") {
       auto random_bound = [&]() -> ModelBound {
         const std::uint32_t raw = pick_id(rng);
         switch (pick_kind(rng)) {
-          case 0: return {IdBound<TestId>::included(TestId(raw)), raw, raw + 1U};
-          case 1: return {IdBound<TestId>::excluded(TestId(raw)), raw + 1U, raw};
-          default: return {IdBound<TestId>::unbounded(), 0, C};
+          case 0:
+            return {IdBound<TestId>::included(TestId(raw)), raw, raw + 1U};
+          case 1:
+            return {IdBound<TestId>::excluded(TestId(raw)), raw + 1U, raw};
+          default:
+            return {IdBound<TestId>::unbounded(), 0, C};
         }
       };
 

@@ -290,8 +290,8 @@ TEST_SUITE("unit") {
     IdSet<TestId> set;
     set.add(last_id);
     // (Excluded(63), Included(63)) is the empty interval [64, 64), at the end of the last word.
-    CHECK(collect(set.iter_in({IdBound<TestId>::excluded(last_id),
-                               IdBound<TestId>::included(last_id)}))
+    CHECK(collect(
+              set.iter_in({IdBound<TestId>::excluded(last_id), IdBound<TestId>::included(last_id)}))
               .empty());
   }
 }

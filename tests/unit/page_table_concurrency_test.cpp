@@ -103,7 +103,8 @@ TEST_SUITE("unit") {
         if (!c->map(RawItem{pa, 1, rw_wb()})) return failures.add("map failed");
         if (!c->jump(va)) return failures.add("jump failed");
         auto q = c->query();
-        if (!q || !q->item || q->item->paddr != pa) return failures.add("query did not see the map");
+        if (!q || !q->item || q->item->paddr != pa)
+          return failures.add("query did not see the map");
         auto f = c->take_next(k4K);
         if (!f || !as_mapped<C>(*f)) return failures.add("take_next did not take it");
         done[t].fetch_add(1, std::memory_order_relaxed);
@@ -165,9 +166,11 @@ TEST_SUITE("unit") {
         auto g = disable_preempt();
         auto c = pt.cursor_mut(g, range);
         if (!c) return failures.add("writer ", t, ": cursor: ", to_string(c.error()));
-        if (inside.fetch_add(1) != 0) return failures.add("writer ", t, ": two cursors over the overlap at once");
+        if (inside.fetch_add(1) != 0)
+          return failures.add("writer ", t, ": two cursors over the overlap at once");
         const std::uint64_t before = last_tag.load(std::memory_order_relaxed);
-        if (!holds_batch(*c, kOverlap, before)) return failures.add("writer ", t, " found batch ", before, " torn");
+        if (!holds_batch(*c, kOverlap, before))
+          return failures.add("writer ", t, " found batch ", before, " torn");
         // Remove everything in the range (writer 1 detaches whole sub-trees).
         if (!c->jump(range.start)) return failures.add("jump");
         for (;;) {
@@ -182,13 +185,16 @@ TEST_SUITE("unit") {
         }
         if (t == 1) {
           // Something outside the overlap too, in another leaf table.
-          if (!c->jump(k2M) || !c->map(RawItem{pa_of(tag, 0), 1, rw_wb()})) return failures.add("map 2M");
+          if (!c->jump(k2M) || !c->map(RawItem{pa_of(tag, 0), 1, rw_wb()}))
+            return failures.add("map 2M");
         }
-        if (!holds_batch(*c, kOverlap, tag)) return failures.add("writer ", t, " lost its own batch");
+        if (!holds_batch(*c, kOverlap, tag))
+          return failures.add("writer ", t, " lost its own batch");
         // The batch is in the table itself (not in a detached node the cursor still sees).
         for (std::uint64_t p = 0; p < kPages; ++p) {
           auto w = pt.page_walk(kOverlap.start + p * k4K);
-          if (!w || w->first != pa_of(tag, p)) return failures.add("writer ", t, ": batch not in the table");
+          if (!w || w->first != pa_of(tag, p))
+            return failures.add("writer ", t, ": batch not in the table");
         }
         last_tag.store(tag, std::memory_order_relaxed);
         rounds[t].fetch_add(1, std::memory_order_relaxed);
@@ -202,7 +208,8 @@ TEST_SUITE("unit") {
         auto g = disable_preempt();
         auto c = pt.cursor(g, window);
         if (!c) return failures.add("reader: cursor: ", to_string(c.error()));
-        if (inside.fetch_add(1) != 0) return failures.add("reader: two cursors over the overlap at once");
+        if (inside.fetch_add(1) != 0)
+          return failures.add("reader: two cursors over the overlap at once");
         const std::uint64_t tag = last_tag.load(std::memory_order_relaxed);
         if (!holds_batch(*c, window, tag)) return failures.add("reader found batch ", tag, " torn");
         rounds[0].fetch_add(1, std::memory_order_relaxed);
@@ -219,14 +226,15 @@ TEST_SUITE("unit") {
     }
     INFO(failures.first());
     CHECK(failures.count() == 0);
-    MESSAGE("rounds: writer 1 ", rounds[1].load(), ", writer 2 ", rounds[2].load(), ", reader ", rounds[0].load());
+    MESSAGE("rounds: writer 1 ", rounds[1].load(), ", writer 2 ", rounds[2].load(), ", reader ",
+            rounds[0].load());
     CHECK(rounds[1].load() >= kMinRounds);
     CHECK(rounds[2].load() >= kMinRounds);
     VMS_CHECK_PT_INVARIANTS(pt);
   }
 
-  TEST_CASE_TEMPLATE("page_walk_during_map_split_and_detach_sees_only_mapped_addresses", P, X86_64Pte,
-                     RiscvSv39Pte) {
+  TEST_CASE_TEMPLATE("page_walk_during_map_split_and_detach_sees_only_mapped_addresses", P,
+                     X86_64Pte, RiscvSv39Pte) {
     // The writer rebuilds [0, 1 GiB) in generations. Generation g maps va -> va + g * 2^32
     // (4 KiB pages at [0, 64 KiB), a 2 MiB page at H = 2 MiB, and alternately a 2 MiB page
     // or 4 KiB pages at 4 MiB), publishing g before mapping. Then, in a "stable" phase, it
@@ -254,7 +262,8 @@ TEST_SUITE("unit") {
     auto pa_of = [](Vaddr va, std::uint64_t g) { return va + (g << 32); };
 
     auto writer = [&] {
-      for (std::uint64_t g = 1; g <= kGenerations && (g <= kMinGenerations || Clock::now() < deadline); ++g) {
+      for (std::uint64_t g = 1;
+           g <= kGenerations && (g <= kMinGenerations || Clock::now() < deadline); ++g) {
         phase.store(2 * g - 1);
         {
           auto guard = disable_preempt();
@@ -267,7 +276,8 @@ TEST_SUITE("unit") {
           }
           max_gen.store(g);
           auto map = [&](Vaddr va, PagingLevel level) {
-            return c->jump(va).has_value() && c->map(RawItem{pa_of(va, g), level, rw_wb()}).has_value();
+            return c->jump(va).has_value() &&
+                   c->map(RawItem{pa_of(va, g), level, rw_wb()}).has_value();
           };
           bool ok = map(kH, 2);
           for (Vaddr v = 0; v < 16 * k4K; v += k4K) ok = ok && map(v, 1);
@@ -302,8 +312,9 @@ TEST_SUITE("unit") {
       }
     };
     auto reader = [&](std::uint64_t seed) {
-      std::vector<Vaddr> probes{kH, kH + k4K, kH + 37 * k4K + 5, kH + k2M - 8, 0, 5 * k4K + 123, 15 * k4K,
-                                2 * k2M, 2 * k2M + 9 * k4K, 2 * k2M + k2M - k4K, 3 * k2M, k1G - k4K};
+      std::vector<Vaddr> probes{
+          kH,       kH + k4K, kH + 37 * k4K + 5, kH + k2M - 8,        0,       5 * k4K + 123,
+          15 * k4K, 2 * k2M,  2 * k2M + 9 * k4K, 2 * k2M + k2M - k4K, 3 * k2M, k1G - k4K};
       std::uint64_t x = seed;
       while (!writer_done.load()) {
         x = x * 6364136223846793005ULL + 1442695040888963407ULL;
@@ -318,9 +329,11 @@ TEST_SUITE("unit") {
           const std::uint64_t delta = w->first - va;
           const std::uint64_t g = delta >> 32;
           if ((delta & 0xffff'ffffULL) != 0 || g == 0 || g > newest) {
-            return failures.add("walk of 0x", va, " gave 0x", w->first, " (newest generation ", newest, ")");
+            return failures.add("walk of 0x", va, " gave 0x", w->first, " (newest generation ",
+                                newest, ")");
           }
-          if (!(w->second == rw_wb()) && !(w->second == ro)) return failures.add("walk of 0x", va, ": bad property");
+          if (!(w->second == rw_wb()) && !(w->second == ro))
+            return failures.add("walk of 0x", va, ": bad property");
         }
         if (va == kH && p1 == p2 && p1 != 0 && p1 % 2 == 0) {
           stable_checks.fetch_add(1, std::memory_order_relaxed);
@@ -346,7 +359,8 @@ TEST_SUITE("unit") {
     CHECK(generations.load() >= kMinGenerations);
     CHECK(mapped_walks.load() > 0);
     CHECK(stable_checks.load() > 0);
-    MESSAGE("generations ", generations.load(), ", walks ", walks.load(), ", stable checks ", stable_checks.load());
+    MESSAGE("generations ", generations.load(), ", walks ", walks.load(), ", stable checks ",
+            stable_checks.load());
     VMS_CHECK_PT_INVARIANTS(pt);
   }
 

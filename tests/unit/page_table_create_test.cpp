@@ -71,8 +71,9 @@ TEST_SUITE("unit") {
     CHECK(error_of(pt->cursor_mut(guard, {0, k4K + 1})) == PageTableError::UnalignedVaddr);
     CHECK(error_of(pt->cursor_mut(guard, {0, 0})) == PageTableError::InvalidVaddrRange);
     CHECK(error_of(pt->cursor_mut(guard, {k4K, 0})) == PageTableError::InvalidVaddrRange);
-    CHECK(error_of(pt->cursor_mut(guard, {kLinearMappingBaseVaddr, kLinearMappingBaseVaddr + k4K})) ==
-          PageTableError::InvalidVaddrRange);
+    CHECK(
+        error_of(pt->cursor_mut(guard, {kLinearMappingBaseVaddr, kLinearMappingBaseVaddr + k4K})) ==
+        PageTableError::InvalidVaddrRange);
   }
 
   TEST_CASE("boundary_conditions") {
@@ -178,7 +179,8 @@ TEST_SUITE("unit") {
         // The word in the node is exactly the format's encoding of the item.
         const Paddr node = node_at(*pt, va, level);
         REQUIRE(node != 0);
-        const std::uint64_t raw = internal::NodeView<C>{node}.load_acquire(pte_index<ConstsOf<C>>(va, level));
+        const std::uint64_t raw =
+            internal::NodeView<C>{node}.load_acquire(pte_index<ConstsOf<C>>(va, level));
         CHECK(raw == P::encode(PteScalar::mapped(pa, prop), level));
         CHECK(P::decode(raw, level) == PteScalar::mapped(pa, prop));
         REQUIRE(c->jump(va).has_value());
@@ -207,7 +209,8 @@ TEST_SUITE("unit") {
       const Paddr child = node_at(*pt, k4K, static_cast<PagingLevel>(level - 1));
       REQUIRE(node != 0);
       REQUIRE(child != 0);
-      const std::uint64_t raw = internal::NodeView<C>{node}.load_acquire(pte_index<ConstsOf<C>>(k4K, level));
+      const std::uint64_t raw =
+          internal::NodeView<C>{node}.load_acquire(pte_index<ConstsOf<C>>(k4K, level));
       CHECK(P::decode(raw, level) == PteScalar::page_table(child, PageTableFlags::None));
       CHECK(raw == P::encode(PteScalar::page_table(child, PageTableFlags::None), level));
       CHECK(internal::NodeView<C>{child}.meta().level == level - 1);

@@ -112,11 +112,13 @@ TEST_SUITE("unit") {
   TEST_CASE("a_cursor_waiting_on_a_node_that_gets_detached_retries_from_the_root") {
     auto pt = new_pt();
     constexpr VaRange kB{4 * k4K, 12 * k4K};
-    for (Vaddr v = kB.start; v < kB.end; v += k4K) REQUIRE(map_one(pt, v, item_at(v + 0x100000)).has_value());
+    for (Vaddr v = kB.start; v < kB.end; v += k4K)
+      REQUIRE(map_one(pt, v, item_at(v + 0x100000)).has_value());
     const Paddr old_leaf = node_at(pt, kB.start, 1);
     const Paddr level2 = node_at(pt, kB.start, 2);
     auto guard = disable_preempt();
-    std::optional<CursorMut<C>> a(pt.cursor_mut(guard, {0, 2 * k2M}).value());  // holds level2 and old_leaf
+    std::optional<CursorMut<C>> a(
+        pt.cursor_mut(guard, {0, 2 * k2M}).value());  // holds level2 and old_leaf
     std::atomic<bool> b_acquired{false};
     std::vector<std::optional<Paddr>> b_saw;
     Async b([&] {
@@ -143,7 +145,8 @@ TEST_SUITE("unit") {
     }
     // A maps a new batch into a new leaf table; B must see it, not the detached one.
     REQUIRE(a->jump(kB.start).has_value());
-    for (Vaddr v = kB.start; v < kB.end; v += k4K) REQUIRE(a->map(item_at(v + 0x200000)).has_value());
+    for (Vaddr v = kB.start; v < kB.end; v += k4K)
+      REQUIRE(a->map(item_at(v + 0x200000)).has_value());
     a.reset();
     REQUIRE(b.wait());
     REQUIRE(b_saw.size() == kB.size() / k4K);
@@ -165,7 +168,8 @@ TEST_SUITE("unit") {
     const Paddr old_level2 = node_at(pt, 0, 2);
     const Paddr level3 = node_at(pt, 0, 3);
     auto guard = disable_preempt();
-    std::optional<CursorMut<C>> a(pt.cursor_mut(guard, {0, k1G}).value());  // holds level3, old_level2
+    std::optional<CursorMut<C>> a(
+        pt.cursor_mut(guard, {0, k1G}).value());  // holds level3, old_level2
     std::atomic<bool> b_acquired{false};
     std::optional<Paddr> b_saw;
     Async b([&] {
@@ -248,7 +252,8 @@ TEST_SUITE("unit") {
       const std::uint32_t held = lock_word<C>(leaf);
       CHECK(held != 0);
       const std::array<VaRange, 5> overlapping{VaRange{0x5000, 0x6000}, VaRange{0x4000, 0x8000},
-                                               VaRange{0, k2M}, VaRange{0, k1G}, VaRange{0, Vaddr{1} << 47}};
+                                               VaRange{0, k2M}, VaRange{0, k1G},
+                                               VaRange{0, Vaddr{1} << 47}};
       for (VaRange r : overlapping) {
         CAPTURE(r);
         CHECK(error_of(pt.cursor_mut(guard, r)) == PageTableError::WouldDeadlock);
@@ -325,7 +330,8 @@ TEST_SUITE("unit") {
     // Disjoint from B's range but in the leaf table B holds. Waiting here while holding A
     // could deadlock, so the request fails at once (if it waited, B would release only
     // after the timeout, and the result would not be WouldBlock).
-    CHECK(error_of(pt.cursor_mut(guard, {k1G + 4 * k4K, k1G + 5 * k4K})) == PageTableError::WouldBlock);
+    CHECK(error_of(pt.cursor_mut(guard, {k1G + 4 * k4K, k1G + 5 * k4K})) ==
+          PageTableError::WouldBlock);
     CHECK(error_of(pt.cursor(guard, {k1G, k1G + k2M})) == PageTableError::WouldBlock);
     CHECK_FALSE(released.load());
     release_b.now();

@@ -227,7 +227,8 @@ TEST_SUITE("unit") {
       REQUIRE(r.has_value());
       CHECK(*r == std::optional<VaRange>(sub));
       CHECK(c->virt_addr() == sub.end);
-      auto rest = c->protect_next(range.end - c->virt_addr(), [](PageProperty& p) { p.flags = PageFlags::R; });
+      auto rest = c->protect_next(range.end - c->virt_addr(),
+                                  [](PageProperty& p) { p.flags = PageFlags::R; });
       REQUIRE(rest.has_value());
       CHECK_FALSE(rest->has_value());
     }
@@ -253,7 +254,8 @@ TEST_SUITE("unit") {
     REQUIRE(kernel.has_value());
     const Vaddr from = kKernelVa + 0x1000;
     REQUIRE(map_kernel_base_page(*kernel, from, 0x2000, rw_wb()).has_value());
-    CHECK(error_of(map_kernel_base_page(*kernel, from, 0x3000, rw_wb())) == PageTableError::AlreadyMapped);
+    CHECK(error_of(map_kernel_base_page(*kernel, from, 0x3000, rw_wb())) ==
+          PageTableError::AlreadyMapped);
     CHECK(kernel->page_walk(from)->first == 0x2000);
     VMS_CHECK_PT_INVARIANTS(*kernel);
   }
@@ -276,20 +278,24 @@ TEST_SUITE("unit") {
     const auto prop1 = rw_wb();
     REQUIRE(map_kernel_base_page(*kernel, from1, 0x2000, prop1).has_value());
     CHECK(kernel->page_walk(from1 + 1) == std::optional(std::pair{Paddr{0x2001}, prop1}));
-    auto r1 = protect_kernel_base_page(*kernel, from1, [](PageProperty& p) { p.flags = PageFlags::RX; });
+    auto r1 =
+        protect_kernel_base_page(*kernel, from1, [](PageProperty& p) { p.flags = PageFlags::RX; });
     CHECK(r1 == std::optional(VaRange{from1, from1 + k4K}));
     CHECK(kernel->page_walk(from1 + 1) ==
-          std::optional(std::pair{Paddr{0x2001}, PageProperty::new_user(PageFlags::RX, CachePolicy::Writeback)}));
+          std::optional(std::pair{Paddr{0x2001},
+                                  PageProperty::new_user(PageFlags::RX, CachePolicy::Writeback)}));
 
     const Vaddr from2 = kKernelVa + 0x3000;
     const auto prop2 = PageProperty::new_user(PageFlags::RX, CachePolicy::Uncacheable);
     REQUIRE(map_kernel_base_page(*kernel, from2, 0x3000, prop2).has_value());
     CHECK(kernel->page_walk(from2 + 2) == std::optional(std::pair{Paddr{0x3002}, prop2}));
-    auto r2 = protect_kernel_base_page(*kernel, from2, [](PageProperty& p) { p.flags = PageFlags::RW; });
+    auto r2 =
+        protect_kernel_base_page(*kernel, from2, [](PageProperty& p) { p.flags = PageFlags::RW; });
     CHECK(r2 == std::optional(VaRange{from2, from2 + k4K}));
     // The cache policy is preserved.
     CHECK(kernel->page_walk(from2 + 2) ==
-          std::optional(std::pair{Paddr{0x3002}, PageProperty::new_user(PageFlags::RW, CachePolicy::Uncacheable)}));
+          std::optional(std::pair{
+              Paddr{0x3002}, PageProperty::new_user(PageFlags::RW, CachePolicy::Uncacheable)}));
     VMS_CHECK_PT_INVARIANTS(*kernel);
   }
 }

@@ -48,7 +48,8 @@ TEST_SUITE("unit") {
     }
     CHECK(pt->page_walk(k4K)->first == k4K * 100);
     // OSTD's older variant: an unaligned cursor range never gets that far.
-    CHECK(error_of(pt->cursor_mut(guard, {k4K + 512, 2 * k4K + 512})) == PageTableError::UnalignedVaddr);
+    CHECK(error_of(pt->cursor_mut(guard, {k4K + 512, 2 * k4K + 512})) ==
+          PageTableError::UnalignedVaddr);
   }
 
   // ---- navigation ----
@@ -125,7 +126,8 @@ TEST_SUITE("unit") {
     REQUIRE(kernel.has_value());
     const Vaddr start = 0 - k2M;  // [-2 MiB, -4 KiB): the very top of the address space
     const VaRange range{start, 0 - k4K};
-    const auto prop = PageProperty::new_with(PageFlags::RW, CachePolicy::Writeback, PrivilegedPageFlags::GLOBAL);
+    const auto prop =
+        PageProperty::new_with(PageFlags::RW, CachePolicy::Writeback, PrivilegedPageFlags::GLOBAL);
     auto guard = disable_preempt();
     auto c = kernel->cursor_mut(guard, range);
     REQUIRE(c.has_value());

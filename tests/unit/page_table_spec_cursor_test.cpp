@@ -14,10 +14,10 @@ TEST_SUITE("unit") {
     };
     // Creation walks (creating nodes) down to the deepest node covering the range in two or
     // more entries, or exactly one entry (#3731); an absent entry there is reported whole.
-    for (const Case& k : {Case{{0, k4K}, 1, {0, k4K}}, Case{{0, 2 * k4K}, 1, {0, k4K}},
-                          Case{{0, k2M}, 2, {0, k2M}}, Case{{0, 2 * k2M}, 2, {0, k2M}},
-                          Case{{0, k1G}, 3, {0, k1G}}, Case{{0, k512G}, 4, {0, k512G}},
-                          Case{{0, k2_47}, 4, {0, k512G}}}) {
+    for (const Case& k :
+         {Case{{0, k4K}, 1, {0, k4K}}, Case{{0, 2 * k4K}, 1, {0, k4K}}, Case{{0, k2M}, 2, {0, k2M}},
+          Case{{0, 2 * k2M}, 2, {0, k2M}}, Case{{0, k1G}, 3, {0, k1G}},
+          Case{{0, k512G}, 4, {0, k512G}}, Case{{0, k2_47}, 4, {0, k512G}}}) {
       CAPTURE(k.range);
       auto pt = new_user_pt();
       auto guard = disable_preempt();
@@ -95,7 +95,8 @@ TEST_SUITE("unit") {
         CHECK(l2.meta().level == 2);
         for (std::size_t i = 0; i < 512; ++i) {
           const std::uint64_t raw = l2.load_acquire(i);
-          if (internal::is_pt_entry<UserPtConfig>(raw, 2)) stray_nodes.push_back(UserPtConfig::Pte::paddr(raw, 2));
+          if (internal::is_pt_entry<UserPtConfig>(raw, 2))
+            stray_nodes.push_back(UserPtConfig::Pte::paddr(raw, 2));
         }
         CHECK(stray_nodes.size() == 3);
         for (Paddr n : stray_nodes) {
@@ -119,7 +120,8 @@ TEST_SUITE("unit") {
     auto kernel = new_kernel_page_table();
     REQUIRE(kernel.has_value());
     const Vaddr k = kKernelBaseVaddr;
-    const auto prop = PageProperty::new_with(PageFlags::RW, CachePolicy::Writeback, PrivilegedPageFlags::GLOBAL);
+    const auto prop =
+        PageProperty::new_with(PageFlags::RW, CachePolicy::Writeback, PrivilegedPageFlags::GLOBAL);
     const Paddr shared = node_at(*kernel, k, 3);
     REQUIRE(shared != 0);
     auto map_k = [&](Vaddr va, Paddr pa, PagingLevel level) {
@@ -230,9 +232,12 @@ TEST_SUITE("unit") {
     {
       auto pt = new_user_pt();
       for (std::uint64_t i = 0; i < 64; ++i) {
-        REQUIRE(map_one_user(pt, k1G * (i % 4) + k4K * i, UserItem::tracked(alloc_uframe(), rw_wb())).has_value());
+        REQUIRE(
+            map_one_user(pt, k1G * (i % 4) + k4K * i, UserItem::tracked(alloc_uframe(), rw_wb()))
+                .has_value());
       }
-      REQUIRE(map_one_user(pt, 8 * k2M, UserItem::tracked(alloc_huge_segment(), rw_wb())).has_value());
+      REQUIRE(
+          map_one_user(pt, 8 * k2M, UserItem::tracked(alloc_huge_segment(), rw_wb())).has_value());
       REQUIRE(map_one_user(pt, k512G * 3, UserItem::untracked(k4K * 5, 1, rw_wb())).has_value());
       // Split the huge page and detach a sub-tree; the fragments go through RCU.
       CHECK(take_all(pt, {8 * k2M + k4K, 8 * k2M + 2 * k4K}).size() == 1);
@@ -258,8 +263,9 @@ TEST_SUITE("unit") {
       REQUIRE(c.has_value());
       REQUIRE(c->jump(k2M + k4K).has_value());
       // x86 leaf entries cannot encode write-protected memory.
-      CHECK(error_of(c->protect_next(k4K, [](PageProperty& p) { p.cache = CachePolicy::WriteProtected; })) ==
-            PageTableError::InvalidItem);
+      CHECK(error_of(c->protect_next(k4K, [](PageProperty& p) {
+              p.cache = CachePolicy::WriteProtected;
+            })) == PageTableError::InvalidItem);
       CHECK(c->virt_addr() == k2M + k4K);
     }
     const auto after = census(*pt);

@@ -29,7 +29,8 @@ TEST_SUITE("unit") {
     CHECK(c.leaves[1] == 0);
   }
 
-  TEST_CASE_TEMPLATE("unmapping_inside_a_2m_mapping_splits_it_with_proportional_addresses", P, VMS_ALL_PTE_FORMATS) {
+  TEST_CASE_TEMPLATE("unmapping_inside_a_2m_mapping_splits_it_with_proportional_addresses", P,
+                     VMS_ALL_PTE_FORMATS) {
     using C = HugeTestPtConfig<P>;
     auto pt = PageTable<C>::empty();
     REQUIRE(pt.has_value());
@@ -84,7 +85,8 @@ TEST_SUITE("unit") {
     VMS_CHECK_PT_INVARIANTS(*pt);
   }
 
-  TEST_CASE_TEMPLATE("protecting_one_4k_piece_of_a_2m_mapping_changes_exactly_that_piece", P, VMS_ALL_PTE_FORMATS) {
+  TEST_CASE_TEMPLATE("protecting_one_4k_piece_of_a_2m_mapping_changes_exactly_that_piece", P,
+                     VMS_ALL_PTE_FORMATS) {
     using C = HugeTestPtConfig<P>;
     auto pt = PageTable<C>::empty();
     REQUIRE(pt.has_value());
@@ -133,7 +135,8 @@ TEST_SUITE("unit") {
     CHECK(c.leaves[1] == 0);
   }
 
-  TEST_CASE_TEMPLATE("protect_next_starting_inside_a_1g_page_splits_down_to_4k", P, VMS_ALL_PTE_FORMATS) {
+  TEST_CASE_TEMPLATE("protect_next_starting_inside_a_1g_page_splits_down_to_4k", P,
+                     VMS_ALL_PTE_FORMATS) {
     using C = HugeTestPtConfig<P>;
     auto pt = PageTable<C>::empty();
     REQUIRE(pt.has_value());
@@ -161,7 +164,8 @@ TEST_SUITE("unit") {
     CHECK(pt->page_walk(va - k4K)->first == p + (va - k4K - k1G));
   }
 
-  TEST_CASE_TEMPLATE("map_2m_over_a_range_holding_4k_mappings_is_already_mapped", P, VMS_ALL_PTE_FORMATS) {
+  TEST_CASE_TEMPLATE("map_2m_over_a_range_holding_4k_mappings_is_already_mapped", P,
+                     VMS_ALL_PTE_FORMATS) {
     using C = HugeTestPtConfig<P>;
     auto pt = PageTable<C>::empty();
     REQUIRE(pt.has_value());
@@ -228,8 +232,10 @@ TEST_SUITE("unit") {
   TEST_CASE("addresses_beyond_the_user_half_are_never_aliased") {
     auto pt = new_user_pt();
     auto guard0 = disable_preempt();
-    CHECK(error_of(pt.cursor_mut(guard0, {k2_48, k2_48 + k4K})) == PageTableError::InvalidVaddrRange);
-    CHECK(error_of(pt.cursor_mut(guard0, {k2_47, k2_47 + k4K})) == PageTableError::InvalidVaddrRange);
+    CHECK(error_of(pt.cursor_mut(guard0, {k2_48, k2_48 + k4K})) ==
+          PageTableError::InvalidVaddrRange);
+    CHECK(error_of(pt.cursor_mut(guard0, {k2_47, k2_47 + k4K})) ==
+          PageTableError::InvalidVaddrRange);
     UFrame frame = alloc_uframe();
     const Paddr pa = frame.paddr();
     REQUIRE(map_one_user(pt, 0, UserItem::tracked(frame, rw_wb())).has_value());
@@ -245,7 +251,8 @@ TEST_SUITE("unit") {
     CHECK_FALSE(pt.page_walk(0x7fff'8000'0000'0000 + pa).has_value());
   }
 
-  TEST_CASE_TEMPLATE("regression_page_walk_aliased_non_canonical_addresses", P, VMS_ALL_PTE_FORMATS) {
+  TEST_CASE_TEMPLATE("regression_page_walk_aliased_non_canonical_addresses", P,
+                     VMS_ALL_PTE_FORMATS) {
     using C = HugeTestPtConfig<P>;
     auto pt = PageTable<C>::empty();
     REQUIRE(pt.has_value());
@@ -261,7 +268,8 @@ TEST_SUITE("unit") {
 
   // ---- case 52: whole huge pages, stray sub-trees ----
 
-  TEST_CASE_TEMPLATE("unmapping_a_huge_page_from_its_start_removes_it_whole", P, VMS_ALL_PTE_FORMATS) {
+  TEST_CASE_TEMPLATE("unmapping_a_huge_page_from_its_start_removes_it_whole", P,
+                     VMS_ALL_PTE_FORMATS) {
     using C = HugeTestPtConfig<P>;
     auto pt = PageTable<C>::empty();
     REQUIRE(pt.has_value());
@@ -293,12 +301,14 @@ TEST_SUITE("unit") {
     CHECK(after.total_leaves() == 0);
   }
 
-  TEST_CASE_TEMPLATE("num_frames_counts_the_leaves_of_detached_leaf_tables", P, VMS_ALL_PTE_FORMATS) {
+  TEST_CASE_TEMPLATE("num_frames_counts_the_leaves_of_detached_leaf_tables", P,
+                     VMS_ALL_PTE_FORMATS) {
     using C = HugeTestPtConfig<P>;
     auto pt = PageTable<C>::empty();
     REQUIRE(pt.has_value());
     const Vaddr base = k1G;
-    for (std::uint64_t i = 0; i < 3; ++i) REQUIRE(map_one(*pt, base + i * k4K, RawItem{k4K * i, 1, rw_wb()}).has_value());
+    for (std::uint64_t i = 0; i < 3; ++i)
+      REQUIRE(map_one(*pt, base + i * k4K, RawItem{k4K * i, 1, rw_wb()}).has_value());
     for (std::uint64_t i = 0; i < 2; ++i) {
       REQUIRE(map_one(*pt, base + k2M + i * k4K, RawItem{k4K * i, 1, rw_wb()}).has_value());
     }
@@ -381,12 +391,14 @@ TEST_SUITE("unit") {
     // 2 MiB large but not 2 MiB-aligned.
     auto block = global_frame_allocator().alloc(FrameLayout{2 * k2M, k2M});
     REQUIRE(block.has_value());
-    auto whole = Segment<NoMeta>::from_unused(PaRange{*block, *block + 2 * k2M}, [](Paddr) { return NoMeta{}; });
+    auto whole = Segment<NoMeta>::from_unused(PaRange{*block, *block + 2 * k2M},
+                                              [](Paddr) { return NoMeta{}; });
     REQUIRE(whole.has_value());
     auto shifted = whole->slice(k4K, k4K + k2M);
     REQUIRE(shifted.has_value());
     whole = Segment<NoMeta>();  // frees the frames outside the slice
-    CHECK(error_of(map_one_user(pt, k2M, UserItem::tracked(USegment(std::move(*shifted)), rw_wb()))) ==
+    CHECK(error_of(
+              map_one_user(pt, k2M, UserItem::tracked(USegment(std::move(*shifted)), rw_wb()))) ==
           PageTableError::InvalidItem);
     CHECK(census(pt).total_leaves() == 0);
   }

@@ -11,7 +11,8 @@ TEST_SUITE("unit") {
     REQUIRE(f.has_value());
     DynFrame frame(std::move(*f));
     const Vaddr va = kKernelBaseVaddr + 0x7000;
-    const auto prop = PageProperty::new_with(PageFlags::RW, CachePolicy::Writeback, PrivilegedPageFlags::GLOBAL);
+    const auto prop =
+        PageProperty::new_with(PageFlags::RW, CachePolicy::Writeback, PrivilegedPageFlags::GLOBAL);
     auto guard = disable_preempt();
     {
       auto c = kernel->cursor_mut(guard, {va, va + k4K});
@@ -128,7 +129,8 @@ TEST_SUITE("unit") {
     for (std::uint64_t i = 0; i < 512; ++i) CHECK(rc_of(pa + i * k4K) == 1);
   }
 
-  TEST_CASE_TEMPLATE("issue_3731_exact_2m_range_inside_a_1g_page_takes_a_2m_piece", P, VMS_ALL_PTE_FORMATS) {
+  TEST_CASE_TEMPLATE("issue_3731_exact_2m_range_inside_a_1g_page_takes_a_2m_piece", P,
+                     VMS_ALL_PTE_FORMATS) {
     using C = HugeTestPtConfig<P>;
     auto pt = PageTable<C>::empty();
     REQUIRE(pt.has_value());

@@ -5,7 +5,8 @@
 TEST_SUITE("unit") {
   // ---- case 55: property round trips ----
 
-  TEST_CASE_TEMPLATE("every_encodable_property_round_trips_at_every_level", P, VMS_ALL_PTE_FORMATS) {
+  TEST_CASE_TEMPLATE("every_encodable_property_round_trips_at_every_level", P,
+                     VMS_ALL_PTE_FORMATS) {
     using C = HugeTestPtConfig<P>;
     auto pt = PageTable<C>::empty();
     REQUIRE(pt.has_value());
@@ -46,7 +47,8 @@ TEST_SUITE("unit") {
     auto pt = PageTable<C>::empty();
     REQUIRE(pt.has_value());
     const PageProperty rwx_user = PageProperty::new_user(PageFlags::RWX, CachePolicy::Writeback);
-    const PageProperty r_kernel = PageProperty::new_with(PageFlags::R, CachePolicy::Writeback, PrivilegedPageFlags::None);
+    const PageProperty r_kernel =
+        PageProperty::new_with(PageFlags::R, CachePolicy::Writeback, PrivilegedPageFlags::None);
     REQUIRE(map_one(*pt, k4K, RawItem{k4K * 9, 1, rwx_user}).has_value());
     REQUIRE(map_one(*pt, 2 * k4K, RawItem{k4K * 10, 1, r_kernel}).has_value());
     CHECK(pt->page_walk(k4K)->second == rwx_user);
@@ -55,7 +57,8 @@ TEST_SUITE("unit") {
 
   // ---- case 56: failures in the middle of a split ----
 
-  TEST_CASE_TEMPLATE("failed_split_allocation_leaves_the_huge_mapping_intact", P, VMS_ALL_PTE_FORMATS) {
+  TEST_CASE_TEMPLATE("failed_split_allocation_leaves_the_huge_mapping_intact", P,
+                     VMS_ALL_PTE_FORMATS) {
     using C = HugeTestPtConfig<P>;
     auto pt = PageTable<C>::empty();
     REQUIRE(pt.has_value());
@@ -88,7 +91,8 @@ TEST_SUITE("unit") {
     CHECK(pt->page_walk(v)->second == rw_wb());
   }
 
-  TEST_CASE_TEMPLATE("failed_second_split_leaves_every_translation_intact", P, VMS_ALL_PTE_FORMATS) {
+  TEST_CASE_TEMPLATE("failed_second_split_leaves_every_translation_intact", P,
+                     VMS_ALL_PTE_FORMATS) {
     using C = HugeTestPtConfig<P>;
     auto pt = PageTable<C>::empty();
     REQUIRE(pt.has_value());
@@ -135,7 +139,8 @@ TEST_SUITE("unit") {
     CHECK(pt->page_walk(0)->first == k4K * 3);
   }
 
-  TEST_CASE_TEMPLATE("failed_allocation_during_cursor_creation_leaves_no_lock_held", P, VMS_ALL_PTE_FORMATS) {
+  TEST_CASE_TEMPLATE("failed_allocation_during_cursor_creation_leaves_no_lock_held", P,
+                     VMS_ALL_PTE_FORMATS) {
     using C = HugeTestPtConfig<P>;
     const VaRange range{5 * k1G + 7 * k4K, 5 * k1G + 8 * k4K};
     // Creation needs one new node per level below the root; fail each allocation in turn.
@@ -164,7 +169,8 @@ TEST_SUITE("unit") {
 
   // ---- OSTD issue #3731 ----
 
-  TEST_CASE_TEMPLATE("issue_3731_cursor_over_exactly_one_huge_entry_maps_the_huge_item", P, VMS_ALL_PTE_FORMATS) {
+  TEST_CASE_TEMPLATE("issue_3731_cursor_over_exactly_one_huge_entry_maps_the_huge_item", P,
+                     VMS_ALL_PTE_FORMATS) {
     using C = HugeTestPtConfig<P>;
     auto pt = PageTable<C>::empty();
     REQUIRE(pt.has_value());

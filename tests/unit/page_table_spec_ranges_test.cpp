@@ -9,8 +9,9 @@ TEST_SUITE("unit") {
     auto pt = PageTable<UserPtConfig>::empty();
     REQUIRE(pt.has_value());
     auto guard = disable_preempt();
-    for (VaRange r : {VaRange{0, 0}, VaRange{0x1000, 0}, VaRange{0x1000, 0x1000}, VaRange{0x2000, 0x1000},
-                      VaRange{0xffff'ffff'ffff'f000, 0}, VaRange{0x7fff'ffff'f000, 0}}) {
+    for (VaRange r :
+         {VaRange{0, 0}, VaRange{0x1000, 0}, VaRange{0x1000, 0x1000}, VaRange{0x2000, 0x1000},
+          VaRange{0xffff'ffff'ffff'f000, 0}, VaRange{0x7fff'ffff'f000, 0}}) {
       CAPTURE(r);
       CHECK(error_of(pt->cursor(guard, r)) == PageTableError::InvalidVaddrRange);
       CHECK(error_of(pt->cursor_mut(guard, r)) == PageTableError::InvalidVaddrRange);
@@ -97,7 +98,8 @@ TEST_SUITE("unit") {
     CHECK(c->virt_addr() == range.start);
   }
 
-  TEST_CASE_TEMPLATE("jump_back_into_a_split_huge_page_and_out_of_the_leaf_table", P, VMS_ALL_PTE_FORMATS) {
+  TEST_CASE_TEMPLATE("jump_back_into_a_split_huge_page_and_out_of_the_leaf_table", P,
+                     VMS_ALL_PTE_FORMATS) {
     using C = HugeTestPtConfig<P>;
     auto pt = PageTable<C>::empty();
     REQUIRE(pt.has_value());
@@ -193,7 +195,8 @@ TEST_SUITE("unit") {
 
   // ---- case 41: map arguments ----
 
-  TEST_CASE_TEMPLATE("map_refuses_items_that_do_not_fit_and_changes_nothing", P, VMS_ALL_PTE_FORMATS) {
+  TEST_CASE_TEMPLATE("map_refuses_items_that_do_not_fit_and_changes_nothing", P,
+                     VMS_ALL_PTE_FORMATS) {
     using C = HugeTestPtConfig<P>;
     auto pt = PageTable<C>::empty();
     REQUIRE(pt.has_value());
@@ -207,17 +210,24 @@ TEST_SUITE("unit") {
     undefined_flag.flags = static_cast<PageFlags>(0x20 | 0x03);  // a bit PageFlags does not define
 
     REQUIRE(c->jump(k2M).has_value());
-    CHECK(error_of(c->map(RawItem{0, 2, rw_wb()})) == PageTableError::InvalidItem);  // beyond the end
+    CHECK(error_of(c->map(RawItem{0, 2, rw_wb()})) ==
+          PageTableError::InvalidItem);  // beyond the end
     REQUIRE(c->jump(k4K).has_value());
-    CHECK(error_of(c->map(RawItem{0, 2, rw_wb()})) == PageTableError::InvalidItem);  // va misaligned
+    CHECK(error_of(c->map(RawItem{0, 2, rw_wb()})) ==
+          PageTableError::InvalidItem);  // va misaligned
     REQUIRE(c->jump(0).has_value());
-    CHECK(error_of(c->map(RawItem{k4K, 2, rw_wb()})) == PageTableError::InvalidItem);  // pa misaligned
-    CHECK(error_of(c->map(RawItem{0, 3, rw_wb()})) == PageTableError::InvalidItem);    // above the guard
-    CHECK(error_of(c->map(RawItem{0, 4, rw_wb()})) == PageTableError::InvalidItem);    // above Highest
-    CHECK(error_of(c->map(RawItem{0, 0, rw_wb()})) == PageTableError::InvalidItem);    // no such level
+    CHECK(error_of(c->map(RawItem{k4K, 2, rw_wb()})) ==
+          PageTableError::InvalidItem);  // pa misaligned
+    CHECK(error_of(c->map(RawItem{0, 3, rw_wb()})) ==
+          PageTableError::InvalidItem);  // above the guard
+    CHECK(error_of(c->map(RawItem{0, 4, rw_wb()})) ==
+          PageTableError::InvalidItem);  // above Highest
+    CHECK(error_of(c->map(RawItem{0, 0, rw_wb()})) ==
+          PageTableError::InvalidItem);  // no such level
     CHECK(error_of(c->map(RawItem{0, 1, undefined_flag})) == PageTableError::InvalidItem);
     CHECK(error_of(c->map(RawItem{P::kPaddrLimit, 1, rw_wb()})) == PageTableError::InvalidItem);
-    CHECK(error_of(c->map(RawItem{P::kPaddrLimit - k4K, 2, rw_wb()})) == PageTableError::InvalidItem);
+    CHECK(error_of(c->map(RawItem{P::kPaddrLimit - k4K, 2, rw_wb()})) ==
+          PageTableError::InvalidItem);
     CHECK(c->virt_addr() == 0);
     // Nothing was mapped and no node was created by the refused requests.
     const auto after = census(*pt);

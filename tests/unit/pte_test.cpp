@@ -20,10 +20,10 @@
 
 using vmspace::Aarch64Pte;
 using vmspace::CachePolicy;
+using vmspace::Paddr;
 using vmspace::PageFlags;
 using vmspace::PageProperty;
 using vmspace::PageTableFlags;
-using vmspace::Paddr;
 using vmspace::PagingLevel;
 using vmspace::PrivilegedPageFlags;
 using vmspace::PteScalar;
@@ -85,9 +85,12 @@ std::vector<Paddr> leaf_paddrs(PagingLevel level) {
   const std::uint64_t size = page_size<F>(level);
   const std::uint64_t limit_mask = F::kPaddrLimit - 1;
   std::vector<Paddr> out;
-  const std::array<std::uint64_t, 6> candidates = {
-      0, size, 0xff'c000'0000, 0x5555'5555'5555'5555 & limit_mask,
-      0x2aaa'aaaa'aaaa'aaaa & limit_mask, limit_mask};
+  const std::array<std::uint64_t, 6> candidates = {0,
+                                                   size,
+                                                   0xff'c000'0000,
+                                                   0x5555'5555'5555'5555 & limit_mask,
+                                                   0x2aaa'aaaa'aaaa'aaaa & limit_mask,
+                                                   limit_mask};
   for (std::uint64_t pa : candidates) {
     const Paddr aligned = vmspace::align_down(pa, size);
     bool dup = false;
@@ -112,10 +115,14 @@ struct SplitMix64 {
 std::uint64_t random_word(SplitMix64& rng) {
   const std::uint64_t r = rng.next();
   switch (rng.next() % 4) {
-    case 0: return r;
-    case 1: return r & rng.next();
-    case 2: return r & rng.next() & rng.next();
-    default: return r & ~std::uint64_t{1};
+    case 0:
+      return r;
+    case 1:
+      return r & rng.next();
+    case 2:
+      return r & rng.next() & rng.next();
+    default:
+      return r & ~std::uint64_t{1};
   }
 }
 
@@ -211,9 +218,9 @@ TEST_SUITE("unit") {
       refused += F::can_encode(prop) ? 0 : 1;
     }
     // 64 flag sets × 16 privileged sets × 5 policies = 5120 properties.
-    if constexpr (kIsX86<F>) CHECK(refused == 1024);                 // WriteProtected
-    if constexpr (kIsRiscv<F>) CHECK(refused == 5120 - 512 * 3);     // SHARED, WT, WP
-    if constexpr (kIsAarch64<F>) CHECK(refused == 2560);             // SHARED
+    if constexpr (kIsX86<F>) CHECK(refused == 1024);              // WriteProtected
+    if constexpr (kIsRiscv<F>) CHECK(refused == 5120 - 512 * 3);  // SHARED, WT, WP
+    if constexpr (kIsAarch64<F>) CHECK(refused == 2560);          // SHARED
 
     // Undefined bits never round-trip, so no format accepts them.
     const PageProperty rw = PageProperty::new_user(PageFlags::RW, CachePolicy::Writeback);
@@ -348,7 +355,8 @@ TEST_SUITE("unit") {
         const PteScalar s = F::decode(raw, level);
         ++kinds[static_cast<std::size_t>(s.kind)];
         switch (s.kind) {
-          case PteScalar::Kind::Absent: break;
+          case PteScalar::Kind::Absent:
+            break;
           case PteScalar::Kind::PageTable:
             REQUIRE(vmspace::is_aligned(s.paddr, 4096));
             REQUIRE(s.paddr < F::kPaddrLimit);
@@ -365,7 +373,8 @@ TEST_SUITE("unit") {
       }
       CAPTURE(level);
       CHECK(kinds[static_cast<std::size_t>(PteScalar::Kind::Absent)] > 0);
-      if (level <= F::kMaxLeafLevel) CHECK(kinds[static_cast<std::size_t>(PteScalar::Kind::Mapped)] > 0);
+      if (level <= F::kMaxLeafLevel)
+        CHECK(kinds[static_cast<std::size_t>(PteScalar::Kind::Mapped)] > 0);
       if (level > 1) CHECK(kinds[static_cast<std::size_t>(PteScalar::Kind::PageTable)] > 0);
     }
   }
@@ -382,9 +391,9 @@ TEST_SUITE("unit") {
     CHECK(P::encode(PteScalar::mapped(0x4020'0000, kernel_r), 2) == 0x8000'0000'4020'0181ULL);
 
     // A 1 GiB RWX uncacheable page with A and D: P | RW | PWT | PCD | A | D | PS.
-    const auto kernel_rwx_ad = PageProperty::new_with(
-        PageFlags::RWX | PageFlags::ACCESSED | PageFlags::DIRTY, CachePolicy::Uncacheable,
-        PrivilegedPageFlags::None);
+    const auto kernel_rwx_ad =
+        PageProperty::new_with(PageFlags::RWX | PageFlags::ACCESSED | PageFlags::DIRTY,
+                               CachePolicy::Uncacheable, PrivilegedPageFlags::None);
     CHECK(P::encode(PteScalar::mapped(0xff'c000'0000ULL, kernel_rwx_ad), 3) ==
           0x0000'00ff'c000'00fbULL);
 
@@ -395,13 +404,13 @@ TEST_SUITE("unit") {
     CHECK(P::encode(PteScalar::mapped(0x2000, wc_all_soft), 1) == 0x0038'0000'0000'2095ULL);
 
     // Write-through = PWT only.
-    const auto wt = PageProperty::new_with(PageFlags::R, CachePolicy::Writethrough,
-                                           PrivilegedPageFlags::None);
+    const auto wt =
+        PageProperty::new_with(PageFlags::R, CachePolicy::Writethrough, PrivilegedPageFlags::None);
     CHECK(P::encode(PteScalar::mapped(0x3000, wt), 1) == 0x8000'0000'0000'3089ULL);
 
     // An R-less leaf keeps only PS (and XD): hardware-not-present, library-present.
-    const auto none = PageProperty::new_with(PageFlags::None, CachePolicy::Writeback,
-                                             PrivilegedPageFlags::None);
+    const auto none =
+        PageProperty::new_with(PageFlags::None, CachePolicy::Writeback, PrivilegedPageFlags::None);
     const std::uint64_t hidden = P::encode(PteScalar::mapped(0x5000, none), 1);
     CHECK(hidden == 0x8000'0000'0000'5080ULL);
     CHECK(P::decode(hidden, 1) == PteScalar::mapped(0x5000, none));
@@ -442,8 +451,8 @@ TEST_SUITE("unit") {
       }
     }
     // The largest address below the SHARED bit survives next to SHARED.
-    const auto shared = PageProperty::new_with(PageFlags::RW, CachePolicy::Writeback,
-                                               PrivilegedPageFlags::SHARED);
+    const auto shared =
+        PageProperty::new_with(PageFlags::RW, CachePolicy::Writeback, PrivilegedPageFlags::SHARED);
     const Paddr top = 0x7'ffff'ffff'f000ULL;
     CHECK(P::encode(PteScalar::mapped(top, shared), 1) ==
           (top | bit(51) | bit(7) | bit(1) | bit(0) | bit(63)));
@@ -465,8 +474,8 @@ TEST_SUITE("unit") {
                                                      PrivilegedPageFlags::None)));
   }
 
-  TEST_CASE_TEMPLATE("riscv_rless_leaf_is_invalid_to_hardware_and_decodes_mapped", F,
-                     RiscvSv48Pte, RiscvSv39Pte) {
+  TEST_CASE_TEMPLATE("riscv_rless_leaf_is_invalid_to_hardware_and_decodes_mapped", F, RiscvSv48Pte,
+                     RiscvSv39Pte) {
     for (PagingLevel level = 1; level <= F::kMaxLeafLevel; ++level) {
       for (const PageProperty& prop : vmspace::test::all_page_properties_all_caches()) {
         if (!F::can_encode(prop)) continue;
@@ -479,7 +488,7 @@ TEST_SUITE("unit") {
           REQUIRE((raw & bit(0)) != 0);   // V
           REQUIRE((raw & bit(60)) == 0);  // reserved bits stay clear on valid entries
         } else {
-          REQUIRE((raw & bit(0)) == 0);   // V = 0: the MMU ignores everything else
+          REQUIRE((raw & bit(0)) == 0);  // V = 0: the MMU ignores everything else
           REQUIRE((raw & F::kSwLeaf) != 0);
           REQUIRE(F::decode(raw, level) == PteScalar::mapped(pa, prop));
         }
@@ -495,10 +504,10 @@ TEST_SUITE("unit") {
       for (PageTableFlags flags : vmspace::test::all_page_table_flags()) {
         const std::uint64_t raw = F::encode(PteScalar::page_table(0x8765'4000, flags), level);
         CAPTURE(raw);
-        CHECK((raw & bit(0)) != 0);                              // V
-        CHECK((raw & (bit(1) | bit(2) | bit(3))) == 0);          // R = W = X = 0
-        CHECK((raw & (bit(4) | bit(6) | bit(7))) == 0);          // U, A, D reserved
-        CHECK(((raw >> 10) & ((1ULL << 44) - 1)) == 0x87654);    // PPN
+        CHECK((raw & bit(0)) != 0);                            // V
+        CHECK((raw & (bit(1) | bit(2) | bit(3))) == 0);        // R = W = X = 0
+        CHECK((raw & (bit(4) | bit(6) | bit(7))) == 0);        // U, A, D reserved
+        CHECK(((raw >> 10) & ((1ULL << 44) - 1)) == 0x87654);  // PPN
         CHECK(((raw & bit(8)) != 0) == has(flags, PageTableFlags::AVAIL1));
         CHECK(((raw & bit(9)) != 0) == has(flags, PageTableFlags::AVAIL2));
       }
@@ -514,8 +523,7 @@ TEST_SUITE("unit") {
     // V | R | W | U | A | D, PPN 0x80200, PBMT = 0.
     const auto user_rw_ad = PageProperty::new_user(
         PageFlags::RW | PageFlags::ACCESSED | PageFlags::DIRTY, CachePolicy::Writeback);
-    CHECK(F::encode(PteScalar::mapped(0x8020'0000, user_rw_ad), 1) ==
-          ((0x80200ULL << 10) | 0xd7));
+    CHECK(F::encode(PteScalar::mapped(0x8020'0000, user_rw_ad), 1) == ((0x80200ULL << 10) | 0xd7));
     // 2 MiB global RX kernel page, uncacheable (PBMT = IO, bit 62), AVAIL1 in RSW bit 8.
     const auto kernel_rx_io =
         PageProperty::new_with(PageFlags::RX, CachePolicy::Uncacheable,
@@ -568,9 +576,9 @@ TEST_SUITE("unit") {
           PageFlags flags = PageFlags::R;
           if (x) flags |= PageFlags::X;
           if (w) flags |= PageFlags::W;
-          const auto prop = PageProperty::new_with(
-              flags, CachePolicy::Writeback,
-              user ? PrivilegedPageFlags::USER : PrivilegedPageFlags::None);
+          const auto prop =
+              PageProperty::new_with(flags, CachePolicy::Writeback,
+                                     user ? PrivilegedPageFlags::USER : PrivilegedPageFlags::None);
           const std::uint64_t raw = P::encode(PteScalar::mapped(0x4000'0000, prop), 1);
           CAPTURE(prop);
           CAPTURE(raw);
@@ -587,13 +595,14 @@ TEST_SUITE("unit") {
 
   TEST_CASE("aarch64_descriptor_types_per_level") {
     using P = Aarch64Pte;
-    const auto rw = PageProperty::new_with(PageFlags::RW, CachePolicy::Writeback,
-                                           PrivilegedPageFlags::None);
-    CHECK((P::encode(PteScalar::mapped(0x1000, rw), 1) & 0b11) == 0b11);      // page
-    CHECK((P::encode(PteScalar::mapped(0x20'0000, rw), 2) & 0b11) == 0b01);   // 2 MiB block
-    CHECK((P::encode(PteScalar::mapped(0x4000'0000, rw), 3) & 0b11) == 0b01); // 1 GiB block
+    const auto rw =
+        PageProperty::new_with(PageFlags::RW, CachePolicy::Writeback, PrivilegedPageFlags::None);
+    CHECK((P::encode(PteScalar::mapped(0x1000, rw), 1) & 0b11) == 0b11);       // page
+    CHECK((P::encode(PteScalar::mapped(0x20'0000, rw), 2) & 0b11) == 0b01);    // 2 MiB block
+    CHECK((P::encode(PteScalar::mapped(0x4000'0000, rw), 3) & 0b11) == 0b01);  // 1 GiB block
     for (PagingLevel level = 2; level <= 4; ++level) {
-      const std::uint64_t raw = P::encode(PteScalar::page_table(0x5000, PageTableFlags::None), level);
+      const std::uint64_t raw =
+          P::encode(PteScalar::page_table(0x5000, PageTableFlags::None), level);
       CHECK(raw == (0x5000 | 0b11));  // table, no APTable/XNTable restrictions
     }
     // The same page-descriptor word is a table one level up.
@@ -670,20 +679,18 @@ TEST_SUITE("unit") {
     const auto user_rw = PageProperty::new_user(PageFlags::RW, CachePolicy::Writeback);
     CHECK(P::encode(PteScalar::mapped(0x4000'1000, user_rw), 1) == 0x0060'0000'4000'1b53ULL);
     // A global kernel RX 2 MiB block, accessed: block | AttrIndx 4 | AP[2] | SH | AF | UXN.
-    const auto kernel_rx = PageProperty::new_with(PageFlags::RX | PageFlags::ACCESSED,
-                                                  CachePolicy::Writeback,
-                                                  PrivilegedPageFlags::GLOBAL);
+    const auto kernel_rx = PageProperty::new_with(
+        PageFlags::RX | PageFlags::ACCESSED, CachePolicy::Writeback, PrivilegedPageFlags::GLOBAL);
     CHECK(P::encode(PteScalar::mapped(0x4020'0000, kernel_rx), 2) == 0x0040'0000'4020'0791ULL);
     // Dirty / AVAIL1 / AVAIL2 in software bits 55 / 56 / 57.
-    const auto soft = PageProperty::new_with(PageFlags::R | PageFlags::DIRTY | PageFlags::AVAIL2,
-                                             CachePolicy::Uncacheable,
-                                             PrivilegedPageFlags::AVAIL1 |
-                                                 PrivilegedPageFlags::GLOBAL);
+    const auto soft = PageProperty::new_with(
+        PageFlags::R | PageFlags::DIRTY | PageFlags::AVAIL2, CachePolicy::Uncacheable,
+        PrivilegedPageFlags::AVAIL1 | PrivilegedPageFlags::GLOBAL);
     CHECK(P::encode(PteScalar::mapped(0x2000, soft), 1) ==
           (bit(57) | bit(56) | bit(55) | bit(54) | bit(53) | 0x2000 | 0x300 | bit(7) | 0b11));
     // An R-less leaf: invalid descriptor (bits[1:0] = 00) plus the software-leaf marker.
-    const auto none = PageProperty::new_with(PageFlags::W, CachePolicy::Writeback,
-                                             PrivilegedPageFlags::USER);
+    const auto none =
+        PageProperty::new_with(PageFlags::W, CachePolicy::Writeback, PrivilegedPageFlags::USER);
     const std::uint64_t hidden = P::encode(PteScalar::mapped(0x4000'0000, none), 3);
     CHECK((hidden & 0b11) == 0);
     CHECK((hidden & P::kSwLeaf) != 0);

@@ -35,7 +35,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-constexpr auto kWindow = 200ms;   // how long we watch for something that must not happen
+constexpr auto kWindow = 200ms;  // how long we watch for something that must not happen
 using vmspace::test::Async;
 using vmspace::test::wait_until;
 
@@ -288,8 +288,8 @@ TEST_SUITE("unit") {
     std::thread writer([&] {
       all_readers_started = wait_until([&] { return readers_started.load() == kReaders; }, 30s);
       for (int i = 1; i <= kSwaps; ++i) {
-        Node* old = head.exchange(make_node(static_cast<std::uint64_t>(i)),
-                                  std::memory_order_acq_rel);
+        Node* old =
+            head.exchange(make_node(static_cast<std::uint64_t>(i)), std::memory_order_acq_rel);
         rcu_retire(old, poison_and_free);
         if (i % 4096 == 0) rcu_synchronize();
       }
@@ -415,7 +415,8 @@ TEST_SUITE("unit") {
       const int id;
       std::atomic<int>* destroyed;
       ConstMember(int i, std::atomic<int>* d) : id(i), destroyed(d) {}
-      ConstMember(ConstMember&& o) noexcept : id(o.id), destroyed(std::exchange(o.destroyed, nullptr)) {}
+      ConstMember(ConstMember&& o) noexcept
+          : id(o.id), destroyed(std::exchange(o.destroyed, nullptr)) {}
       ~ConstMember() {
         if (destroyed != nullptr) destroyed->fetch_add(1);
       }
@@ -520,7 +521,7 @@ TEST_SUITE("unit") {
     std::thread([&] {
       thread_local RetireAtThreadExit at_exit;  // constructed before the RCU record
       at_exit.flag = &flag;
-      { auto guard = disable_preempt(); }      // registers the record
+      { auto guard = disable_preempt(); }  // registers the record
     }).join();
     CHECK(rcu_stats().retired >= before + 1);
     rcu_barrier();
@@ -574,7 +575,8 @@ TEST_SUITE("unit") {
       const pid_t pid = fork();
       REQUIRE(pid >= 0);
       if (pid == 0) {
-        alarm(60);  // a hang fails the round instead of the whole test binary (generous: loaded hosts)
+        alarm(60);  // a hang fails the round instead of the whole test binary (generous: loaded
+                    // hosts)
         rcu_barrier();
         auto frame = FrameAllocOptions().alloc_frame();
         _exit(frame.has_value() ? 0 : 3);

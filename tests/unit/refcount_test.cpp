@@ -35,7 +35,9 @@ SlotBytes slot_bytes(Paddr pa) {
   return out;
 }
 
-std::uint64_t count_of(Paddr pa) { return meta_slot(pa)->ref_count_ref().load(boost::memory_order_relaxed); }
+std::uint64_t count_of(Paddr pa) {
+  return meta_slot(pa)->ref_count_ref().load(boost::memory_order_relaxed);
+}
 
 // An unused frame owned by the test (taken raw from the allocator).
 Paddr take_unused_frame() {
@@ -96,7 +98,8 @@ TEST_SUITE("unit") {
     const SlotBytes before = slot_bytes(pa);
     CHECK(DynFrame::from_in_use(pa).error() == GetFrameError::Busy);
     CHECK(Frame<MockFrameMeta>::from_unused(pa, MockFrameMeta{}).error() == GetFrameError::Busy);
-    CHECK(UniqueFrame<MockFrameMeta>::from_unused(pa, MockFrameMeta{}).error() == GetFrameError::Busy);
+    CHECK(UniqueFrame<MockFrameMeta>::from_unused(pa, MockFrameMeta{}).error() ==
+          GetFrameError::Busy);
     CHECK(slot_bytes(pa) == before);
     meta_slot(pa)->ref_count_ref().store(1);
     Frame<MockFrameMeta> restored = Frame<MockFrameMeta>::from_raw(pa);
@@ -110,7 +113,8 @@ TEST_SUITE("unit") {
     CHECK(DynFrame::from_in_use(frame->paddr() + 1).error() == GetFrameError::NotAligned);
     CHECK(DynFrame::from_in_use(frame->paddr() + 8).error() == GetFrameError::NotAligned);
     CHECK(DynFrame::from_in_use(max_paddr()).error() == GetFrameError::OutOfBound);
-    CHECK(DynFrame::from_in_use(~Paddr{0} & ~Paddr{kPageSize - 1}).error() == GetFrameError::OutOfBound);
+    CHECK(DynFrame::from_in_use(~Paddr{0} & ~Paddr{kPageSize - 1}).error() ==
+          GetFrameError::OutOfBound);
     CHECK(DynFrame::from_in_use(~Paddr{0}).error() == GetFrameError::NotAligned);
     CHECK(frame->reference_count() == 1);
   }
@@ -125,7 +129,8 @@ TEST_SUITE("unit") {
     const SlotBytes before = slot_bytes(pa);
     CHECK(Frame<MockFrameMeta>::from_unused(pa, MockFrameMeta{1}).error() == GetFrameError::InUse);
     CHECK(Frame<NoMeta>::from_unused(pa, NoMeta{}).error() == GetFrameError::InUse);
-    CHECK(UniqueFrame<MockFrameMeta>::from_unused(pa, MockFrameMeta{1}).error() == GetFrameError::InUse);
+    CHECK(UniqueFrame<MockFrameMeta>::from_unused(pa, MockFrameMeta{1}).error() ==
+          GetFrameError::InUse);
     CHECK(slot_bytes(pa) == before);
     CHECK(frame->meta().value == 77);
     CHECK(frame->reference_count() == 1);
@@ -229,8 +234,7 @@ TEST_SUITE("unit") {
     CHECK(frame->reference_count() == 1);
   }
 
-  TEST_CASE("clone_at_max_aborts" *
-            vmspace::test::skip_death_test("clone_at_max_aborts")) {
+  TEST_CASE("clone_at_max_aborts" * vmspace::test::skip_death_test("clone_at_max_aborts")) {
     CHECK(vmspace::test::dies_with(
         [] {
           auto frame = FrameAllocOptions().alloc_frame();
@@ -294,7 +298,8 @@ TEST_SUITE("unit") {
     // Moves and consuming operations transfer references without changing counts.
     USegment moved = std::move(*copy);
     CHECK(counts() == V{3, 3, 3, 3});
-    std::optional<std::pair<USegment, USegment>> halves(std::move(moved).split(2 * kPageSize).value());
+    std::optional<std::pair<USegment, USegment>> halves(
+        std::move(moved).split(2 * kPageSize).value());
     CHECK(counts() == V{3, 3, 3, 3});
     auto first = halves->first.next();
     REQUIRE(first.has_value());

@@ -77,7 +77,9 @@ TEST_SUITE("unit") {
       auto g = disable_preempt();
       auto c = space->cursor_mut(g, {va, va + kPageSize});
       REQUIRE(c.has_value());
-      REQUIRE(c->protect_next(kPageSize, [](PageFlags& f, CachePolicy&) { f = PageFlags::R; }).has_value());
+      REQUIRE(c->protect_next(kPageSize, [](PageFlags& f, CachePolicy&) {
+                 f = PageFlags::R;
+               }).has_value());
       // Not dispatched: the cached translation is stale, and still works (as on hardware).
       CHECK_FALSE(tlb_disagreements(cpu(0), *space).empty());
       REQUIRE(write_u64(*space, va, 2).has_value());
@@ -108,7 +110,8 @@ TEST_SUITE("unit") {
     const auto stale = tlb_stale_hits();
 
     TlbFlusher flusher(space->cpu_set());
-    flusher.issue_tlb_flush_with(TlbFlushOp::for_single(va), DynSegment(take_without_flush(*space, va)));
+    flusher.issue_tlb_flush_with(TlbFlushOp::for_single(va),
+                                 DynSegment(take_without_flush(*space, va)));
     CHECK_FALSE(space->page_table().page_walk(va).has_value());
     // Before dispatch: CPU 1 still translates through its TLB to the kept frame, which no grace
     // period can free.
@@ -244,13 +247,15 @@ TEST_SUITE("unit") {
     for (std::size_t i = 0; i < 40; ++i) map_page(*space, base + i * kPageSize);
     map_page(*space, unrelated);
     auto touch_all = [&] {
-      for (std::size_t i = 0; i < 40; ++i) REQUIRE(read_u64(*space, base + i * kPageSize).has_value());
+      for (std::size_t i = 0; i < 40; ++i)
+        REQUIRE(read_u64(*space, base + i * kPageSize).has_value());
       REQUIRE(read_u64(*space, unrelated).has_value());
     };
     touch_all();
     {
       TlbFlusher f(space->cpu_set());
-      for (std::size_t i = 0; i < 31; ++i) f.issue_tlb_flush(TlbFlushOp::for_single(base + i * kPageSize));
+      for (std::size_t i = 0; i < 31; ++i)
+        f.issue_tlb_flush(TlbFlushOp::for_single(base + i * kPageSize));
       const auto before = tlb_stats(cpu(0));
       f.dispatch_tlb_flush();
       const auto after = tlb_stats(cpu(0));
@@ -264,7 +269,8 @@ TEST_SUITE("unit") {
     touch_all();
     {
       TlbFlusher f(space->cpu_set());
-      for (std::size_t i = 0; i < 32; ++i) f.issue_tlb_flush(TlbFlushOp::for_single(base + i * kPageSize));
+      for (std::size_t i = 0; i < 32; ++i)
+        f.issue_tlb_flush(TlbFlushOp::for_single(base + i * kPageSize));
       const auto before = tlb_stats(cpu(0));
       f.dispatch_tlb_flush();
       const auto after = tlb_stats(cpu(0));
@@ -326,7 +332,8 @@ TEST_SUITE("unit") {
       auto c = space->cursor_mut(g, {0x4000'0000, 0x4000'0000 + k2M});
       REQUIRE(c->map_segment(new_huge_segment(), kUserRw).has_value());
     }
-    for (Vaddr va : {0x4000'0000ULL, 0x4000'0000ULL + 0x1f'f000}) REQUIRE(read_u64(*space, va).has_value());
+    for (Vaddr va : {0x4000'0000ULL, 0x4000'0000ULL + 0x1f'f000})
+      REQUIRE(read_u64(*space, va).has_value());
     CHECK(unmap_range(*space, 0x4000'0000, k2M) == 512);
     CHECK_FALSE(tlb_caches(cpu(0), 0x4000'0000));
     CHECK_FALSE(tlb_caches(cpu(0), 0x4000'0000 + 0x1f'f000));
@@ -401,7 +408,8 @@ TEST_SUITE("unit") {
       auto g = disable_preempt();
       {
         TlbFlusher f(space->cpu_set());
-        f.issue_tlb_flush_with(TlbFlushOp::for_single(va), DynSegment(take_without_flush(*space, va)));
+        f.issue_tlb_flush_with(TlbFlushOp::for_single(va),
+                               DynSegment(take_without_flush(*space, va)));
       }
       CHECK(frame_generation(pa) == gen);
     }
@@ -444,7 +452,8 @@ TEST_SUITE("unit") {
   }
 
   TEST_CASE("checking_mode_abort_kills_the_process_on_a_stale_frame_hit" *
-            vmspace::test::skip_death_test("checking_mode_abort_kills_the_process_on_a_stale_frame_hit")) {
+            vmspace::test::skip_death_test(
+                "checking_mode_abort_kills_the_process_on_a_stale_frame_hit")) {
     CHECK(dies_with(
         [] {
           set_tlb_check_mode(TlbCheckMode::Abort);
@@ -536,7 +545,8 @@ TEST_SUITE("unit") {
           break;
         }
         case 1: {  // map if absent
-          if (!space.page_table().page_walk(va)) map_page(space, va, next(2) == 0 ? kUserRo : kUserRw);
+          if (!space.page_table().page_walk(va))
+            map_page(space, va, next(2) == 0 ? kUserRo : kUserRw);
           break;
         }
         case 2: {  // unmap
@@ -558,7 +568,8 @@ TEST_SUITE("unit") {
           if (active[c] < 0) break;
           BoundTo bound(cpu(c));
           const VmSpace& here = *spaces[static_cast<std::size_t>(active[c])];
-          auto r = next(2) == 0 ? read_u64(here, va).has_value() : write_u64(here, va, step).has_value();
+          auto r =
+              next(2) == 0 ? read_u64(here, va).has_value() : write_u64(here, va, step).has_value();
           if (r) ++accesses_ok;
           break;
         }
@@ -635,7 +646,8 @@ TEST_SUITE("unit") {
       CHECK(error_of(mmu_translate(g, ro, PageFaultAccess::Write)) == Error::PageFault);
       CHECK(error_of(mmu_translate(g, none, PageFaultAccess::Read)) == Error::PageFault);
       CHECK(error_of(mmu_translate(g, 0x52000, PageFaultAccess::Read)) == Error::PageFault);
-      CHECK(error_of(mmu_translate(g, kMaxUserspaceVaddr, PageFaultAccess::Read)) == Error::AccessDenied);
+      CHECK(error_of(mmu_translate(g, kMaxUserspaceVaddr, PageFaultAccess::Read)) ==
+            Error::AccessDenied);
       CHECK(error_of(mmu_translate(g, ~Vaddr{0}, PageFaultAccess::Read)) == Error::AccessDenied);
     }
     CHECK(handler_calls == 0);

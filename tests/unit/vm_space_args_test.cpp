@@ -28,7 +28,8 @@ TEST_SUITE("unit") {
     REQUIRE(c.has_value());
     UFrame f = new_frame();
     const Paddr pa = f.paddr();
-    auto r = c->map(std::move(f), PageProperty::new_user(PageFlags::RW, CachePolicy::WriteProtected));
+    auto r =
+        c->map(std::move(f), PageProperty::new_user(PageFlags::RW, CachePolicy::WriteProtected));
     CHECK(error_of(r) == Error::InvalidArgs);
     CHECK(last_page_table_error() == PageTableError::InvalidItem);
     REQUIRE_FALSE(f.is_empty());

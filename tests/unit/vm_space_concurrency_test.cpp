@@ -60,7 +60,9 @@ bool try_unmap(const VmSpace& space, Vaddr va, std::size_t len) {
 constexpr std::uint64_t kRemapTag = 0xc0de'0000'0000'0000ULL;
 constexpr std::uint64_t kCopierTag = 0xc0bb'0000'0000'0000ULL;
 constexpr std::uint64_t kTagMask = 0xffff'0000'0000'0000ULL;
-std::uint64_t remap_word(std::uint64_t gen, std::uint64_t page) { return kRemapTag | (gen << 16) | page; }
+std::uint64_t remap_word(std::uint64_t gen, std::uint64_t page) {
+  return kRemapTag | (gen << 16) | page;
+}
 
 }  // namespace
 
@@ -74,7 +76,8 @@ TEST_SUITE("unit") {
     constexpr std::size_t kPages = 8;
     constexpr std::uint64_t kGenerations = 150;
     std::atomic<std::uint64_t> published_gen{1};
-    for (std::size_t p = 0; p < kPages; ++p) map_frame_at(*space, base + p * kPageSize, frame_of_words(remap_word(1, p)));
+    for (std::size_t p = 0; p < kPages; ++p)
+      map_frame_at(*space, base + p * kPageSize, frame_of_words(remap_word(1, p)));
 
     std::atomic<bool> stop{false};
     std::atomic<int> ready{0};
@@ -107,12 +110,14 @@ TEST_SUITE("unit") {
           for (std::size_t i = 0; i < copied / 8; ++i) {
             const std::uint64_t v = buf[i];
             const bool remapper = (v & kTagMask) == kRemapTag && (v & 0xffff) == p &&
-                                  ((v >> 16) & 0xffff'ffff) >= 1 && ((v >> 16) & 0xffff'ffff) <= max_gen;
+                                  ((v >> 16) & 0xffff'ffff) >= 1 &&
+                                  ((v >> 16) & 0xffff'ffff) <= max_gen;
             const bool a_copier = (v & kTagMask) == kCopierTag;
             if (!remapper && !a_copier) failures.fetch_add(1);
           }
           (res ? good_reads : faulted_reads).fetch_add(1, std::memory_order_relaxed);
-          if (w->write_val<std::uint64_t>(kCopierTag | (std::uint64_t{k} << 32) | (n++ & 0xffff'ffff))) {
+          if (w->write_val<std::uint64_t>(kCopierTag | (std::uint64_t{k} << 32) |
+                                          (n++ & 0xffff'ffff))) {
             good_writes.fetch_add(1, std::memory_order_relaxed);
           }
         }
@@ -129,12 +134,14 @@ TEST_SUITE("unit") {
     auto copiers_ran = [&] { return good_reads.load() > 0 && good_writes.load() > 0; };
     bool remap_ok = true;
     for (std::uint64_t gen = 2;
-         gen <= kGenerations || (!copiers_ran() && std::chrono::steady_clock::now() < deadline); ++gen) {
+         gen <= kGenerations || (!copiers_ran() && std::chrono::steady_clock::now() < deadline);
+         ++gen) {
       published_gen.store(gen, std::memory_order_release);
       if (gen % 2 == 0) {
         remap_ok = remap_ok && try_unmap(*space, base, kPages * kPageSize);
         for (std::size_t p = 0; p < kPages; ++p) {
-          remap_ok = remap_ok && try_map(*space, base + p * kPageSize, frame_of_words(remap_word(gen, p)));
+          remap_ok =
+              remap_ok && try_map(*space, base + p * kPageSize, frame_of_words(remap_word(gen, p)));
         }
       } else {
         for (std::size_t p = 0; p < kPages; ++p) {
@@ -173,7 +180,8 @@ TEST_SUITE("unit") {
       const Vaddr lockstep = 0x80'0000;
       const Vaddr free_running = 0xc0'0000;
       pager.add({lockstep, lockstep + kPages * kPageSize}, kUserRw, DemandPager::Fill::Zero);
-      pager.add({free_running, free_running + kPages * kPageSize}, kUserRw, DemandPager::Fill::Zero);
+      pager.add({free_running, free_running + kPages * kPageSize}, kUserRw,
+                DemandPager::Fill::Zero);
       std::array<std::atomic<std::uint32_t>, kPages> arrivals{};
       std::atomic<int> failures{0};
       FaultHandlerScope handler([&](const PageFaultInfo& info) -> Result<void> {
@@ -195,11 +203,13 @@ TEST_SUITE("unit") {
         arrived.fetch_add(1);
         while (arrived.load() < kThreads && failures.load() == 0) std::this_thread::yield();
         for (std::size_t p = 0; p < kPages; ++p) {
-          if (!write_u64(*space, lockstep + p * kPageSize + 8 * k, word(k, p))) failures.fetch_add(1);
+          if (!write_u64(*space, lockstep + p * kPageSize + 8 * k, word(k, p)))
+            failures.fetch_add(1);
         }
         for (std::size_t i = 0; i < kPages; ++i) {
           const std::size_t p = k % 2 == 0 ? i : kPages - 1 - i;
-          if (!write_u64(*space, free_running + p * kPageSize + 8 * k, word(k, p))) failures.fetch_add(1);
+          if (!write_u64(*space, free_running + p * kPageSize + 8 * k, word(k, p)))
+            failures.fetch_add(1);
         }
         for (std::size_t p = 0; p < kPages; ++p) {
           for (Vaddr region : {lockstep, free_running}) {
@@ -214,7 +224,8 @@ TEST_SUITE("unit") {
       for (auto& t : threads) t.join();
       CHECK(failures.load() == 0);
       CHECK(pager.maps.load() == 2 * kPages);  // one frame per page, whoever won
-      CHECK(pager.already_mapped.load() >= (kThreads - 1) * kPages);  // every lockstep page collided
+      CHECK(pager.already_mapped.load() >=
+            (kThreads - 1) * kPages);  // every lockstep page collided
       MESSAGE("faults " << pager.calls.load() << ", lost races " << pager.already_mapped.load());
       // No write was lost to a second mapping: every page holds every thread's word.
       for (Vaddr region : {lockstep, free_running}) {
@@ -282,11 +293,15 @@ TEST_SUITE("unit") {
     // As above: more rounds (bounded) until a pinger has read at least once.
     const auto deadline = std::chrono::steady_clock::now() + 30s;
     bool remap_ok = true;
-    for (int round = 0; round < 300 || (reads.load() == 0 && std::chrono::steady_clock::now() < deadline); ++round) {
+    for (int round = 0;
+         round < 300 || (reads.load() == 0 && std::chrono::steady_clock::now() < deadline);
+         ++round) {
       const std::size_t p = static_cast<std::size_t>(round) % kPages;
       const Vaddr va = base + p * kPageSize;
-      remap_ok = remap_ok && try_unmap(*a, va, kPageSize) && try_map(*a, va, frame_of_words(kTagA | p));
-      remap_ok = remap_ok && try_unmap(*b, va, kPageSize) && try_map(*b, va, frame_of_words(kTagB | p));
+      remap_ok =
+          remap_ok && try_unmap(*a, va, kPageSize) && try_map(*a, va, frame_of_words(kTagA | p));
+      remap_ok =
+          remap_ok && try_unmap(*b, va, kPageSize) && try_map(*b, va, frame_of_words(kTagB | p));
     }
     stop.store(true, std::memory_order_release);
     p0.join();
@@ -313,7 +328,8 @@ TEST_SUITE("unit") {
     for (Vaddr va = base; va < base + kLen; va += k2M) {
       USegment seg = new_huge_segment();
       auto* words = reinterpret_cast<std::uint64_t*>(paddr_to_vaddr(seg.paddr()));
-      for (std::size_t i = 0; i < k2M / 8; ++i) words[i] = va + 8 * i;  // each word holds its address
+      for (std::size_t i = 0; i < k2M / 8; ++i)
+        words[i] = va + 8 * i;  // each word holds its address
       auto g = disable_preempt();
       auto c = space->cursor_mut(g, {va, va + k2M});
       REQUIRE(c.has_value());
@@ -364,7 +380,8 @@ TEST_SUITE("unit") {
       std::uint64_t prev_inside = 0;  // the copy the previous round ran inside, or 0 (even)
       while (!proven && unmap_ok && copies.load() < kMaxCopies && failures.load() == 0) {
         const std::uint64_t seq = copy_seq.load(std::memory_order_seq_cst);
-        unmap_ok = try_map(*space, elsewhere, new_frame(elsewhere)) && read_u64(*space, elsewhere).has_value() &&
+        unmap_ok = try_map(*space, elsewhere, new_frame(elsewhere)) &&
+                   read_u64(*space, elsewhere).has_value() &&
                    try_unmap(*space, elsewhere, kPageSize);
         rcu_barrier();  // the unmapped frame is freed: a grace period ended
         const std::uint64_t after = copy_seq.load(std::memory_order_seq_cst);

@@ -152,7 +152,8 @@ TEST_SUITE("unit") {
     // 512 frames that are not 2 MiB-aligned physically.
     auto pa = global_frame_allocator().alloc(FrameLayout{2 * k2M, k2M});
     REQUIRE(pa.has_value());
-    auto big = Segment<NoMeta>::from_unused(PaRange{*pa, *pa + 2 * k2M}, [](Paddr) { return NoMeta{}; });
+    auto big =
+        Segment<NoMeta>::from_unused(PaRange{*pa, *pa + 2 * k2M}, [](Paddr) { return NoMeta{}; });
     REQUIRE(big.has_value());
     auto shifted = big->slice(0x1000, 0x1000 + k2M);
     REQUIRE(shifted.has_value());
@@ -160,9 +161,10 @@ TEST_SUITE("unit") {
     CHECK(error_of(c->map_segment(std::move(shifted_u), kUserRw)) == Error::InvalidArgs);
     CHECK(shifted_u.paddr() == *pa + 0x1000);
     // Write-protected caching cannot be encoded.
-    CHECK(error_of(c->map_segment(std::move(huge),
-                                  PageProperty::new_user(PageFlags::RW, CachePolicy::WriteProtected))) ==
-          Error::InvalidArgs);
+    CHECK(
+        error_of(c->map_segment(
+            std::move(huge), PageProperty::new_user(PageFlags::RW, CachePolicy::WriteProtected))) ==
+        Error::InvalidArgs);
     CHECK(huge.size() == k2M);
     CHECK(c->virt_addr() == va);
     CHECK_FALSE(pte_prop(*space, va).has_value());

@@ -84,7 +84,8 @@ TEST_SUITE("unit") {
       CHECK(error_of(translate(kBase, PageFaultAccess::Write)) == Error::PageFault);
     }
     // The parent keeps the ACCESSED/DIRTY its own write set; the child starts clean.
-    CHECK((pte_prop(*parent, kBase)->flags & ~(PageFlags::ACCESSED | PageFlags::DIRTY)) == PageFlags::R);
+    CHECK((pte_prop(*parent, kBase)->flags & ~(PageFlags::ACCESSED | PageFlags::DIRTY)) ==
+          PageFlags::R);
     CHECK(pte_prop(*child, kBase)->flags == PageFlags::R);
     CHECK(child->page_table().page_walk(kBase)->first == pa0);
     CHECK(child->page_table().page_walk(kBase + 2 * kPageSize)->first == pa2);
@@ -121,7 +122,8 @@ TEST_SUITE("unit") {
     auto g = disable_preempt();
     auto pc = parent->cursor_mut(g, {kBase, kBase + kPageSize});
     auto cc = child->cursor_mut(g, {kBase, kBase + kPageSize});
-    CHECK(error_of(pc->fork_into(*cc, kPageSize, ForkMapping::CopyOnWrite)) == Error::AlreadyMapped);
+    CHECK(error_of(pc->fork_into(*cc, kPageSize, ForkMapping::CopyOnWrite)) ==
+          Error::AlreadyMapped);
   }
 
   TEST_CASE("fork_into_splits_a_huge_mapping_into_base_pages") {

@@ -95,10 +95,10 @@ void on_probe_trap(int, siginfo_t*, void*) { g_probe_traps = g_probe_traps + 1; 
 // Arms a `watch` breakpoint on `armed`, then writes `touched` (Writes) or reads it (Accesses)
 // and reports whether that trapped. Given the same word for both, this proves the feature
 // works; the regression test gives it different words, where it must report NeverFires.
-BreakpointSupport probe_breakpoint(const volatile std::uint64_t* armed, volatile std::uint64_t* touched,
-                                   Watch watch) {
-  struct sigaction sa{};
-  struct sigaction old{};
+BreakpointSupport probe_breakpoint(const volatile std::uint64_t* armed,
+                                   volatile std::uint64_t* touched, Watch watch) {
+  struct sigaction sa {};
+  struct sigaction old {};
   sa.sa_sigaction = on_probe_trap;
   sa.sa_flags = SA_SIGINFO;
   if (sigaction(SIGTRAP, &sa, &old) != 0) return BreakpointSupport::CannotOpen;
@@ -127,12 +127,14 @@ BreakpointSupport probe_breakpoints() {
 }
 
 // Not probed under ThreadSanitizer, which defers signal delivery (the tests skip there).
-const BreakpointSupport g_breakpoints = under_tsan() ? BreakpointSupport::CannotOpen : probe_breakpoints();
+const BreakpointSupport g_breakpoints =
+    under_tsan() ? BreakpointSupport::CannotOpen : probe_breakpoints();
 
 std::string breakpoint_skip_reason() {
   if (under_tsan()) return "ThreadSanitizer intercepts SIGTRAP delivery";
   switch (g_breakpoints) {
-    case BreakpointSupport::Works: break;
+    case BreakpointSupport::Works:
+      break;
     case BreakpointSupport::CannotOpen:
       return "hardware data breakpoints unavailable (perf_event_open of a PERF_TYPE_BREAKPOINT "
              "event with sigtrap failed; needs Linux >= 5.13 and debug registers)";
@@ -148,8 +150,8 @@ bool skip_breakpoint_tests() { return g_breakpoints != BreakpointSupport::Works 
 // Runs `op` with a breakpoint armed on `word` and the handler installed.
 template <class Op>
 void with_breakpoint(volatile std::uint64_t* word, Watch watch, Op op) {
-  struct sigaction sa{};
-  struct sigaction old{};
+  struct sigaction sa {};
+  struct sigaction old {};
   sa.sa_sigaction = on_trap;
   sa.sa_flags = SA_SIGINFO;
   REQUIRE(sigaction(SIGTRAP, &sa, &old) == 0);
@@ -189,8 +191,8 @@ struct Buffers {
 
 // Copies `n` bytes from src + src_off to dst + dst_off while watching the destination word at
 // byte `at` of the copy; returns how many watched states were a mix of old and new bytes.
-std::size_t torn_stores(Buffers& b, CopyFn copy, std::size_t src_off, std::size_t dst_off, std::size_t n,
-                        std::size_t at) {
+std::size_t torn_stores(Buffers& b, CopyFn copy, std::size_t src_off, std::size_t dst_off,
+                        std::size_t n, std::size_t at) {
   b.reset();
   auto* dst = reinterpret_cast<unsigned char*>(b.dst.data()) + dst_off;
   const auto* src = reinterpret_cast<const unsigned char*>(b.src.data()) + src_off;
@@ -208,7 +210,8 @@ std::size_t torn_stores(Buffers& b, CopyFn copy, std::size_t src_off, std::size_
 // Copies as above while watching the source word at byte `at`: right after the first
 // instruction that reads it, a "racing writer" replaces it. Returns whether the copied word is
 // a mix of the two values.
-bool torn_load(Buffers& b, CopyFn copy, std::size_t src_off, std::size_t dst_off, std::size_t n, std::size_t at) {
+bool torn_load(Buffers& b, CopyFn copy, std::size_t src_off, std::size_t dst_off, std::size_t n,
+               std::size_t at) {
   b.reset();
   auto* dst = reinterpret_cast<unsigned char*>(b.dst.data()) + dst_off;
   auto* src = reinterpret_cast<unsigned char*>(b.src.data()) + src_off;
@@ -230,8 +233,8 @@ struct Shape {
 // Sizes around glibc's switch to `rep movsb` / `rep stosb` (2 KiB to 8 KiB depending on the
 // CPU) and beyond; destinations 16-byte aligned and 8 bytes off; sources in step and 8 off.
 constexpr Shape kShapes[] = {
-    {0, 0, 64, 24},          {8, 0, 512, 200},        {0, 8, 4096, 0xcf0},      {8, 8, 4096, 0xcf0},
-    {0, 0, 4096, 0xcf0},     {8, 0, 4096, 4088},      {0, 0, 64 * 1024, 40000}, {8, 8, 64 * 1024, 8},
+    {0, 0, 64, 24},          {8, 0, 512, 200},       {0, 8, 4096, 0xcf0},      {8, 8, 4096, 0xcf0},
+    {0, 0, 4096, 0xcf0},     {8, 0, 4096, 4088},     {0, 0, 64 * 1024, 40000}, {8, 8, 64 * 1024, 8},
     {16, 8, 8192, 4096 + 8}, {0, 8, 3000 + 8, 3000},
 };
 
@@ -254,7 +257,7 @@ TEST_SUITE("unit") {
       const BreakpointSupport r = probe_breakpoint(&armed, &other, watch);
       CHECK(r != BreakpointSupport::Works);
       CHECK(r == (g_breakpoints == BreakpointSupport::CannotOpen ? BreakpointSupport::CannotOpen
-                                                                  : BreakpointSupport::NeverFires));
+                                                                 : BreakpointSupport::NeverFires));
     }
   }
 
@@ -273,7 +276,8 @@ TEST_SUITE("unit") {
 #endif
 
   TEST_CASE("regression_interrupted_racy_copy_exposes_half_written_words" *
-            skip_if(skip_breakpoint_tests(), "regression_interrupted_racy_copy_exposes_half_written_words",
+            skip_if(skip_breakpoint_tests(),
+                    "regression_interrupted_racy_copy_exposes_half_written_words",
                     breakpoint_skip_reason())) {
     Buffers b;
     for (const Shape& s : kShapes) {
@@ -287,7 +291,8 @@ TEST_SUITE("unit") {
   }
 
   TEST_CASE("interrupted_racy_zero_never_exposes_half_zeroed_words" *
-            skip_if(skip_breakpoint_tests(), "interrupted_racy_zero_never_exposes_half_zeroed_words",
+            skip_if(skip_breakpoint_tests(),
+                    "interrupted_racy_zero_never_exposes_half_zeroed_words",
                     breakpoint_skip_reason())) {
     Buffers b;
     for (const Shape& s : kShapes) {

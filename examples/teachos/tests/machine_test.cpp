@@ -42,19 +42,20 @@
 #include "machine.hpp"
 
 using namespace teachos;
-using vmspace::PageFlags;
 using vmspace::Paddr;
+using vmspace::PageFlags;
 using vmspace::Vaddr;
 
 namespace {
 
 // ---- encoders (the RISC-V base formats) ----
 
-constexpr std::uint32_t r_type(std::uint32_t f7, unsigned rs2, unsigned rs1, std::uint32_t f3, unsigned rd,
-                               std::uint32_t op) {
+constexpr std::uint32_t r_type(std::uint32_t f7, unsigned rs2, unsigned rs1, std::uint32_t f3,
+                               unsigned rd, std::uint32_t op) {
   return f7 << 25 | rs2 << 20 | rs1 << 15 | f3 << 12 | rd << 7 | op;
 }
-constexpr std::uint32_t i_type(std::int32_t imm, unsigned rs1, std::uint32_t f3, unsigned rd, std::uint32_t op) {
+constexpr std::uint32_t i_type(std::int32_t imm, unsigned rs1, std::uint32_t f3, unsigned rd,
+                               std::uint32_t op) {
   return (static_cast<std::uint32_t>(imm) & 0xfff) << 20 | rs1 << 15 | f3 << 12 | rd << 7 | op;
 }
 constexpr std::uint32_t s_type(std::int32_t imm, unsigned rs2, unsigned rs1, std::uint32_t f3) {
@@ -68,20 +69,38 @@ constexpr std::uint32_t b_type(std::int32_t imm, unsigned rs2, unsigned rs1, std
 }
 constexpr std::uint32_t j_type(std::int32_t imm, unsigned rd) {
   const auto u = static_cast<std::uint32_t>(imm);
-  return ((u >> 20) & 1) << 31 | ((u >> 1) & 0x3ff) << 21 | ((u >> 11) & 1) << 20 | ((u >> 12) & 0xff) << 12 |
-         rd << 7 | 0x6f;
+  return ((u >> 20) & 1) << 31 | ((u >> 1) & 0x3ff) << 21 | ((u >> 11) & 1) << 20 |
+         ((u >> 12) & 0xff) << 12 | rd << 7 | 0x6f;
 }
 
-constexpr std::uint32_t lui(unsigned rd, std::uint32_t upper) { return (upper << 12) | rd << 7 | 0x37; }
-constexpr std::uint32_t auipc(unsigned rd, std::uint32_t upper) { return (upper << 12) | rd << 7 | 0x17; }
+constexpr std::uint32_t lui(unsigned rd, std::uint32_t upper) {
+  return (upper << 12) | rd << 7 | 0x37;
+}
+constexpr std::uint32_t auipc(unsigned rd, std::uint32_t upper) {
+  return (upper << 12) | rd << 7 | 0x17;
+}
 constexpr std::uint32_t jal(unsigned rd, std::int32_t off) { return j_type(off, rd); }
-constexpr std::uint32_t jalr(unsigned rd, unsigned rs1, std::int32_t off) { return i_type(off, rs1, 0, rd, 0x67); }
-constexpr std::uint32_t beq(unsigned a, unsigned b, std::int32_t off) { return b_type(off, b, a, 0); }
-constexpr std::uint32_t bne(unsigned a, unsigned b, std::int32_t off) { return b_type(off, b, a, 1); }
-constexpr std::uint32_t blt(unsigned a, unsigned b, std::int32_t off) { return b_type(off, b, a, 4); }
-constexpr std::uint32_t bge(unsigned a, unsigned b, std::int32_t off) { return b_type(off, b, a, 5); }
-constexpr std::uint32_t bltu(unsigned a, unsigned b, std::int32_t off) { return b_type(off, b, a, 6); }
-constexpr std::uint32_t bgeu(unsigned a, unsigned b, std::int32_t off) { return b_type(off, b, a, 7); }
+constexpr std::uint32_t jalr(unsigned rd, unsigned rs1, std::int32_t off) {
+  return i_type(off, rs1, 0, rd, 0x67);
+}
+constexpr std::uint32_t beq(unsigned a, unsigned b, std::int32_t off) {
+  return b_type(off, b, a, 0);
+}
+constexpr std::uint32_t bne(unsigned a, unsigned b, std::int32_t off) {
+  return b_type(off, b, a, 1);
+}
+constexpr std::uint32_t blt(unsigned a, unsigned b, std::int32_t off) {
+  return b_type(off, b, a, 4);
+}
+constexpr std::uint32_t bge(unsigned a, unsigned b, std::int32_t off) {
+  return b_type(off, b, a, 5);
+}
+constexpr std::uint32_t bltu(unsigned a, unsigned b, std::int32_t off) {
+  return b_type(off, b, a, 6);
+}
+constexpr std::uint32_t bgeu(unsigned a, unsigned b, std::int32_t off) {
+  return b_type(off, b, a, 7);
+}
 constexpr std::uint32_t load(std::uint32_t f3, unsigned rd, unsigned rs1, std::int32_t off) {
   return i_type(off, rs1, f3, rd, 0x03);
 }
@@ -93,35 +112,66 @@ enum StoreKind : std::uint32_t { kSb = 0, kSh = 1, kSw = 2, kSd = 3 };
 constexpr std::uint32_t op_imm(std::uint32_t f3, unsigned rd, unsigned rs1, std::int32_t imm) {
   return i_type(imm, rs1, f3, rd, 0x13);
 }
-constexpr std::uint32_t addi(unsigned rd, unsigned rs1, std::int32_t imm) { return op_imm(0, rd, rs1, imm); }
-constexpr std::int32_t shamt(unsigned sh, unsigned top = 0) { return static_cast<std::int32_t>(top | sh); }
-constexpr std::uint32_t slli(unsigned rd, unsigned rs1, unsigned sh) { return op_imm(1, rd, rs1, shamt(sh)); }
-constexpr std::uint32_t srli(unsigned rd, unsigned rs1, unsigned sh) { return op_imm(5, rd, rs1, shamt(sh)); }
-constexpr std::uint32_t srai(unsigned rd, unsigned rs1, unsigned sh) { return op_imm(5, rd, rs1, shamt(sh, 0x400)); }
-constexpr std::uint32_t addiw(unsigned rd, unsigned rs1, std::int32_t imm) { return i_type(imm, rs1, 0, rd, 0x1b); }
-constexpr std::uint32_t slliw(unsigned rd, unsigned rs1, unsigned sh) { return i_type(shamt(sh), rs1, 1, rd, 0x1b); }
-constexpr std::uint32_t srliw(unsigned rd, unsigned rs1, unsigned sh) { return i_type(shamt(sh), rs1, 5, rd, 0x1b); }
+constexpr std::uint32_t addi(unsigned rd, unsigned rs1, std::int32_t imm) {
+  return op_imm(0, rd, rs1, imm);
+}
+constexpr std::int32_t shamt(unsigned sh, unsigned top = 0) {
+  return static_cast<std::int32_t>(top | sh);
+}
+constexpr std::uint32_t slli(unsigned rd, unsigned rs1, unsigned sh) {
+  return op_imm(1, rd, rs1, shamt(sh));
+}
+constexpr std::uint32_t srli(unsigned rd, unsigned rs1, unsigned sh) {
+  return op_imm(5, rd, rs1, shamt(sh));
+}
+constexpr std::uint32_t srai(unsigned rd, unsigned rs1, unsigned sh) {
+  return op_imm(5, rd, rs1, shamt(sh, 0x400));
+}
+constexpr std::uint32_t addiw(unsigned rd, unsigned rs1, std::int32_t imm) {
+  return i_type(imm, rs1, 0, rd, 0x1b);
+}
+constexpr std::uint32_t slliw(unsigned rd, unsigned rs1, unsigned sh) {
+  return i_type(shamt(sh), rs1, 1, rd, 0x1b);
+}
+constexpr std::uint32_t srliw(unsigned rd, unsigned rs1, unsigned sh) {
+  return i_type(shamt(sh), rs1, 5, rd, 0x1b);
+}
 constexpr std::uint32_t sraiw(unsigned rd, unsigned rs1, unsigned sh) {
   return i_type(shamt(sh, 0x400), rs1, 5, rd, 0x1b);
 }
-constexpr std::uint32_t op(std::uint32_t f7, std::uint32_t f3, unsigned rd, unsigned rs1, unsigned rs2) {
+constexpr std::uint32_t op(std::uint32_t f7, std::uint32_t f3, unsigned rd, unsigned rs1,
+                           unsigned rs2) {
   return r_type(f7, rs2, rs1, f3, rd, 0x33);
 }
-constexpr std::uint32_t op32(std::uint32_t f7, std::uint32_t f3, unsigned rd, unsigned rs1, unsigned rs2) {
+constexpr std::uint32_t op32(std::uint32_t f7, std::uint32_t f3, unsigned rd, unsigned rs1,
+                             unsigned rs2) {
   return r_type(f7, rs2, rs1, f3, rd, 0x3b);
 }
 constexpr std::uint32_t add(unsigned rd, unsigned a, unsigned b) { return op(0, 0, rd, a, b); }
 // M: funct7 1, funct3 0..7 = mul mulh mulhsu mulhu div divu rem remu.
-constexpr std::uint32_t mop(std::uint32_t f3, unsigned rd, unsigned a, unsigned b) { return op(1, f3, rd, a, b); }
-constexpr std::uint32_t mop32(std::uint32_t f3, unsigned rd, unsigned a, unsigned b) { return op32(1, f3, rd, a, b); }
+constexpr std::uint32_t mop(std::uint32_t f3, unsigned rd, unsigned a, unsigned b) {
+  return op(1, f3, rd, a, b);
+}
+constexpr std::uint32_t mop32(std::uint32_t f3, unsigned rd, unsigned a, unsigned b) {
+  return op32(1, f3, rd, a, b);
+}
 // A: funct5, aq, rl, rs2, rs1, funct3 (2 = W, 3 = D), rd.
-constexpr std::uint32_t amo(std::uint32_t f5, std::uint32_t f3, unsigned rd, unsigned addr, unsigned rs2,
-                            bool aq = false, bool rl = false) {
+constexpr std::uint32_t amo(std::uint32_t f5, std::uint32_t f3, unsigned rd, unsigned addr,
+                            unsigned rs2, bool aq = false, bool rl = false) {
   return r_type(f5 << 2 | (aq ? 2u : 0u) | (rl ? 1u : 0u), rs2, addr, f3, rd, 0x2f);
 }
 enum Amo : std::uint32_t {
-  kAdd = 0x00, kSwap = 0x01, kLr = 0x02, kSc = 0x03, kXor = 0x04, kOr = 0x08, kAnd = 0x0c,
-  kMin = 0x10, kMax = 0x14, kMinu = 0x18, kMaxu = 0x1c,
+  kAdd = 0x00,
+  kSwap = 0x01,
+  kLr = 0x02,
+  kSc = 0x03,
+  kXor = 0x04,
+  kOr = 0x08,
+  kAnd = 0x0c,
+  kMin = 0x10,
+  kMax = 0x14,
+  kMinu = 0x18,
+  kMaxu = 0x1c,
 };
 constexpr std::uint32_t kW = 2;
 constexpr std::uint32_t kD = 3;
@@ -136,15 +186,16 @@ constexpr std::uint32_t kNop = addi(0, 0, 0);
 // Register numbers used by the tests (t0.. and a0.. as in the ABI).
 constexpr unsigned kT0 = 5, kT1 = 6, kT2 = 7, kS0 = 8, kS1 = 9;
 
-constexpr std::uint64_t kInt64Min = static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::min());
+constexpr std::uint64_t kInt64Min =
+    static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::min());
 constexpr std::uint64_t kAllOnes = ~std::uint64_t{0};
 
 // ---- the machine under test: a space with a code page, data pages, and one hart ----
 
-constexpr Vaddr kCode = 0x10000;   // RX
-constexpr Vaddr kData = 0x20000;   // RW, 2 pages
-constexpr Vaddr kRo = 0x30000;     // R only
-constexpr Vaddr kNoX = 0x40000;    // RW (a jump here is a fetch from a page without X)
+constexpr Vaddr kCode = 0x10000;  // RX
+constexpr Vaddr kData = 0x20000;  // RW, 2 pages
+constexpr Vaddr kRo = 0x30000;    // R only
+constexpr Vaddr kNoX = 0x40000;   // RW (a jump here is a fetch from a page without X)
 
 vmspace::PageProperty user_prop(PageFlags flags) {
   return vmspace::PageProperty::new_user(flags, vmspace::CachePolicy::Writeback);
@@ -231,7 +282,8 @@ struct Machine {
     }
   }
   // Writes `code` + ecall at kCode and runs `st` from there until a trap.
-  Trap exec(std::initializer_list<std::uint32_t> code, HartState& st, std::uint64_t budget = 1'000'000) {
+  Trap exec(std::initializer_list<std::uint32_t> code, HartState& st,
+            std::uint64_t budget = 1'000'000) {
     write_code(code);
     at<std::uint32_t>(code_pa, 4 * code.size()) = kEcall;
     st.pc = kCode;
@@ -272,20 +324,21 @@ HartState regs(std::initializer_list<std::pair<unsigned, std::uint64_t>> init) {
 TEST_SUITE("teachos") {
   TEST_CASE("machine_base_integer_arithmetic_and_x0") {
     Machine m;
-    auto st = m.ok({addi(kT0, 0, -5), addi(0, 0, 7), add(kT1, kT0, kT0), lui(kT2, 0xfffff), auipc(kS0, 1),
-                    op(0x20, 0, kS1, kT1, kT0), op(0, 2, kA0, kT0, 0), op(0, 3, kA1, kT0, 0),
-                    op_imm(2, kA2, kT0, -4), op_imm(3, kA3, kT0, -4), op_imm(4, kA4, kT0, 0x0ff),
-                    op_imm(6, kA5, 0, 0x0f0), op_imm(7, kA6, kT0, 0x0ff)});
+    auto st =
+        m.ok({addi(kT0, 0, -5), addi(0, 0, 7), add(kT1, kT0, kT0), lui(kT2, 0xfffff), auipc(kS0, 1),
+              op(0x20, 0, kS1, kT1, kT0), op(0, 2, kA0, kT0, 0), op(0, 3, kA1, kT0, 0),
+              op_imm(2, kA2, kT0, -4), op_imm(3, kA3, kT0, -4), op_imm(4, kA4, kT0, 0x0ff),
+              op_imm(6, kA5, 0, 0x0f0), op_imm(7, kA6, kT0, 0x0ff)});
     CHECK(st.x[0] == 0);  // the write to x0 was ignored
     CHECK(st.x[kT0] == static_cast<std::uint64_t>(-5));
     CHECK(st.x[kT1] == static_cast<std::uint64_t>(-10));
     CHECK(st.x[kT2] == 0xfffffffffffff000);  // LUI sign-extends bit 31
     CHECK(st.x[kS0] == kCode + 16 + 0x1000);
     CHECK(st.x[kS1] == static_cast<std::uint64_t>(-5));  // sub
-    CHECK(st.x[kA0] == 1);                                // slt -5 < 0
-    CHECK(st.x[kA1] == 0);                                // sltu: huge < 0 is false
-    CHECK(st.x[kA2] == 1);                                // slti -5 < -4
-    CHECK(st.x[kA3] == 1);                                // sltiu -5 < -4 (unsigned) is true
+    CHECK(st.x[kA0] == 1);                               // slt -5 < 0
+    CHECK(st.x[kA1] == 0);                               // sltu: huge < 0 is false
+    CHECK(st.x[kA2] == 1);                               // slti -5 < -4
+    CHECK(st.x[kA3] == 1);                               // sltiu -5 < -4 (unsigned) is true
     CHECK(st.x[kA4] == (static_cast<std::uint64_t>(-5) ^ 0xff));
     CHECK(st.x[kA5] == 0xf0);
     CHECK(st.x[kA6] == (static_cast<std::uint64_t>(-5) & 0xff));
@@ -293,20 +346,21 @@ TEST_SUITE("teachos") {
 
   TEST_CASE("machine_shifts_and_word_forms_sign_extend") {
     Machine m;
-    auto st = m.ok({slli(kT1, kT0, 63), srli(kT2, kT0, 63), srai(kS0, kT1, 63), slliw(kS1, kT0, 31),
-                    srliw(kA0, kA7, 31), sraiw(kA1, kA7, 31), addiw(kA2, kA6, 1),
-                    op32(0, 1, kA3, kT0, kA5), op32(0x20, 5, kA4, kA7, kA5), op32(0x20, 0, kA5, 0, kT0),
-                    op(0, 1, kA6, kT0, kA6)},
-                   regs({{kT0, 0x8000000000000001}, {kA7, 0x80000000}, {kA6, 0x7fffffff}, {kA5, 31 + 32}}));
+    auto st = m.ok(
+        {slli(kT1, kT0, 63), srli(kT2, kT0, 63), srai(kS0, kT1, 63), slliw(kS1, kT0, 31),
+         srliw(kA0, kA7, 31), sraiw(kA1, kA7, 31), addiw(kA2, kA6, 1), op32(0, 1, kA3, kT0, kA5),
+         op32(0x20, 5, kA4, kA7, kA5), op32(0x20, 0, kA5, 0, kT0), op(0, 1, kA6, kT0, kA6)},
+        regs({{kT0, 0x8000000000000001}, {kA7, 0x80000000}, {kA6, 0x7fffffff}, {kA5, 31 + 32}}));
     CHECK(st.x[kT1] == 0x8000000000000000);
     CHECK(st.x[kT2] == 1);
-    CHECK(st.x[kS0] == kAllOnes);  // srai by 63
+    CHECK(st.x[kS0] == kAllOnes);            // srai by 63
     CHECK(st.x[kS1] == 0xffffffff80000000);  // slliw 1 << 31 sign-extends
     CHECK(st.x[kA0] == 1);
-    CHECK(st.x[kA1] == kAllOnes);  // sraiw of 0x80000000 by 31
+    CHECK(st.x[kA1] == kAllOnes);            // sraiw of 0x80000000 by 31
     CHECK(st.x[kA2] == 0xffffffff80000000);  // addiw overflow wraps in 32 bits and sign-extends
-    CHECK(st.x[kA3] == 0xffffffff80000000);  // sllw uses only the low 5 bits of the amount (63 -> 31)
-    CHECK(st.x[kA4] == kAllOnes);            // sraw 0x80000000 by 31
+    CHECK(st.x[kA3] ==
+          0xffffffff80000000);     // sllw uses only the low 5 bits of the amount (63 -> 31)
+    CHECK(st.x[kA4] == kAllOnes);  // sraw 0x80000000 by 31
     CHECK(st.x[kA5] == 0xffffffffffffffff);  // subw 0 - 1
     CHECK(st.x[kA6] == 0x8000000000000000);  // sll uses the low 6 bits: 0x7fffffff & 63 = 63
   }
@@ -333,14 +387,14 @@ TEST_SUITE("teachos") {
   TEST_CASE("machine_branches_and_jumps") {
     Machine m;
     // Each taken branch skips an addi that would set a marker bit in s0.
-    auto st = m.ok({beq(kT0, kT0, 8), addi(kS0, kS0, 1), bne(kT0, kT1, 8), addi(kS0, kS0, 2),
-                    blt(kT1, kT0, 8), addi(kS0, kS0, 4),         // -1 < 1 signed
-                    bltu(kT0, kT1, 8), addi(kS0, kS0, 8),        // 1 < 0xff..ff unsigned
-                    bge(kT0, kT1, 8), addi(kS0, kS0, 16),        // 1 >= -1
-                    bgeu(kT1, kT0, 8), addi(kS0, kS0, 32),
-                    beq(kT0, kT1, 8), addi(kS1, kS1, 1),         // not taken: s1 = 1
-                    jal(kA0, 8), addi(kS0, kS0, 64),
-                    auipc(kA1, 0), jalr(kA2, kA1, 13),           // target a1+13 -> bit 0 cleared = +12
+    auto st = m.ok({beq(kT0, kT0, 8),    addi(kS0, kS0, 1),  bne(kT0, kT1, 8),
+                    addi(kS0, kS0, 2),   blt(kT1, kT0, 8),   addi(kS0, kS0, 4),  // -1 < 1 signed
+                    bltu(kT0, kT1, 8),   addi(kS0, kS0, 8),   // 1 < 0xff..ff unsigned
+                    bge(kT0, kT1, 8),    addi(kS0, kS0, 16),  // 1 >= -1
+                    bgeu(kT1, kT0, 8),   addi(kS0, kS0, 32), beq(kT0, kT1, 8),
+                    addi(kS1, kS1, 1),  // not taken: s1 = 1
+                    jal(kA0, 8),         addi(kS0, kS0, 64), auipc(kA1, 0),
+                    jalr(kA2, kA1, 13),  // target a1+13 -> bit 0 cleared = +12
                     addi(kS0, kS0, 128), addi(kS0, kS0, 256)},
                    regs({{kT0, 1}, {kT1, kAllOnes}}));
     CHECK(st.x[kS0] == 256);  // every taken jump skipped its addi; only the jalr target ran
@@ -373,41 +427,45 @@ TEST_SUITE("teachos") {
 
   TEST_CASE("machine_multiply_high_parts") {
     Machine m;
-    auto st = m.ok({mop(0, kT0, kA0, kA1), mop(1, kT1, kA0, kA1), mop(2, kT2, kA0, kA1), mop(3, kS0, kA0, kA1),
-                    mop(1, kS1, kA2, kA2), mop(2, kA3, kA2, kA2), mop32(0, kA4, kA0, kA1)},
-                   regs({{kA0, kAllOnes}, {kA1, 3}, {kA2, kInt64Min}}));
+    auto st = m.ok(
+        {mop(0, kT0, kA0, kA1), mop(1, kT1, kA0, kA1), mop(2, kT2, kA0, kA1), mop(3, kS0, kA0, kA1),
+         mop(1, kS1, kA2, kA2), mop(2, kA3, kA2, kA2), mop32(0, kA4, kA0, kA1)},
+        regs({{kA0, kAllOnes}, {kA1, 3}, {kA2, kInt64Min}}));
     CHECK(st.x[kT0] == static_cast<std::uint64_t>(-3));
-    CHECK(st.x[kT1] == kAllOnes);   // mulh(-1, 3) = high of -3
-    CHECK(st.x[kT2] == kAllOnes);   // mulhsu(-1, 3) = high of -3
-    CHECK(st.x[kS0] == 2);          // mulhu(2^64-1, 3) = 2
-    CHECK(st.x[kS1] == 0x4000000000000000);  // (-2^63)^2 = 2^126
-    CHECK(st.x[kA3] == 0xc000000000000000);  // -2^63 * 2^63 (unsigned) = -2^126
+    CHECK(st.x[kT1] == kAllOnes);                        // mulh(-1, 3) = high of -3
+    CHECK(st.x[kT2] == kAllOnes);                        // mulhsu(-1, 3) = high of -3
+    CHECK(st.x[kS0] == 2);                               // mulhu(2^64-1, 3) = 2
+    CHECK(st.x[kS1] == 0x4000000000000000);              // (-2^63)^2 = 2^126
+    CHECK(st.x[kA3] == 0xc000000000000000);              // -2^63 * 2^63 (unsigned) = -2^126
     CHECK(st.x[kA4] == static_cast<std::uint64_t>(-3));  // mulw sign-extends
   }
 
   TEST_CASE("machine_division_by_zero_and_overflow_follow_the_isa") {
     Machine m;
-    auto st = m.ok({mop(4, kT0, kA0, 0), mop(5, kT1, kA0, 0), mop(6, kT2, kA0, 0), mop(7, kS0, kA0, 0),
-                    mop(4, kS1, kA1, kA2), mop(6, kA3, kA1, kA2), mop(4, kA4, kA0, kA5), mop(6, kA5, kA0, kA5)},
-                   regs({{kA0, static_cast<std::uint64_t>(-7)}, {kA1, kInt64Min}, {kA2, kAllOnes}, {kA5, 2}}));
-    CHECK(st.x[kT0] == kAllOnes);                           // div by 0
-    CHECK(st.x[kT1] == kAllOnes);                           // divu by 0
-    CHECK(st.x[kT2] == static_cast<std::uint64_t>(-7));     // rem by 0 = dividend
-    CHECK(st.x[kS0] == static_cast<std::uint64_t>(-7));     // remu by 0 = dividend
-    CHECK(st.x[kS1] == kInt64Min);                          // INT64_MIN / -1
-    CHECK(st.x[kA3] == 0);                                  // INT64_MIN % -1
-    CHECK(st.x[kA4] == static_cast<std::uint64_t>(-3));     // -7 / 2 rounds toward zero
-    CHECK(st.x[kA5] == static_cast<std::uint64_t>(-1));     // -7 % 2 has the dividend's sign
-    st = m.ok({mop32(4, kT0, kA0, 0), mop32(5, kT1, kA0, 0), mop32(6, kT2, kA0, 0), mop32(7, kS0, kA0, 0),
-               mop32(4, kS1, kA1, kA2), mop32(6, kA3, kA1, kA2), mop32(5, kA4, kA2, kA5)},
-              regs({{kA0, 0x00000000fffffff9}, {kA1, 0x80000000}, {kA2, kAllOnes}, {kA5, 2}}));
-    CHECK(st.x[kT0] == kAllOnes);                // divw by 0
-    CHECK(st.x[kT1] == kAllOnes);                // divuw by 0: 0xffffffff sign-extended
-    CHECK(st.x[kT2] == static_cast<std::uint64_t>(-7));   // remw by 0: sext(low word)
-    CHECK(st.x[kS0] == static_cast<std::uint64_t>(-7));   // remuw by 0: sext(low word)
-    CHECK(st.x[kS1] == 0xffffffff80000000);      // INT32_MIN / -1 = INT32_MIN
-    CHECK(st.x[kA3] == 0);                       // INT32_MIN % -1
-    CHECK(st.x[kA4] == 0x7fffffff);              // divuw 0xffffffff / 2
+    auto st = m.ok(
+        {mop(4, kT0, kA0, 0), mop(5, kT1, kA0, 0), mop(6, kT2, kA0, 0), mop(7, kS0, kA0, 0),
+         mop(4, kS1, kA1, kA2), mop(6, kA3, kA1, kA2), mop(4, kA4, kA0, kA5),
+         mop(6, kA5, kA0, kA5)},
+        regs({{kA0, static_cast<std::uint64_t>(-7)}, {kA1, kInt64Min}, {kA2, kAllOnes}, {kA5, 2}}));
+    CHECK(st.x[kT0] == kAllOnes);                        // div by 0
+    CHECK(st.x[kT1] == kAllOnes);                        // divu by 0
+    CHECK(st.x[kT2] == static_cast<std::uint64_t>(-7));  // rem by 0 = dividend
+    CHECK(st.x[kS0] == static_cast<std::uint64_t>(-7));  // remu by 0 = dividend
+    CHECK(st.x[kS1] == kInt64Min);                       // INT64_MIN / -1
+    CHECK(st.x[kA3] == 0);                               // INT64_MIN % -1
+    CHECK(st.x[kA4] == static_cast<std::uint64_t>(-3));  // -7 / 2 rounds toward zero
+    CHECK(st.x[kA5] == static_cast<std::uint64_t>(-1));  // -7 % 2 has the dividend's sign
+    st = m.ok(
+        {mop32(4, kT0, kA0, 0), mop32(5, kT1, kA0, 0), mop32(6, kT2, kA0, 0), mop32(7, kS0, kA0, 0),
+         mop32(4, kS1, kA1, kA2), mop32(6, kA3, kA1, kA2), mop32(5, kA4, kA2, kA5)},
+        regs({{kA0, 0x00000000fffffff9}, {kA1, 0x80000000}, {kA2, kAllOnes}, {kA5, 2}}));
+    CHECK(st.x[kT0] == kAllOnes);                        // divw by 0
+    CHECK(st.x[kT1] == kAllOnes);                        // divuw by 0: 0xffffffff sign-extended
+    CHECK(st.x[kT2] == static_cast<std::uint64_t>(-7));  // remw by 0: sext(low word)
+    CHECK(st.x[kS0] == static_cast<std::uint64_t>(-7));  // remuw by 0: sext(low word)
+    CHECK(st.x[kS1] == 0xffffffff80000000);              // INT32_MIN / -1 = INT32_MIN
+    CHECK(st.x[kA3] == 0);                               // INT32_MIN % -1
+    CHECK(st.x[kA4] == 0x7fffffff);                      // divuw 0xffffffff / 2
   }
 
   TEST_CASE("machine_amos_return_the_old_value_and_respect_signedness") {
@@ -415,13 +473,19 @@ TEST_SUITE("teachos") {
     m.at(m.data_pa, 0) = 5;
     m.at<std::uint32_t>(m.data_pa, 8) = 0xfffffffe;  // -2 as a word
     m.at(m.data_pa, 16) = 0xf0;
-    auto st = m.ok({amo(kAdd, kD, kT0, kA0, kA1, true, true), amo(kSwap, kD, kT1, kA0, kA1),
-                    amo(kMin, kW, kT2, kA2, kA3),   // min(-2, 3) signed = -2: memory stays
-                    amo(kMinu, kW, kS0, kA2, kA3),  // minu(0xfffffffe, 3) = 3
-                    amo(kMax, kW, kS1, kA2, kA4),   // max(3, -1) signed = 3
-                    amo(kMaxu, kW, kA5, kA2, kA4),  // maxu(3, 0xffffffff) = 0xffffffff
-                    amo(kXor, kD, 0, kA6, kA1), amo(kOr, kD, 0, kA6, kA1), amo(kAnd, kD, kA7, kA6, kA3)},
-                   regs({{kA0, kData}, {kA1, 0x0f}, {kA2, kData + 8}, {kA3, 3}, {kA4, kAllOnes}, {kA6, kData + 16}}));
+    auto st =
+        m.ok({amo(kAdd, kD, kT0, kA0, kA1, true, true), amo(kSwap, kD, kT1, kA0, kA1),
+              amo(kMin, kW, kT2, kA2, kA3),   // min(-2, 3) signed = -2: memory stays
+              amo(kMinu, kW, kS0, kA2, kA3),  // minu(0xfffffffe, 3) = 3
+              amo(kMax, kW, kS1, kA2, kA4),   // max(3, -1) signed = 3
+              amo(kMaxu, kW, kA5, kA2, kA4),  // maxu(3, 0xffffffff) = 0xffffffff
+              amo(kXor, kD, 0, kA6, kA1), amo(kOr, kD, 0, kA6, kA1), amo(kAnd, kD, kA7, kA6, kA3)},
+             regs({{kA0, kData},
+                   {kA1, 0x0f},
+                   {kA2, kData + 8},
+                   {kA3, 3},
+                   {kA4, kAllOnes},
+                   {kA6, kData + 16}}));
     CHECK(st.x[kT0] == 5);
     CHECK(st.x[kT1] == 20);
     CHECK(m.at(m.data_pa, 0) == 0x0f);
@@ -431,7 +495,7 @@ TEST_SUITE("teachos") {
     CHECK(st.x[kA5] == 3);
     CHECK(m.at<std::uint32_t>(m.data_pa, 8) == 0xffffffff);
     CHECK(m.at<std::uint32_t>(m.data_pa, 12) == 0);  // a .W AMO touches 4 bytes only
-    CHECK(st.x[kA7] == 0xff);                         // (0xf0 ^ 0xf | 0xf) before the and
+    CHECK(st.x[kA7] == 0xff);                        // (0xf0 ^ 0xf | 0xf) before the and
     CHECK(m.at(m.data_pa, 16) == 3);
   }
 
@@ -439,8 +503,8 @@ TEST_SUITE("teachos") {
     Machine m;
     m.at(m.data_pa, 0) = 41;
     auto st = m.ok({amo(kLr, kD, kT0, kA0, 0), addi(kT0, kT0, 1), amo(kSc, kD, kT1, kA0, kT0),
-                    amo(kSc, kD, kT2, kA0, kT0),                   // no reservation left: fails
-                    amo(kLr, kW, kS0, kA0, 0), amo(kSc, kD, kS1, kA0, kA1),   // width differs: fails
+                    amo(kSc, kD, kT2, kA0, kT0),  // no reservation left: fails
+                    amo(kLr, kW, kS0, kA0, 0), amo(kSc, kD, kS1, kA0, kA1),  // width differs: fails
                     amo(kLr, kD, kA2, kA0, 0), amo(kSc, kD, kA3, kA4, kA1)},  // address differs
                    regs({{kA0, kData}, {kA1, 7}, {kA4, kData + 8}}));
     CHECK(st.x[kT1] == 0);
@@ -500,13 +564,13 @@ TEST_SUITE("teachos") {
   TEST_CASE("machine_illegal_instructions_trap_with_their_bits") {
     Machine m;
     const std::uint32_t bad[] = {
-        0x00000000,            // all zeros (the canonical illegal instruction)
-        0x0001,                // a compressed instruction (c.nop)
-        0x00052007,            // flw: floating point
-        csrrs(kT0, 0x300, 0),  // mstatus: not a user counter
-        csrrs(kT0, 0xc00, kT1),  // rdcycle that would also set bits
-        0x30200073,            // mret
-        0x10500073,            // wfi
+        0x00000000,                    // all zeros (the canonical illegal instruction)
+        0x0001,                        // a compressed instruction (c.nop)
+        0x00052007,                    // flw: floating point
+        csrrs(kT0, 0x300, 0),          // mstatus: not a user counter
+        csrrs(kT0, 0xc00, kT1),        // rdcycle that would also set bits
+        0x30200073,                    // mret
+        0x10500073,                    // wfi
         amo(0x05, kD, kT0, kA0, kT1),  // an unused AMO funct5
         amo(kLr, kD, kT0, kA0, kT1),   // LR with rs2 != 0
         op(0x02, 0, kT0, kT0, kT0),    // an unused funct7
@@ -536,8 +600,8 @@ TEST_SUITE("teachos") {
     CHECK(t.tval == kCode + 8);
     const std::uint64_t before = m.hart.counters().instret;
     m.clock = 5000;
-    st = m.ok({csrrs(kT0, 0xc02, 0), csrrs(kT1, 0xc00, 0), csrrs(kT2, 0xc01, 0), csrrs(kS0, 0xc01, 0),
-               csrrs(kS1, 0xc02, 0)});
+    st = m.ok({csrrs(kT0, 0xc02, 0), csrrs(kT1, 0xc00, 0), csrrs(kT2, 0xc01, 0),
+               csrrs(kS0, 0xc01, 0), csrrs(kS1, 0xc02, 0)});
     CHECK(st.x[kT0] == before);
     CHECK(st.x[kT1] == before + 1);
     CHECK(st.x[kT2] == 5000);
@@ -652,9 +716,9 @@ TEST_SUITE("teachos") {
     auto space = new_space();
     const Paddr code = map_frame(*space, kCode, PageFlags::RX);
     const Paddr data = map_frame(*space, kData, PageFlags::RW);
-    const std::uint32_t loop[] = {addi(kT0, kT0, 1), store(kSd, kT0, kA0, 0), addi(kT0, kT0, 1),
-                                  store(kSd, kT0, kA0, 0), addi(kT0, kT0, 1), store(kSd, kT0, kA0, 0),
-                                  jal(0, -24)};
+    const std::uint32_t loop[] = {
+        addi(kT0, kT0, 1), store(kSd, kT0, kA0, 0), addi(kT0, kT0, 1), store(kSd, kT0, kA0, 0),
+        addi(kT0, kT0, 1), store(kSd, kT0, kA0, 0), jal(0, -24)};
     std::memcpy(vmspace::paddr_to_vaddr(code), loop, sizeof loop);
     auto& counter = *reinterpret_cast<std::uint64_t*>(vmspace::paddr_to_vaddr(data));
     for (const bool remove_x : {false, true}) {
@@ -669,14 +733,16 @@ TEST_SUITE("teachos") {
         started.store(true);
         trap = hart.run(st, std::uint64_t{1} << 40);
       });
-      while (!started.load() || __atomic_load_n(&counter, __ATOMIC_RELAXED) < 1000) std::this_thread::yield();
+      while (!started.load() || __atomic_load_n(&counter, __ATOMIC_RELAXED) < 1000)
+        std::this_thread::yield();
       protect_page(*space, remove_x ? kCode : kData, PageFlags::R);  // remove X, or W
       const std::uint64_t seen = __atomic_load_n(&counter, __ATOMIC_RELAXED);
       hart_thread.join();
       const std::uint64_t final_value = __atomic_load_n(&counter, __ATOMIC_RELAXED);
       CHECK(trap.cause == (remove_x ? TrapCause::InstructionPageFault : TrapCause::StorePageFault));
       // Stores land in order, so the counter grew by one per store that landed after `seen`.
-      CHECK_MESSAGE(final_value - seen <= 128, "stores after the shootdown: " << final_value - seen);
+      CHECK_MESSAGE(final_value - seen <= 128,
+                    "stores after the shootdown: " << final_value - seen);
       protect_page(*space, kCode, PageFlags::RX);
       protect_page(*space, kData, PageFlags::RW);
     }
@@ -695,13 +761,13 @@ TEST_SUITE("teachos") {
     // a0 = &amo_word, a2 = &lrsc_word, a1 = iterations.
     const std::uint32_t program[] = {
         addi(kT1, 0, 1),
-        amo(kAdd, kW, 0, kA0, kT1, true, true),    // loop: amoadd.w.aqrl x0, t1, (a0)
-        amo(kLr, kW, kT0, kA2, 0, true, false),    // retry: lr.w.aq t0, (a2)
+        amo(kAdd, kW, 0, kA0, kT1, true, true),  // loop: amoadd.w.aqrl x0, t1, (a0)
+        amo(kLr, kW, kT0, kA2, 0, true, false),  // retry: lr.w.aq t0, (a2)
         addi(kT0, kT0, 1),
         amo(kSc, kW, kT2, kA2, kT0, false, true),  // sc.w.rl t2, t0, (a2)
         bne(kT2, 0, -12),                          // to retry
         addi(kA1, kA1, -1),
-        bne(kA1, 0, -24),                          // to loop
+        bne(kA1, 0, -24),  // to loop
         kEcall,
     };
     std::memcpy(vmspace::paddr_to_vaddr(code), program, sizeof program);
@@ -731,23 +797,23 @@ TEST_SUITE("teachos") {
     // Informational: a loop of adds, xors, shifts, a multiply, a load and a store per round.
     Machine m;
     HartState st = regs({{kA0, kData}, {kA1, 2'000'000}, {kT0, 0x12345}});
-    m.write_code({
-        op(0, 4, kT1, kT0, kA1),         // loop: t1 = t0 ^ a1
-        slli(kT2, kT1, 3), add(kT0, kT0, kT2), mop(0, kS0, kT0, kT1), srli(kS0, kS0, 7),
-        load(kLd, kS1, kA0, 0), add(kS1, kS1, kS0), store(kSd, kS1, kA0, 0),
-        addi(kA1, kA1, -1), bne(kA1, 0, -36), kEcall});
+    m.write_code({op(0, 4, kT1, kT0, kA1),  // loop: t1 = t0 ^ a1
+                  slli(kT2, kT1, 3), add(kT0, kT0, kT2), mop(0, kS0, kT0, kT1), srli(kS0, kS0, 7),
+                  load(kLd, kS1, kA0, 0), add(kS1, kS1, kS0), store(kSd, kS1, kA0, 0),
+                  addi(kA1, kA1, -1), bne(kA1, 0, -36), kEcall});
     st.pc = kCode;
     const auto t0 = std::chrono::steady_clock::now();
     const double cpu0 = thread_cpu_seconds();
     const std::uint64_t before = m.hart.counters().instret;
     const Trap t = m.hart.run(st, std::uint64_t{1} << 40);
     const double cpu = thread_cpu_seconds() - cpu0;
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     CHECK(t.cause == TrapCause::Ecall);
     const std::uint64_t n = m.hart.counters().instret - before;
     CHECK(n == 2'000'000 * 10);
-    MESSAGE("compute loop: " << n << " instructions in " << secs << " s wall, " << cpu << " s CPU = "
-                             << n / cpu / 1e6 << " MIPS (per CPU second)");
+    MESSAGE("compute loop: " << n << " instructions in " << secs << " s wall, " << cpu
+                             << " s CPU = " << n / cpu / 1e6 << " MIPS (per CPU second)");
   }
 }
 
@@ -772,7 +838,10 @@ LoadedElf load_elf(const vmspace::VmSpace& space, const std::vector<char>& file)
   };
   std::uint16_t machine = 0, phnum = 0, phentsize = 0;
   std::uint64_t phoff = 0;
-  if (file.size() < 64 || std::memcmp(file.data(), "\x7f" "ELF\x02\x01", 6) != 0) {
+  if (file.size() < 64 || std::memcmp(file.data(),
+                                      "\x7f"
+                                      "ELF\x02\x01",
+                                      6) != 0) {
     out.why = "not an ELF64 little-endian file";
     return out;
   }
@@ -786,14 +855,16 @@ LoadedElf load_elf(const vmspace::VmSpace& space, const std::vector<char>& file)
     return out;
   }
   std::map<Vaddr, PageFlags> pages;
-  struct Seg { std::uint64_t off, va, filesz; };
+  struct Seg {
+    std::uint64_t off, va, filesz;
+  };
   std::vector<Seg> segs;
   for (std::uint16_t i = 0; i < phnum; ++i) {
     const std::size_t ph = phoff + std::size_t{i} * phentsize;
     std::uint32_t type = 0, flags = 0;
     std::uint64_t off = 0, va = 0, filesz = 0, memsz = 0;
-    if (!rd(ph, type) || !rd(ph + 4, flags) || !rd(ph + 8, off) || !rd(ph + 16, va) || !rd(ph + 32, filesz) ||
-        !rd(ph + 40, memsz)) {
+    if (!rd(ph, type) || !rd(ph + 4, flags) || !rd(ph + 8, off) || !rd(ph + 16, va) ||
+        !rd(ph + 32, filesz) || !rd(ph + 40, memsz)) {
       out.why = "truncated program header";
       return out;
     }
@@ -802,7 +873,8 @@ LoadedElf load_elf(const vmspace::VmSpace& space, const std::vector<char>& file)
     if (flags & 4) f = f | PageFlags::R;
     if (flags & 2) f = f | PageFlags::W;
     if (flags & 1) f = f | PageFlags::X;
-    for (Vaddr p = vmspace::align_down(va, vmspace::kPageSize); p < va + memsz; p += vmspace::kPageSize) {
+    for (Vaddr p = vmspace::align_down(va, vmspace::kPageSize); p < va + memsz;
+         p += vmspace::kPageSize) {
       pages[p] = pages.count(p) ? pages[p] | f : f;
     }
     segs.push_back({off, va, filesz});
@@ -850,7 +922,8 @@ TEST_SUITE("teachos") {
     }
     std::ifstream in(elf_path, std::ios::binary);
     REQUIRE_MESSAGE(in.good(), "cannot open " << elf_path);
-    const std::vector<char> file((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const std::vector<char> file((std::istreambuf_iterator<char>(in)),
+                                 std::istreambuf_iterator<char>());
 
     const double q0 = children_cpu_seconds();
     auto reference = run_host(qemu + " " + elf_path);
@@ -875,8 +948,9 @@ TEST_SUITE("teachos") {
     for (;;) {
       const Trap t = hart.run(st, 100'000);
       if (t.cause == TrapCause::None) continue;
-      REQUIRE_MESSAGE(t.cause == TrapCause::Ecall,
-                      trap_cause_name(t.cause) << " at pc " << std::hex << st.pc << " tval " << t.tval);
+      REQUIRE_MESSAGE(t.cause == TrapCause::Ecall, trap_cause_name(t.cause)
+                                                       << " at pc " << std::hex << st.pc << " tval "
+                                                       << t.tval);
       const std::uint64_t nr = st.x[kA7];
       if (nr == 64) {  // write(fd, buf, len): the buffer is on the stack page we mapped
         auto g = vmspace::disable_preempt();

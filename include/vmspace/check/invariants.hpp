@@ -52,9 +52,13 @@ struct Violation {
 class CheckReport {
  public:
   // Records a violation of `rule`.
-  void add(std::string rule, std::string detail) { violations_.push_back({std::move(rule), std::move(detail)}); }
+  void add(std::string rule, std::string detail) {
+    violations_.push_back({std::move(rule), std::move(detail)});
+  }
   // Records a warning about `rule`; warnings do not affect ok().
-  void warn(std::string rule, std::string detail) { warnings_.push_back({std::move(rule), std::move(detail)}); }
+  void warn(std::string rule, std::string detail) {
+    warnings_.push_back({std::move(rule), std::move(detail)});
+  }
   // Whether no violation was found.
   bool ok() const noexcept { return violations_.empty(); }
   // The violations, in the order found.
@@ -115,7 +119,8 @@ struct TableWalker {
     }
     MetaSlot* slot = meta_slot(pa);
     if (slot->vtable != meta_vtable<PageTablePageMeta<C>>()) {
-      report.add("node_metadata", "node " + hex(pa) + " does not carry this config's page-table metadata");
+      report.add("node_metadata",
+                 "node " + hex(pa) + " does not carry this config's page-table metadata");
       return false;
     }
     const auto& meta = vmspace::internal::NodeView<C>{pa}.meta();
@@ -123,9 +128,11 @@ struct TableWalker {
       report.add("node_level", "node " + hex(pa) + " has level " + std::to_string(meta.level) +
                                    " at tree level " + std::to_string(level));
     }
-    if (meta.stray) report.add("stray_reachable", "node " + hex(pa) + " is marked stray but reachable");
+    if (meta.stray)
+      report.add("stray_reachable", "node " + hex(pa) + " is marked stray but reachable");
     if (options.expect_unlocked &&
-        boost::atomic_ref<std::uint32_t>(const_cast<std::uint32_t&>(meta.lock)).load(boost::memory_order_acquire) != 0) {
+        boost::atomic_ref<std::uint32_t>(const_cast<std::uint32_t&>(meta.lock))
+                .load(boost::memory_order_acquire) != 0) {
       report.add("node_locked", "node " + hex(pa) + " is locked at a quiescent point");
     }
     const std::uint64_t rc = slot->ref_count_ref().load(boost::memory_order_acquire);
@@ -153,7 +160,8 @@ struct TableWalker {
     const auto& meta = vmspace::internal::NodeView<C>{pa}.meta();
     if (present != meta.nr_children) {
       report.add("nr_children", "node " + hex(pa) + " counts " + std::to_string(meta.nr_children) +
-                                    " children but has " + std::to_string(present) + " present entries");
+                                    " children but has " + std::to_string(present) +
+                                    " present entries");
     }
   }
 
@@ -164,7 +172,8 @@ struct TableWalker {
                                    " above the highest translation level");
     }
     if (!is_aligned(s.paddr, size) || !is_aligned(va, size)) {
-      report.add("leaf_alignment", "leaf at " + hex(va) + " -> " + hex(s.paddr) + " is not aligned to its size");
+      report.add("leaf_alignment",
+                 "leaf at " + hex(va) + " -> " + hex(s.paddr) + " is not aligned to its size");
     }
     const RawItem raw{s.paddr, level, s.prop};
     if (is_tracked<C>(raw)) {
@@ -185,7 +194,8 @@ struct TableWalker {
     std::sort(pa_ranges.begin(), pa_ranges.end());
     for (std::size_t i = 1; i < pa_ranges.size(); ++i) {
       if (pa_ranges[i].first < pa_ranges[i - 1].second) {
-        report.warn("pa_overlap", "physical range " + hex(pa_ranges[i].first) + " is mapped more than once");
+        report.warn("pa_overlap",
+                    "physical range " + hex(pa_ranges[i].first) + " is mapped more than once");
       }
     }
   }
@@ -208,7 +218,8 @@ void check_page_table(const PageTable<C>& pt, CheckReport& report, RawRefs* refs
     for (std::size_t i = 0; i < kNrEntries<K>; ++i) {
       if (i >= C::kTopLevelIndexStart && i < C::kTopLevelIndexEnd) continue;
       if (Pte::is_present(root.load_acquire(i), K::kNrLevels)) {
-        report.add("root_slice", "root entry " + std::to_string(i) + " outside the config's slice is present");
+        report.add("root_slice",
+                   "root entry " + std::to_string(i) + " outside the config's slice is present");
       }
     }
   }
@@ -216,8 +227,8 @@ void check_page_table(const PageTable<C>& pt, CheckReport& report, RawRefs* refs
 }
 
 // check_page_table for a VmSpace table, plus the borrowed kernel half.
-void check_user_table(const PageTable<UserPtConfig>& pt, CheckReport& report, RawRefs* refs = nullptr,
-                      const TableCheckOptions& options = {});
+void check_user_table(const PageTable<UserPtConfig>& pt, CheckReport& report,
+                      RawRefs* refs = nullptr, const TableCheckOptions& options = {});
 
 // Every MetaSlot of physical memory is in a legal state of the refcount state machine.
 void check_frame_slots(CheckReport& report);

@@ -186,7 +186,8 @@ class ModelCursor {
   // changed and the cursor sits at the failing mapping (its start, or virt_addr() if the cursor
   // is inside it) — where the library's sweep stops, which is not where a failing protect_next
   // would have left it.
-  Result<std::size_t, PageTableError> protect(std::uint64_t len, const std::function<void(PageProperty&)>& op);
+  Result<std::size_t, PageTableError> protect(std::uint64_t len,
+                                              const std::function<void(PageProperty&)>& op);
 
   // Puts the cursor at `va` without jump()'s checks (jump refuses the range end, where a real
   // cursor sits after consuming its range). For replaying recorded histories: each recorded
@@ -203,6 +204,7 @@ class ModelCursor {
 };
 
 // Cursor-creation argument checks on a model (same order as the library).
-std::optional<PageTableError> model_check_cursor_range(const ModelConfig& config, VaRange range) noexcept;
+std::optional<PageTableError> model_check_cursor_range(const ModelConfig& config,
+                                                       VaRange range) noexcept;
 
 }  // namespace vmspace::check

@@ -81,8 +81,8 @@ Result<Paddr, PageTableError> alloc_node(PagingLevel level, NewNode state) noexc
 // caller holds `parent`'s lock or nothing else can reach `parent` yet; the entry is absent.
 // Returns the new node. Errors: NoMemory (nothing changed).
 template <PageTableConfig C>
-Result<Paddr, PageTableError> publish_new_child(NodeView<C> parent, PagingLevel parent_level, std::size_t idx,
-                                                NewNode state) noexcept {
+Result<Paddr, PageTableError> publish_new_child(NodeView<C> parent, PagingLevel parent_level,
+                                                std::size_t idx, NewNode state) noexcept {
   using F = typename C::Pte;
   auto child = alloc_node<C>(static_cast<PagingLevel>(parent_level - 1), state);
   if (!child) return err(child.error());

@@ -42,7 +42,8 @@ struct PteAt {
 //                                              after the node's entries; `present` counts the
 //                                              present ones
 template <PageTableConfig C, class V>
-void walk_entries(Paddr node, PagingLevel level, Vaddr base, std::size_t first, std::size_t last, V& v) {
+void walk_entries(Paddr node, PagingLevel level, Vaddr base, std::size_t first, std::size_t last,
+                  V& v) {
   using Pte = typename C::Pte;
   using K = ConstsOf<C>;
   if constexpr (requires { v.enter(node, level); }) {
@@ -51,7 +52,8 @@ void walk_entries(Paddr node, PagingLevel level, Vaddr base, std::size_t first, 
   const NodeView<C> view{node};
   std::size_t present = 0;
   for (std::size_t i = first; i < last; ++i) {
-    const PteAt e{node, i, level, sign_extend<K>(base + i * page_size<K>(level)), view.load_acquire(i)};
+    const PteAt e{node, i, level, sign_extend<K>(base + i * page_size<K>(level)),
+                  view.load_acquire(i)};
     if (!Pte::is_present(e.raw, level)) {
       if constexpr (requires { v.absent(e); }) v.absent(e);
       continue;
@@ -64,7 +66,8 @@ void walk_entries(Paddr node, PagingLevel level, Vaddr base, std::size_t first, 
     bool descend = true;
     if constexpr (requires { v.child(e); }) descend = v.child(e);
     if (descend) {
-      walk_entries<C>(Pte::paddr(e.raw, level), static_cast<PagingLevel>(level - 1), e.va, 0, kNrEntries<K>, v);
+      walk_entries<C>(Pte::paddr(e.raw, level), static_cast<PagingLevel>(level - 1), e.va, 0,
+                      kNrEntries<K>, v);
     }
   }
   if constexpr (requires { v.leave(node, level, present); }) v.leave(node, level, present);

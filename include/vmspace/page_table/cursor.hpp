@@ -33,8 +33,9 @@ template <PageTableConfig C>
 class CursorMut;
 
 // A read-only cursor: exclusively locks the sub-tree covering its range (see
-// page_table/locking.hpp). Not thread-safe; it must be used and destroyed on the thread that created it, and
-// the DisabledPreemptGuard passed at creation must outlive it. Moved-from cursors are inert.
+// page_table/locking.hpp). Not thread-safe; it must be used and destroyed on the thread that
+// created it, and the DisabledPreemptGuard passed at creation must outlive it. Moved-from cursors
+// are inert.
 template <PageTableConfig C>
 class Cursor {
  public:
@@ -47,9 +48,9 @@ class Cursor {
 
   // What query() finds at the cursor's address.
   struct Queried {
-    VaRange range;                 // the whole entry covering virt_addr() (aligned to its size)
-    std::optional<ItemRef> item;   // nullopt: nothing mapped there
-    PagingLevel level = 1;         // the entry's level
+    VaRange range;                // the whole entry covering virt_addr() (aligned to its size)
+    std::optional<ItemRef> item;  // nullopt: nothing mapped there
+    PagingLevel level = 1;        // the entry's level
   };
 
   // Takes over `o`'s locks and position; `o` becomes inert (holds nothing, only destruction and
@@ -186,19 +187,22 @@ class Cursor {
   }
   std::optional<PageTableError> check_len(std::uint64_t len) const noexcept {
     if (!is_aligned(len, kPageSize)) return PageTableError::UnalignedLen;
-    if (va_ > locked_range_.end || len > locked_range_.end - va_) return PageTableError::LenOutOfRange;
+    if (va_ > locked_range_.end || len > locked_range_.end - va_)
+      return PageTableError::LenOutOfRange;
     return std::nullopt;
   }
 
   // Shared search (OSTD's find_next_impl). Precondition: check_len(len) passed. On success
   // with a value, the cursor sits at the found entry (level_ = its level) and the value is
   // virt_addr(). Without a value, the cursor sits at the window end.
-  Result<std::optional<Vaddr>, PageTableError> find_next_impl(std::uint64_t len, Find mode) noexcept {
+  Result<std::optional<Vaddr>, PageTableError> find_next_impl(std::uint64_t len,
+                                                              Find mode) noexcept {
     const Vaddr end = va_ + len;
     while (va_ < end) {
       const std::uint64_t raw = cur_node().load_locked(cur_idx());
       if (internal::is_pt_entry<C>(raw, level_)) {
-        if (mode == Find::Removable && entry_fits(end) && (C::kTopLevelCanUnmap || level_ != kRootLevel)) {
+        if (mode == Find::Removable && entry_fits(end) &&
+            (C::kTopLevelCanUnmap || level_ != kRootLevel)) {
           return std::optional<Vaddr>(va_);
         }
         const Paddr child = F::paddr(raw, level_);
@@ -252,13 +256,14 @@ class Cursor {
     for (;;) {
       const PteScalar s = F::decode(old, level_);
       for (std::size_t i = 0; i < kNrEntries<Consts>; ++i) {
-        c.entry(i).store(F::encode(PteScalar::mapped(s.paddr + i * size_at(child_level), s.prop),
-                                   child_level),
-                         boost::memory_order_relaxed);
+        c.entry(i).store(
+            F::encode(PteScalar::mapped(s.paddr + i * size_at(child_level), s.prop), child_level),
+            boost::memory_order_relaxed);
       }
       // A concurrent software MMU may set ACCESSED/DIRTY in the huge leaf; retry so the pieces
       // inherit them.
-      const std::uint64_t table = F::encode(PteScalar::page_table(*child, PageTableFlags::None), level_);
+      const std::uint64_t table =
+          F::encode(PteScalar::page_table(*child, PageTableFlags::None), level_);
       if (node.entry(idx).compare_exchange_strong(old, table, boost::memory_order_release,
                                                   boost::memory_order_relaxed)) {
         break;

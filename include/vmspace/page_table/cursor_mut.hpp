@@ -29,10 +29,10 @@ namespace pt {
 template <PageTableConfig C>
 class CursorMut : public Cursor<C> {
   using Base = Cursor<C>;
+  using Base::kRootLevel;
   using typename Base::F;
   using typename Base::Find;
   using typename Base::Node;
-  using Base::kRootLevel;
 
  public:
   // The item type the configuration maps (what map takes and take_next returns).
@@ -67,8 +67,8 @@ class CursorMut : public Cursor<C> {
       return err(PageTableError::InvalidItem);
     }
     const std::uint64_t size = Base::size_at(level);
-    if (!is_aligned(this->va_, size) || !is_aligned(raw.paddr, size) || size > this->locked_range_.end - this->va_ ||
-        !F::can_encode(raw.prop)) {
+    if (!is_aligned(this->va_, size) || !is_aligned(raw.paddr, size) ||
+        size > this->locked_range_.end - this->va_ || !F::can_encode(raw.prop)) {
       return err(PageTableError::InvalidItem);
     }
     if constexpr (requires { F::kPaddrLimit; }) {
@@ -82,7 +82,8 @@ class CursorMut : public Cursor<C> {
       if (internal::is_pt_entry<C>(e, this->level_)) {
         this->push(F::paddr(e, this->level_));
       } else if (!F::is_present(e, this->level_)) {
-        auto child = internal::publish_new_child(node, this->level_, idx, internal::NewNode::LockedByMe);
+        auto child =
+            internal::publish_new_child(node, this->level_, idx, internal::NewNode::LockedByMe);
         if (!child) return err(child.error());
         this->push(*child);
       } else {
@@ -167,8 +168,9 @@ class CursorMut : public Cursor<C> {
   // Errors: UnalignedLen, LenOutOfRange; InvalidItem if op's result cannot be encoded;
   // NoMemory while splitting. Nothing changes on error, the cursor position included.
   template <class Op>
-    requires std::is_invocable_v<Op&, PageProperty&>
-  Result<std::optional<VaRange>, PageTableError> protect_next(std::uint64_t len, Op&& op) noexcept {
+  requires std::is_invocable_v<Op&, PageProperty&> Result<std::optional<VaRange>, PageTableError>
+  protect_next(std::uint64_t len, Op&& op)
+  noexcept {
     if (auto e = this->check_len(len)) return err(*e);
     const Vaddr start = this->va_;
     auto found = this->find_next_impl(len, Find::Mapped);
@@ -191,8 +193,9 @@ class CursorMut : public Cursor<C> {
   // Errors: as protect_next. On InvalidItem or NoMemory the entries before the failing one have
   // been changed and the cursor sits at the failing entry.
   template <class Op>
-    requires std::is_invocable_v<Op&, PageProperty&>
-  Result<std::size_t, PageTableError> protect(std::uint64_t len, Op&& op) noexcept {
+  requires std::is_invocable_v<Op&, PageProperty&> Result<std::size_t, PageTableError> protect(
+      std::uint64_t len, Op&& op)
+  noexcept {
     if (auto e = this->check_len(len)) return err(*e);
     const Vaddr end = this->va_ + len;
     std::size_t visited = 0;
@@ -273,7 +276,8 @@ class CursorMut : public Cursor<C> {
   // Errors: InvalidItem, NoMemory (splitting); the cursor then sits at the failing leaf, the
   // leaves before it changed.
   template <class Op>
-  Result<std::size_t, PageTableError> protect_here(Vaddr end, LeafRewrite<Op>& rewrite, Sweep sweep) noexcept {
+  Result<std::size_t, PageTableError> protect_here(Vaddr end, LeafRewrite<Op>& rewrite,
+                                                   Sweep sweep) noexcept {
     // Compute the new property before splitting anything, so a refused property changes nothing.
     if (!rewrite(this->cur_node().load_locked(this->cur_idx()), this->level_)) {
       return err(PageTableError::InvalidItem);
@@ -302,9 +306,11 @@ class CursorMut : public Cursor<C> {
   // The bits of a leaf at `level` that hold its physical address (every other bit is property).
   // Formats place the address differently (RISC-V shifts it), so it is derived from encode.
   static std::uint64_t addr_field_mask(PagingLevel level) noexcept {
-    const PageProperty p0 = PageProperty::new_with(PageFlags::R, CachePolicy::Writeback, PrivilegedPageFlags::None);
+    const PageProperty p0 =
+        PageProperty::new_with(PageFlags::R, CachePolicy::Writeback, PrivilegedPageFlags::None);
     const Paddr all = F::paddr(~std::uint64_t{0}, level) & ~(Base::size_at(level) - 1);
-    return F::encode(PteScalar::mapped(all, p0), level) ^ F::encode(PteScalar::mapped(0, p0), level);
+    return F::encode(PteScalar::mapped(all, p0), level) ^
+           F::encode(PteScalar::mapped(0, p0), level);
   }
 
   // With -Dcheck_after_ops: the cheap local invariants after every mutating operation — the
@@ -319,9 +325,11 @@ class CursorMut : public Cursor<C> {
     const std::size_t first = root ? C::kTopLevelIndexStart : 0;
     const std::size_t last = root ? C::kTopLevelIndexEnd : kNrEntries<Consts>;
     std::size_t present = 0;
-    for (std::size_t i = first; i < last; ++i) present += F::is_present(node.load_locked(i), level) ? 1 : 0;
-    VMS_ASSERT(present == node.meta().nr_children, "node {:#x}: nr_children {} but {} present entries",
-               node.pa, node.meta().nr_children, present);
+    for (std::size_t i = first; i < last; ++i)
+      present += F::is_present(node.load_locked(i), level) ? 1 : 0;
+    VMS_ASSERT(present == node.meta().nr_children,
+               "node {:#x}: nr_children {} but {} present entries", node.pa,
+               node.meta().nr_children, present);
     if (written) {
       PteScalar now = F::decode(node.load_locked(idx), level);
       PteScalar want = *written;
@@ -330,7 +338,8 @@ class CursorMut : public Cursor<C> {
         now.prop.flags &= ~(PageFlags::ACCESSED | PageFlags::DIRTY);
         want.prop.flags &= ~(PageFlags::ACCESSED | PageFlags::DIRTY);
       }
-      VMS_ASSERT(now == want, "node {:#x} entry {} does not decode to what was written", node.pa, idx);
+      VMS_ASSERT(now == want, "node {:#x} entry {} does not decode to what was written", node.pa,
+                 idx);
     }
 #endif
   }
@@ -344,7 +353,8 @@ class CursorMut : public Cursor<C> {
       const std::uint64_t raw = node.load_locked(i);
       if (!F::is_present(raw, level)) continue;
       if (!internal::is_pt_entry<C>(raw, level)) return false;
-      if (!subtree_is_empty(F::paddr(raw, level), static_cast<PagingLevel>(level - 1))) return false;
+      if (!subtree_is_empty(F::paddr(raw, level), static_cast<PagingLevel>(level - 1)))
+        return false;
     }
     return true;
   }

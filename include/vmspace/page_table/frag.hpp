@@ -27,15 +27,14 @@ template <PageTableConfig C>
 // the range, with everything below it). The same keep-until-flushed rule as for MappedFrag applies;
 // dropping it frees the sub-tree and its mapped items after an RCU grace period.
 struct StrayPageTableFrag {
-  Vaddr va;                          // start of the range the sub-tree covered
-  std::uint64_t len;                 // size of that range
-  std::size_t num_frames;            // base pages its leaves mapped: OSTD's count of non-absent
-                                     // level-1 entries, plus 512^(L-1) per level-L huge leaf
-  RcuDrop<PageTableNode<C>> node;    // the detached sub-tree's root
+  Vaddr va;                        // start of the range the sub-tree covered
+  std::uint64_t len;               // size of that range
+  std::size_t num_frames;          // base pages its leaves mapped: OSTD's count of non-absent
+                                   // level-1 entries, plus 512^(L-1) per level-L huge leaf
+  RcuDrop<PageTableNode<C>> node;  // the detached sub-tree's root
 };
 template <PageTableConfig C>
 // What CursorMut::take_next removed: a single mapping or a whole sub-tree.
 using PageTableFrag = std::variant<MappedFrag<C>, StrayPageTableFrag<C>>;
-
 
 }  // namespace vmspace

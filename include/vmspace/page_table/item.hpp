@@ -33,7 +33,9 @@ class PtItem {
  public:
   // Tracked memory: mapping the item hands the references of `memory` to the PTE. The AVAIL1
   // privileged flag of `prop` is dropped (the table uses that bit itself).
-  static PtItem tracked(T memory, PageProperty prop) noexcept { return PtItem(std::move(memory), strip(prop)); }
+  static PtItem tracked(T memory, PageProperty prop) noexcept {
+    return PtItem(std::move(memory), strip(prop));
+  }
   // Untracked physical memory (I/O memory) of one page at `level`.
   static PtItem untracked(Paddr pa, PagingLevel level, PageProperty prop) noexcept {
     return PtItem(Untracked{pa, level}, strip(prop));
@@ -51,42 +53,36 @@ class PtItem {
   // Moves the tracked memory out. Precondition: is_tracked().
   T take_tracked_memory() && noexcept { return std::move(std::get<T>(what_)); }
   // Physical address of the first byte the item maps.
-  Paddr paddr() const noexcept { return is_tracked() ? tracked_memory().paddr() : std::get<Untracked>(what_).pa; }
+  Paddr paddr() const noexcept {
+    return is_tracked() ? tracked_memory().paddr() : std::get<Untracked>(what_).pa;
+  }
   // 0 when tracked memory has no mappable size.
   PagingLevel level() const noexcept {
-    return is_tracked() ? TrackedMemory<T>::level(tracked_memory()) : std::get<Untracked>(what_).level;
+    return is_tracked() ? TrackedMemory<T>::level(tracked_memory())
+                        : std::get<Untracked>(what_).level;
   }
   // The property to map with (never with AVAIL1 set).
   const PageProperty& prop() const noexcept { return prop_; }
 
   // The names the user and the kernel item had before they shared this template.
-  static PtItem tracked(UFrame frame, PageProperty prop) noexcept
-    requires std::same_as<T, USegment>
-  {
+  static PtItem tracked(UFrame frame,
+                        PageProperty prop) noexcept requires std::same_as<T, USegment> {
     return tracked(USegment(std::move(frame)), prop);
   }
   // User items: the tracked segment. Precondition: is_tracked().
-  const USegment& segment() const noexcept
-    requires std::same_as<T, USegment>
-  {
+  const USegment& segment() const noexcept requires std::same_as<T, USegment> {
     return tracked_memory();
   }
   // User items: moves the tracked segment out. Precondition: is_tracked().
-  USegment take_segment() && noexcept
-    requires std::same_as<T, USegment>
-  {
+  USegment take_segment() && noexcept requires std::same_as<T, USegment> {
     return std::move(*this).take_tracked_memory();
   }
   // Kernel items: the tracked frame. Precondition: is_tracked().
-  const DynFrame& frame() const noexcept
-    requires std::same_as<T, DynFrame>
-  {
+  const DynFrame& frame() const noexcept requires std::same_as<T, DynFrame> {
     return tracked_memory();
   }
   // Kernel items: moves the tracked frame out. Precondition: is_tracked().
-  DynFrame take_frame() && noexcept
-    requires std::same_as<T, DynFrame>
-  {
+  DynFrame take_frame() && noexcept requires std::same_as<T, DynFrame> {
     return std::move(*this).take_tracked_memory();
   }
 
@@ -99,7 +95,8 @@ class PtItem {
     p.priv_flags &= ~PrivilegedPageFlags::AVAIL1;
     return p;
   }
-  PtItem(std::variant<T, Untracked> what, PageProperty prop) noexcept : what_(std::move(what)), prop_(prop) {}
+  PtItem(std::variant<T, Untracked> what, PageProperty prop) noexcept
+      : what_(std::move(what)), prop_(prop) {}
 
   std::variant<T, Untracked> what_;
   PageProperty prop_;
@@ -118,9 +115,7 @@ struct PtItemRef {
   PageProperty prop{};
 
   // The first frame of tracked user memory. Precondition: tracked.
-  FrameRef<AnyUFrameMeta> frame() const noexcept
-    requires std::same_as<T, USegment>
-  {
+  FrameRef<AnyUFrameMeta> frame() const noexcept requires std::same_as<T, USegment> {
     return FrameRef<AnyUFrameMeta>::borrow_paddr(paddr);
   }
 };
@@ -139,13 +134,15 @@ struct PtItemCodec {
 
   // Whether a raw leaf owns its memory (for the invariant checker, too).
   static bool is_tracked(const RawItem& raw) noexcept {
-    return has(raw.prop.priv_flags, PrivilegedPageFlags::AVAIL1) == (kMarks == Avail1Marks::Tracked);
+    return has(raw.prop.priv_flags, PrivilegedPageFlags::AVAIL1) ==
+           (kMarks == Avail1Marks::Tracked);
   }
   // What the PTE for `item` holds: its address, level and property, with AVAIL1 set iff the item is
   // of the marked kind. Consumes nothing.
   static RawItem item_raw_info(const Item& item) noexcept {
     PageProperty p = item.prop();
-    if (item.is_tracked() == (kMarks == Avail1Marks::Tracked)) p.priv_flags |= PrivilegedPageFlags::AVAIL1;
+    if (item.is_tracked() == (kMarks == Avail1Marks::Tracked))
+      p.priv_flags |= PrivilegedPageFlags::AVAIL1;
     return RawItem{item.paddr(), item.level(), p};
   }
   // Like item_raw_info, and leaks the item's references into the PTE; item_from_raw takes them back

@@ -41,7 +41,8 @@ namespace vmspace::pt {
 
 template <PageTableConfig C>
 PageTableError Cursor<C>::lock_error(internal::LockResult r) noexcept {
-  return r == internal::LockResult::WouldDeadlock ? PageTableError::WouldDeadlock : PageTableError::WouldBlock;
+  return r == internal::LockResult::WouldDeadlock ? PageTableError::WouldDeadlock
+                                                  : PageTableError::WouldBlock;
 }
 
 template <PageTableConfig C>
@@ -75,7 +76,8 @@ Result<void, PageTableError> Cursor<C>::lock_range(internal::LockWait wait) noex
 }
 
 template <PageTableConfig C>
-Result<bool, PageTableError> Cursor<C>::traverse_and_lock_subtree_root(internal::LockWait wait) noexcept {
+Result<bool, PageTableError> Cursor<C>::traverse_and_lock_subtree_root(
+    internal::LockWait wait) noexcept {
   Paddr cur = pt_->root_paddr();
   bool held = false;  // whether we hold cur's lock (a node we just created)
   PagingLevel level = kRootLevel;
@@ -127,8 +129,9 @@ Result<bool, PageTableError> Cursor<C>::traverse_and_lock_subtree_root(internal:
 }
 
 template <PageTableConfig C>
-Result<void, PageTableError> Cursor<C>::acquire_children(Node node, PagingLevel level, VaRange range,
-                                                        internal::LockWait wait) noexcept {
+Result<void, PageTableError> Cursor<C>::acquire_children(Node node, PagingLevel level,
+                                                         VaRange range,
+                                                         internal::LockWait wait) noexcept {
   if (level == 1) return {};
   const std::size_t s = pte_index<Consts>(range.start, level);
   const std::size_t e = pte_index<Consts>(range.end - 1, level);
@@ -140,8 +143,10 @@ Result<void, PageTableError> Cursor<C>::acquire_children(Node node, PagingLevel 
       release_children_before(node, level, range, i);
       return r;
     };
-    if (auto r = child.lock(wait); r != internal::LockResult::Acquired) return failed(err(lock_error(r)));
-    auto r = acquire_children(child, static_cast<PagingLevel>(level - 1), clip(range, level, i), wait);
+    if (auto r = child.lock(wait); r != internal::LockResult::Acquired)
+      return failed(err(lock_error(r)));
+    auto r =
+        acquire_children(child, static_cast<PagingLevel>(level - 1), clip(range, level, i), wait);
     if (!r) {
       child.unlock();
       return failed(r);
@@ -153,18 +158,21 @@ Result<void, PageTableError> Cursor<C>::acquire_children(Node node, PagingLevel 
 template <PageTableConfig C>
 VaRange Cursor<C>::clip(VaRange range, PagingLevel level, std::size_t i) noexcept {
   const std::uint64_t size = size_at(level);
-  const Vaddr start = align_down(range.start, size) + (i - pte_index<Consts>(range.start, level)) * size;
+  const Vaddr start =
+      align_down(range.start, size) + (i - pte_index<Consts>(range.start, level)) * size;
   const Vaddr end = internal::saturating_add(start, size);
   return VaRange{std::max(start, range.start), std::min(end, range.end)};
 }
 
 template <PageTableConfig C>
-void Cursor<C>::release_children_before(Node node, PagingLevel level, VaRange range, std::size_t i) noexcept {
+void Cursor<C>::release_children_before(Node node, PagingLevel level, VaRange range,
+                                        std::size_t i) noexcept {
   const std::size_t s = pte_index<Consts>(range.start, level);
   for (std::size_t j = i; j-- > s;) {
     const std::uint64_t raw = node.load_locked(j);
     if (internal::is_pt_entry<C>(raw, level)) {
-      release_subtree(F::paddr(raw, level), static_cast<PagingLevel>(level - 1), clip(range, level, j));
+      release_subtree(F::paddr(raw, level), static_cast<PagingLevel>(level - 1),
+                      clip(range, level, j));
     }
   }
 }
@@ -188,7 +196,8 @@ void Cursor<C>::release_subtree(Paddr pa, PagingLevel level, VaRange range) noex
         if (!internal::is_pt_entry<C>(raw, level)) continue;
         // Whatever node is there now gets unlocked — possibly one another cursor created and
         // holds (debug builds abort on that in node_unlock; release builds corrupt silently).
-        release_subtree(F::paddr(raw, level), static_cast<PagingLevel>(level - 1), clip(range, level, j));
+        release_subtree(F::paddr(raw, level), static_cast<PagingLevel>(level - 1),
+                        clip(range, level, j));
       }
     }
     return;

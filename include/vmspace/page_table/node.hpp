@@ -46,7 +46,6 @@ template <PageTableConfig C>
 // the node frame alive, not its place in a table.
 using PageTableNode = Frame<PageTablePageMeta<C>>;
 
-
 template <PageTableConfig C>
 void PageTablePageMeta<C>::on_drop(VmReader<Infallible>& page) noexcept {
   using F = typename C::Pte;
@@ -56,7 +55,8 @@ void PageTablePageMeta<C>::on_drop(VmReader<Infallible>& page) noexcept {
   const std::size_t last = level == Consts::kNrLevels ? C::kTopLevelIndexEnd : kNrEntries<Consts>;
   auto* words = reinterpret_cast<std::uint64_t*>(const_cast<std::byte*>(page.cursor()));
   for (std::size_t i = first; i < last; ++i) {
-    const std::uint64_t raw = boost::atomic_ref<std::uint64_t>(words[i]).load(boost::memory_order_relaxed);
+    const std::uint64_t raw =
+        boost::atomic_ref<std::uint64_t>(words[i]).load(boost::memory_order_relaxed);
     if (!F::is_present(raw, level)) continue;
     if (F::is_leaf(raw, level)) {
       const PteScalar s = F::decode(raw, level);

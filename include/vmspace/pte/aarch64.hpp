@@ -149,11 +149,16 @@ struct Aarch64Pte {
   // The MAIR slot that encodes `cache` (every policy has one).
   static constexpr std::uint64_t attr_index(CachePolicy cache) noexcept {
     switch (cache) {
-      case CachePolicy::Uncacheable: return 0;
-      case CachePolicy::WriteCombining: return 1;
-      case CachePolicy::WriteProtected: return 2;
-      case CachePolicy::Writethrough: return 3;
-      case CachePolicy::Writeback: return 4;
+      case CachePolicy::Uncacheable:
+        return 0;
+      case CachePolicy::WriteCombining:
+        return 1;
+      case CachePolicy::WriteProtected:
+        return 2;
+      case CachePolicy::Writethrough:
+        return 3;
+      case CachePolicy::Writeback:
+        return 4;
     }
     return 0;
   }
@@ -161,11 +166,16 @@ struct Aarch64Pte {
   // Uncacheable.
   static constexpr CachePolicy cache_of_index(std::uint64_t index) noexcept {
     switch (index) {
-      case 1: return CachePolicy::WriteCombining;
-      case 2: return CachePolicy::WriteProtected;
-      case 3: return CachePolicy::Writethrough;
-      case 4: return CachePolicy::Writeback;
-      default: return CachePolicy::Uncacheable;  // 0 and the Device-nGnRnE slots 5-7
+      case 1:
+        return CachePolicy::WriteCombining;
+      case 2:
+        return CachePolicy::WriteProtected;
+      case 3:
+        return CachePolicy::Writethrough;
+      case 4:
+        return CachePolicy::Writeback;
+      default:
+        return CachePolicy::Uncacheable;  // 0 and the Device-nGnRnE slots 5-7
     }
   }
 
@@ -176,15 +186,15 @@ struct Aarch64Pte {
 
   // Whether `prop` has an encoding: no undefined flag bits and no SHARED (AArch64 has no such bit).
   static constexpr bool can_encode(const PageProperty& prop) noexcept {
-    return internal::is_well_formed(prop) &&
-           !has(prop.priv_flags, PrivilegedPageFlags::SHARED);
+    return internal::is_well_formed(prop) && !has(prop.priv_flags, PrivilegedPageFlags::SHARED);
   }
 
   // Preconditions (checked in debug builds): see PteFormat in pte.hpp; in particular a leaf's
   // level is at most 3 (no level-0 blocks), and every physical address is below kPaddrLimit.
   static constexpr std::uint64_t encode(const PteScalar& s, PagingLevel level) noexcept {
     switch (s.kind) {
-      case PteScalar::Kind::Absent: return 0;
+      case PteScalar::Kind::Absent:
+        return 0;
       case PteScalar::Kind::PageTable: {
         VMS_DEBUG_ASSERT(level > 1 && level <= Consts::kNrLevels, "page table at level {}", level);
         VMS_DEBUG_ASSERT((s.paddr & ~kTableAddrMask) == 0, "bad table paddr {:#x}", s.paddr);
@@ -194,8 +204,7 @@ struct Aarch64Pte {
       }
       case PteScalar::Kind::Mapped: {
         VMS_DEBUG_ASSERT(level >= 1 && level <= kMaxLeafLevel, "leaf at level {}", level);
-        VMS_DEBUG_ASSERT((s.paddr & ~leaf_paddr_mask(level)) == 0, "bad leaf paddr {:#x}",
-                         s.paddr);
+        VMS_DEBUG_ASSERT((s.paddr & ~leaf_paddr_mask(level)) == 0, "bad leaf paddr {:#x}", s.paddr);
         VMS_DEBUG_ASSERT(can_encode(s.prop), "unencodable page property");
         const PageFlags f = s.prop.flags;
         const PrivilegedPageFlags p = s.prop.priv_flags;
@@ -207,8 +216,7 @@ struct Aarch64Pte {
             internal::bits_if(!has(f, PageFlags::W), kApReadOnly) |
             internal::bits_if(has(f, PageFlags::ACCESSED), kAf) |
             internal::bits_if(!has(p, PrivilegedPageFlags::GLOBAL), kNotGlobal) |
-            internal::bits_if(!(exec && user), kUxn) |
-            internal::bits_if(!(exec && !user), kPxn) |
+            internal::bits_if(!(exec && user), kUxn) | internal::bits_if(!(exec && !user), kPxn) |
             internal::bits_if(has(f, PageFlags::DIRTY), kSwDirty) |
             internal::bits_if(has(p, PrivilegedPageFlags::AVAIL1), kSwAvail1) |
             internal::bits_if(has(f, PageFlags::AVAIL2), kSwAvail2);
@@ -222,7 +230,8 @@ struct Aarch64Pte {
   // Total: every raw word decodes, at every level.
   static constexpr PteScalar decode(std::uint64_t raw, PagingLevel level) noexcept {
     switch (classify(raw, level)) {
-      case PteScalar::Kind::Absent: return PteScalar::absent();
+      case PteScalar::Kind::Absent:
+        return PteScalar::absent();
       case PteScalar::Kind::PageTable: {
         const PageTableFlags flags =
             (((raw & kSwAvail1) != 0) ? PageTableFlags::AVAIL1 : PageTableFlags::None) |
@@ -271,16 +280,14 @@ struct Aarch64Pte {
     const bool user = (raw & kApUser) != 0;
     const bool exec = user ? (raw & kUxn) == 0 : (raw & kPxn) == 0;
     const PageFlags flags =
-        flag(kValid, PageFlags::R) |
-        ((raw & kApReadOnly) == 0 ? PageFlags::W : PageFlags::None) |
+        flag(kValid, PageFlags::R) | ((raw & kApReadOnly) == 0 ? PageFlags::W : PageFlags::None) |
         (exec ? PageFlags::X : PageFlags::None) | flag(kAf, PageFlags::ACCESSED) |
         flag(kSwDirty, PageFlags::DIRTY) | flag(kSwAvail2, PageFlags::AVAIL2);
     const PrivilegedPageFlags priv_flags =
         (user ? PrivilegedPageFlags::USER : PrivilegedPageFlags::None) |
         ((raw & kNotGlobal) == 0 ? PrivilegedPageFlags::GLOBAL : PrivilegedPageFlags::None) |
         ((raw & kSwAvail1) != 0 ? PrivilegedPageFlags::AVAIL1 : PrivilegedPageFlags::None);
-    return PageProperty{flags, cache_of_index((raw & kAttrIndxMask) >> kAttrIndxShift),
-                        priv_flags};
+    return PageProperty{flags, cache_of_index((raw & kAttrIndxMask) >> kAttrIndxShift), priv_flags};
   }
 };
 
@@ -295,9 +302,9 @@ static_assert([] {
   return mair == Aarch64Pte::kMairEl1;
 }());
 static_assert([] {
-  for (CachePolicy c : {CachePolicy::Uncacheable, CachePolicy::WriteCombining,
-                        CachePolicy::WriteProtected, CachePolicy::Writethrough,
-                        CachePolicy::Writeback}) {
+  for (CachePolicy c :
+       {CachePolicy::Uncacheable, CachePolicy::WriteCombining, CachePolicy::WriteProtected,
+        CachePolicy::Writethrough, CachePolicy::Writeback}) {
     if (Aarch64Pte::cache_of_index(Aarch64Pte::attr_index(c)) != c) return false;
   }
   return true;

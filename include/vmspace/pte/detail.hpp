@@ -41,7 +41,9 @@ constexpr bool is_well_formed(const PageProperty& p) noexcept {
     case CachePolicy::WriteCombining:
     case CachePolicy::WriteProtected:
     case CachePolicy::Writethrough:
-    case CachePolicy::Writeback: cache_ok = true; break;
+    case CachePolicy::Writeback:
+      cache_ok = true;
+      break;
   }
   return flags_ok && priv_ok && cache_ok;
 }

@@ -76,8 +76,8 @@ struct RiscvPteImpl {
   static constexpr std::uint64_t kGlobal = internal::bit(5);
   static constexpr std::uint64_t kAccessed = internal::bit(6);
   static constexpr std::uint64_t kDirty = internal::bit(7);
-  static constexpr std::uint64_t kRsw0 = internal::bit(8);  // AVAIL1
-  static constexpr std::uint64_t kRsw1 = internal::bit(9);  // AVAIL2
+  static constexpr std::uint64_t kRsw0 = internal::bit(8);     // AVAIL1
+  static constexpr std::uint64_t kRsw1 = internal::bit(9);     // AVAIL2
   static constexpr std::uint64_t kSwLeaf = internal::bit(60);  // only ever with V = 0
   static constexpr std::uint64_t kPbmtNc = internal::bit(61);
   static constexpr std::uint64_t kPbmtIo = internal::bit(62);
@@ -102,7 +102,8 @@ struct RiscvPteImpl {
   // level is at most kMaxLeafLevel and every physical address is below kPaddrLimit.
   static constexpr std::uint64_t encode(const PteScalar& s, PagingLevel level) noexcept {
     switch (s.kind) {
-      case PteScalar::Kind::Absent: return 0;
+      case PteScalar::Kind::Absent:
+        return 0;
       case PteScalar::Kind::PageTable: {
         VMS_DEBUG_ASSERT(level > 1 && level <= C::kNrLevels, "page table at level {}", level);
         VMS_DEBUG_ASSERT(s.paddr < kPaddrLimit && is_aligned(s.paddr, 4096),
@@ -129,8 +130,7 @@ struct RiscvPteImpl {
             internal::bits_if(has(f, PageFlags::AVAIL2), kRsw1) |
             internal::bits_if(has(p, PrivilegedPageFlags::USER), kUser) |
             internal::bits_if(has(p, PrivilegedPageFlags::GLOBAL), kGlobal) |
-            internal::bits_if(has(p, PrivilegedPageFlags::AVAIL1), kRsw0) |
-            pbmt_bits(s.prop.cache);
+            internal::bits_if(has(p, PrivilegedPageFlags::AVAIL1), kRsw0) | pbmt_bits(s.prop.cache);
         // Hardware access requires R: R-less leaves are invalid to the MMU (see the header).
         return fields | (has(f, PageFlags::R) ? kValid : kSwLeaf);
       }
@@ -176,11 +176,15 @@ struct RiscvPteImpl {
 
   static constexpr std::uint64_t pbmt_bits(CachePolicy cache) noexcept {
     switch (cache) {
-      case CachePolicy::Writeback: return 0;
-      case CachePolicy::WriteCombining: return kPbmtNc;
-      case CachePolicy::Uncacheable: return kPbmtIo;
+      case CachePolicy::Writeback:
+        return 0;
+      case CachePolicy::WriteCombining:
+        return kPbmtNc;
+      case CachePolicy::Uncacheable:
+        return kPbmtIo;
       case CachePolicy::Writethrough:
-      case CachePolicy::WriteProtected: break;  // refused by can_encode
+      case CachePolicy::WriteProtected:
+        break;  // refused by can_encode
     }
     return 0;
   }
@@ -195,9 +199,14 @@ struct RiscvPteImpl {
                                            flag(kRsw0, PrivilegedPageFlags::AVAIL1);
     CachePolicy cache = CachePolicy::Uncacheable;  // IO and the reserved value 3
     switch (raw & kPbmtMask) {
-      case 0: cache = CachePolicy::Writeback; break;
-      case kPbmtNc: cache = CachePolicy::WriteCombining; break;
-      default: break;
+      case 0:
+        cache = CachePolicy::Writeback;
+        break;
+      case kPbmtNc:
+        cache = CachePolicy::WriteCombining;
+        break;
+      default:
+        break;
     }
     return PageProperty{flags, cache, priv_flags};
   }

@@ -131,7 +131,8 @@ struct X86_64Pte {
   // level is at most kMaxLeafLevel and every physical address is below kPaddrLimit.
   static constexpr std::uint64_t encode(const PteScalar& s, PagingLevel level) noexcept {
     switch (s.kind) {
-      case PteScalar::Kind::Absent: return 0;
+      case PteScalar::Kind::Absent:
+        return 0;
       case PteScalar::Kind::PageTable: {
         VMS_DEBUG_ASSERT(level > 1 && level <= Consts::kNrLevels, "page table at level {}", level);
         VMS_DEBUG_ASSERT((s.paddr & ~kChildPaddrMask) == 0, "bad child paddr {:#x}", s.paddr);
@@ -141,8 +142,7 @@ struct X86_64Pte {
       }
       case PteScalar::Kind::Mapped: {
         VMS_DEBUG_ASSERT(level >= 1 && level <= kMaxLeafLevel, "leaf at level {}", level);
-        VMS_DEBUG_ASSERT((s.paddr & ~leaf_paddr_mask(level)) == 0, "bad leaf paddr {:#x}",
-                         s.paddr);
+        VMS_DEBUG_ASSERT((s.paddr & ~leaf_paddr_mask(level)) == 0, "bad leaf paddr {:#x}", s.paddr);
         VMS_DEBUG_ASSERT(can_encode(s.prop), "unencodable page property");
         const PageFlags f = s.prop.flags;
         const PrivilegedPageFlags p = s.prop.priv_flags;
@@ -192,11 +192,16 @@ struct X86_64Pte {
  private:
   static constexpr std::uint64_t cache_bits(CachePolicy cache) noexcept {
     switch (cache) {
-      case CachePolicy::Writeback: return 0;
-      case CachePolicy::Writethrough: return kWriteThrough;
-      case CachePolicy::WriteCombining: return kNoCache;
-      case CachePolicy::Uncacheable: return kNoCache | kWriteThrough;
-      case CachePolicy::WriteProtected: break;  // refused by can_encode
+      case CachePolicy::Writeback:
+        return 0;
+      case CachePolicy::Writethrough:
+        return kWriteThrough;
+      case CachePolicy::WriteCombining:
+        return kNoCache;
+      case CachePolicy::Uncacheable:
+        return kNoCache | kWriteThrough;
+      case CachePolicy::WriteProtected:
+        break;  // refused by can_encode
     }
     return 0;
   }
@@ -212,10 +217,18 @@ struct X86_64Pte {
         flag(kAvail1, PrivilegedPageFlags::AVAIL1) | flag(kShared, PrivilegedPageFlags::SHARED);
     CachePolicy cache = CachePolicy::Writeback;
     switch (raw & (kNoCache | kWriteThrough)) {
-      case 0: cache = CachePolicy::Writeback; break;
-      case kWriteThrough: cache = CachePolicy::Writethrough; break;
-      case kNoCache: cache = CachePolicy::WriteCombining; break;
-      default: cache = CachePolicy::Uncacheable; break;
+      case 0:
+        cache = CachePolicy::Writeback;
+        break;
+      case kWriteThrough:
+        cache = CachePolicy::Writethrough;
+        break;
+      case kNoCache:
+        cache = CachePolicy::WriteCombining;
+        break;
+      default:
+        cache = CachePolicy::Uncacheable;
+        break;
     }
     return PageProperty{flags, cache, priv_flags};
   }
@@ -223,8 +236,11 @@ struct X86_64Pte {
 
 static_assert(PteFormat<X86_64Pte>);
 // The computed leaf masks are OSTD's masks without the SHARED bit.
-static_assert(X86_64Pte::leaf_paddr_mask(1) == (X86_64Pte::kPhysAddrMaskLvl1 & ~X86_64Pte::kShared));
-static_assert(X86_64Pte::leaf_paddr_mask(2) == (X86_64Pte::kPhysAddrMaskLvl2 & ~X86_64Pte::kShared));
-static_assert(X86_64Pte::leaf_paddr_mask(3) == (X86_64Pte::kPhysAddrMaskLvl3 & ~X86_64Pte::kShared));
+static_assert(X86_64Pte::leaf_paddr_mask(1) ==
+              (X86_64Pte::kPhysAddrMaskLvl1 & ~X86_64Pte::kShared));
+static_assert(X86_64Pte::leaf_paddr_mask(2) ==
+              (X86_64Pte::kPhysAddrMaskLvl2 & ~X86_64Pte::kShared));
+static_assert(X86_64Pte::leaf_paddr_mask(3) ==
+              (X86_64Pte::kPhysAddrMaskLvl3 & ~X86_64Pte::kShared));
 
 }  // namespace vmspace
