@@ -40,6 +40,9 @@ struct Scheduler {
 };
 
 Scheduler g_sched;
+// The root a hart's CPU translates through when no user space is active there (the kernel
+// table), recorded when the hart starts.
+thread_local vmspace::Paddr t_kernel_root = 0;
 thread_local unsigned t_hart = 0;
 unsigned nharts_index() { return t_hart; }
 
@@ -78,6 +81,17 @@ thread* pick(unsigned id, bool& stop) VMS_NO_THREAD_SAFETY_ANALYSIS {
       g_sched.vclock.store(next != UINT64_MAX && next > now ? next : now + kIdleTickNs,
                            std::memory_order_relaxed);
       return nullptr;
+    }
+    if (vmspace::current_page_table_paddr() != t_kernel_root) {
+      // About to sleep: drop the last space this CPU ran first. A thread that ran here may
+      // have exited on another hart since; while this CPU keeps its space active, the
+      // process's memory cannot be freed, and a program measuring free memory (cowtest,
+      // lazytest) sees those frames come back at a random later moment
+      // (regression_idle_hart_pins_exited_space).
+      l.unlock();
+      (void)vmspace::VmSpace::deactivate_current();
+      l.lock();
+      continue;
     }
     g_sched.wakeup.wait_for(l, std::chrono::milliseconds(1));
   }
@@ -135,14 +149,14 @@ void hart_main(unsigned id) {
     std::abort();
   }
   Hart hart([] { return now_ns() / 100; });  // rdtime ticks at 10 MHz, as on QEMU's virt board
-  const vmspace::Paddr kernel_root = vmspace::current_page_table_paddr();  // nothing active yet
+  t_kernel_root = vmspace::current_page_table_paddr();  // nothing active yet
   for (;;) {
     if (deterministic()) take_baton(id);
     bool stop = false;
     thread* t = pick(id, stop);
     if (t) {
       run_slice(hart, t);
-    } else if (vmspace::current_page_table_paddr() != kernel_root) {
+    } else if (vmspace::current_page_table_paddr() != t_kernel_root) {
       // Idle: drop the last space this CPU ran, so an exited process's memory is freed now
       // rather than when this hart next has work.
       (void)vmspace::VmSpace::deactivate_current();
