@@ -361,6 +361,10 @@ struct FailingHistory {
 
 // Everything a run measured and found; passed() is the verdict.
 struct StressReport {
+  // A report with no results yet that describes the run `options` configure (profile,
+  // threads, spaces, seed, mutation): what run() and run_isolated() fill in.
+  static StressReport configured(const StressOptions& options);
+
   // The configuration that ran.
   // The profile.
   Profile profile = Profile::Mixed;

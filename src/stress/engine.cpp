@@ -52,7 +52,7 @@ void Engine::online_finding(std::string what) {
 // ---- run ----
 
 StressReport Engine::run() {
-  StressReport report = configured_report();
+  StressReport report = StressReport::configured(options);
   {
     LockGuard<Mutex> lk(report_m_);
     live_report_ = &report;
@@ -100,16 +100,6 @@ StressReport Engine::run() {
       report.seconds > 0 ? static_cast<double>(report.total_ops) / report.seconds : 0;
   inject_user_page_fault_handler(std::move(prev_handler));
   finish(report, before, started);
-  return report;
-}
-
-StressReport Engine::configured_report() const {
-  StressReport report;
-  report.profile = options.profile;
-  report.threads = options.threads;
-  report.spaces = options.spaces;
-  report.seed = options.seed;
-  report.mutation = options.mutation;
   return report;
 }
 
@@ -405,7 +395,7 @@ void Engine::fill_counts(StressReport& report) const {
 // ---- deadlock report ----
 
 void Engine::report_deadlock(double stalled) {
-  StressReport report = configured_report();
+  StressReport report = StressReport::configured(options);
   {
     LockGuard<Mutex> lk(report_m_);
     if (live_report_ != nullptr) {

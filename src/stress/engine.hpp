@@ -71,7 +71,6 @@ class Engine {
   };
 
   // ---- run(), in order ----
-  StressReport configured_report() const;
   // Checks the options, arms the mutation and boots the machine if needed; returns the setup
   // error, empty if the run can go ahead.
   std::string prepare_machine();

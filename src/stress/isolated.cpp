@@ -177,12 +177,7 @@ std::string tail(const std::string& s, std::size_t n) {
 #endif
 
 StressReport run_isolated(const StressOptions& options) {
-  StressReport report;
-  report.profile = options.profile;
-  report.threads = options.threads;
-  report.spaces = options.spaces;
-  report.seed = options.seed;
-  report.mutation = options.mutation;
+  StressReport report = StressReport::configured(options);
 #ifdef VMS_STRESS_TSAN
   report.setup_error = "run_isolated cannot fork under ThreadSanitizer";
   return report;

@@ -242,4 +242,14 @@ std::string StressReport::to_json() const {
   return os.str();
 }
 
+StressReport StressReport::configured(const StressOptions& options) {
+  StressReport report;
+  report.profile = options.profile;
+  report.threads = options.threads;
+  report.spaces = options.spaces;
+  report.seed = options.seed;
+  report.mutation = options.mutation;
+  return report;
+}
+
 }  // namespace vmspace::stress
