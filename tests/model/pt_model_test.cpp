@@ -41,9 +41,9 @@ struct PtCommand final : rc::state::Command<PtModel, PtSystem<C>> {
   void run(const PtModel& m0, PtSystem<C>& s) const override {
     PtModel m = m0;
     const std::string d = step(m, s, op);
-    if (!d.empty()) RC_FAIL("results differ after " + internal::show(op) + ":\n" + d);
+    if (!d.empty()) RC_FAIL("results differ after " + test::internal::show(op) + ":\n" + d);
     const std::string c = check_state(m, s);
-    if (!c.empty()) RC_FAIL("state differs after " + internal::show(op) + ":\n" + c);
+    if (!c.empty()) RC_FAIL("state differs after " + test::internal::show(op) + ":\n" + c);
   }
   void show(std::ostream& os) const override { os << op; }
 };

@@ -51,16 +51,16 @@ bool rc_check(const std::string& name, int default_iterations, Testable&& proper
   using namespace rc::detail;
   boot_for_models();
   TestParams params = configuration().testParams;
-  if (const char* n = internal::env("VMSPACE_MODEL_ITERATIONS")) {
+  if (const char* n = test::internal::env("VMSPACE_MODEL_ITERATIONS")) {
     params.maxSuccess = std::atoi(n);
-  } else if (!internal::rc_params_set("max_success")) {
-    const char* ci = internal::env("VMSPACE_MODEL_CI_ITERATIONS");
+  } else if (!test::internal::rc_params_set("max_success")) {
+    const char* ci = test::internal::env("VMSPACE_MODEL_CI_ITERATIONS");
     params.maxSuccess = ci ? std::atoi(ci) : default_iterations;
   }
-  if (const char* s = internal::env("VMSPACE_MODEL_SEED")) {
+  if (const char* s = test::internal::env("VMSPACE_MODEL_SEED")) {
     params.seed = std::strtoull(s, nullptr, 0);
-  } else if (!internal::rc_params_set("seed")) {
-    if (const char* ci = internal::env("VMSPACE_MODEL_CI_SEED"))
+  } else if (!test::internal::rc_params_set("seed")) {
+    if (const char* ci = test::internal::env("VMSPACE_MODEL_CI_SEED"))
       params.seed = std::strtoull(ci, nullptr, 0);
   }
   std::cerr << "- " << name << " (seed=" << params.seed << " max_success=" << params.maxSuccess

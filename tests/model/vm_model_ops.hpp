@@ -92,7 +92,7 @@ const char* to_string(VmOp::Kind k) {
 }
 
 std::ostream& operator<<(std::ostream& os, const VmOp& op) {
-  using internal::hex;
+  using test::internal::hex;
   using K = VmOp::Kind;
   os << to_string(op.kind);
   switch (op.kind) {

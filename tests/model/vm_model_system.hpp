@@ -375,15 +375,16 @@ std::string compare(const VmModel& after, const VmSystem& s, const VmOp& op, con
     }
     case K::Protect:
       if (want.range != got.range) {
-        os << "protected: model " << (want.range ? internal::show(*want.range) : "nothing")
-           << ", library " << (got.range ? internal::show(*got.range) : "nothing") << "\n";
+        os << "protected: model " << (want.range ? test::internal::show(*want.range) : "nothing")
+           << ", library " << (got.range ? test::internal::show(*got.range) : "nothing") << "\n";
       }
       break;
     case K::Query: {
       if (want.error) break;
       if (want.queried.has_value() != got.queried.has_value()) {
-        os << "query: model " << (want.queried ? internal::show(*want.queried) : "nothing")
-           << ", library " << (got.queried ? internal::show(*got.queried) : "nothing") << "\n";
+        os << "query: model " << (want.queried ? test::internal::show(*want.queried) : "nothing")
+           << ", library " << (got.queried ? test::internal::show(*got.queried) : "nothing")
+           << "\n";
         break;
       }
       if (want.queried) {

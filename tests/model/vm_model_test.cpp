@@ -72,11 +72,11 @@ struct VmCommand final : rc::state::Command<VmModel, VmSystem> {
     const std::string d = problems + compare(m, s, op, want, got);
     if (!d.empty() && std::getenv("VMSPACE_MODEL_DEBUG"))
       std::cerr << "FAIL " << op << ": " << d << std::endl;
-    if (!d.empty()) RC_FAIL("results differ after " + internal::show(op) + ":\n" + d);
+    if (!d.empty()) RC_FAIL("results differ after " + test::internal::show(op) + ":\n" + d);
     const std::string c = check_all(m, s);
     if (!c.empty() && std::getenv("VMSPACE_MODEL_DEBUG"))
       std::cerr << "FAIL " << op << ": " << c << std::endl;
-    if (!c.empty()) RC_FAIL("state differs after " + internal::show(op) + ":\n" + c);
+    if (!c.empty()) RC_FAIL("state differs after " + test::internal::show(op) + ":\n" + c);
   }
   void show(std::ostream& os) const override { os << op; }
 };

@@ -50,7 +50,7 @@ struct PtCensus {
 
 namespace internal {
 
-// The census as a visitor of internal::walk_table (vmspace/internal/pt_walk.hpp).
+// The census as a visitor of vmspace::internal::walk_table (vmspace/internal/pt_walk.hpp).
 template <PageTableConfig C>
 class Walker {
  public:
@@ -59,7 +59,7 @@ class Walker {
 
   PtCensus run(Paddr root) {
     seen_.insert(root);
-    internal::walk_table<C>(root, *this);
+    vmspace::internal::walk_table<C>(root, *this);
     return std::move(census_);
   }
 
@@ -70,7 +70,7 @@ class Walker {
       fail("node 0x", pa, ": frame is not a page-table node");
       return false;
     }
-    const auto& meta = internal::NodeView<C>{pa}.meta();
+    const auto& meta = vmspace::internal::NodeView<C>{pa}.meta();
     if (meta.level != level)
       fail("node 0x", pa, ": level ", int(meta.level), " reached at ", int(level));
     if (meta.stray) fail("node 0x", pa, ": reachable but stray");
@@ -83,13 +83,13 @@ class Walker {
     return true;
   }
 
-  void absent(const internal::PteAt& e) {
+  void absent(const vmspace::internal::PteAt& e) {
     if (e.raw != 0)
       fail("node 0x", e.node, "[", std::dec, e.index, "]: non-zero absent entry 0x", std::hex,
            e.raw);
   }
 
-  void leaf(const internal::PteAt& e) {
+  void leaf(const vmspace::internal::PteAt& e) {
     const PteScalar s = check_reencodes(e);
     const PagingLevel level = e.level;
     if (!F::is_leaf(e.raw, level)) {
@@ -106,7 +106,7 @@ class Walker {
     if constexpr (std::is_same_v<C, UserPtConfig>) check_user_leaf(s, level);
   }
 
-  bool child(const internal::PteAt& e) {
+  bool child(const vmspace::internal::PteAt& e) {
     const Paddr child = check_reencodes(e).paddr;
     if (!seen_.insert(child).second) {
       fail("node 0x", child, " referenced twice (or the root is referenced)");
@@ -116,7 +116,7 @@ class Walker {
   }
 
   void leave(Paddr pa, PagingLevel, std::size_t present) {
-    const auto& meta = internal::NodeView<C>{pa}.meta();
+    const auto& meta = vmspace::internal::NodeView<C>{pa}.meta();
     if (present != meta.nr_children) {
       fail("node 0x", pa, ": nr_children ", std::dec, meta.nr_children, " but ", present,
            " present entries");
@@ -132,7 +132,7 @@ class Walker {
     census_.violations.push_back(os.str());
   }
 
-  PteScalar check_reencodes(const internal::PteAt& e) {
+  PteScalar check_reencodes(const vmspace::internal::PteAt& e) {
     const PteScalar s = F::decode(e.raw, e.level);
     if (F::encode(s, e.level) != e.raw) {
       fail("node 0x", e.node, "[", std::dec, e.index, "]: 0x", std::hex, e.raw,
@@ -157,13 +157,13 @@ class Walker {
 
 template <PageTableConfig C>
 PtCensus census(const PageTable<C>& pt) {
-  return internal::Walker<C>().run(pt.root_paddr());
+  return test::internal::Walker<C>().run(pt.root_paddr());
 }
 
 // The lock word of the node at `pa` (0 when free; bit 0 set when a thread sleeps on it).
 template <PageTableConfig C>
 std::uint32_t lock_word(Paddr pa) {
-  return boost::atomic_ref<std::uint32_t>(internal::NodeView<C>{pa}.meta().lock)
+  return boost::atomic_ref<std::uint32_t>(vmspace::internal::NodeView<C>{pa}.meta().lock)
       .load(boost::memory_order_acquire);
 }
 
@@ -174,8 +174,8 @@ Paddr node_at(const PageTable<C>& pt, Vaddr va, PagingLevel level) {
   Paddr node = pt.root_paddr();
   for (PagingLevel l = ConstsOf<C>::kNrLevels; l > level; --l) {
     const std::uint64_t raw =
-        internal::NodeView<C>{node}.load_acquire(pte_index<ConstsOf<C>>(va, l));
-    if (!internal::is_pt_entry<C>(raw, l)) return 0;
+        vmspace::internal::NodeView<C>{node}.load_acquire(pte_index<ConstsOf<C>>(va, l));
+    if (!vmspace::internal::is_pt_entry<C>(raw, l)) return 0;
     node = F::paddr(raw, l);
   }
   return node;

@@ -198,7 +198,7 @@ inline std::string signed_hex(std::int64_t v) {
 }  // namespace internal
 
 inline std::ostream& operator<<(std::ostream& os, const LenSpec& l) {
-  using internal::hex;
+  using test::internal::hex;
   switch (l.base) {
     case LenSpec::Base::Fixed:
       os << hex(l.value + static_cast<std::uint64_t>(l.delta));
@@ -210,11 +210,11 @@ inline std::ostream& operator<<(std::ostream& os, const LenSpec& l) {
       os << "to_boundary(" << hex(l.value) << ")";
       break;
   }
-  return os << internal::signed_hex(l.delta);
+  return os << test::internal::signed_hex(l.delta);
 }
 
 inline std::ostream& operator<<(std::ostream& os, const AddrSpec& a) {
-  using internal::hex;
+  using test::internal::hex;
   switch (a.base) {
     case AddrSpec::Base::Abs:
       os << hex(a.value + static_cast<std::uint64_t>(a.delta));
@@ -232,7 +232,7 @@ inline std::ostream& operator<<(std::ostream& os, const AddrSpec& a) {
       os << "next_boundary(" << hex(a.value) << ")";
       break;
   }
-  return os << internal::signed_hex(a.delta);
+  return os << test::internal::signed_hex(a.delta);
 }
 
 inline std::ostream& operator<<(std::ostream& os, const PaSpec& p) {

@@ -72,11 +72,11 @@ TEST_SUITE("unit") {
     using Pte = UserPtConfig::Pte;
     Paddr node = space->root_paddr();
     for (PagingLevel l = 4; l > 1; --l) {
-      node = Pte::paddr(
-          internal::NodeView<UserPtConfig>{node}.load_acquire(pte_index<Pte::Consts>(0x1000, l)),
-          l);
+      node = Pte::paddr(vmspace::internal::NodeView<UserPtConfig>{node}.load_acquire(
+                            pte_index<Pte::Consts>(0x1000, l)),
+                        l);
     }
-    auto& meta = internal::NodeView<UserPtConfig>{node}.meta();
+    auto& meta = vmspace::internal::NodeView<UserPtConfig>{node}.meta();
     ++meta.nr_children;
     CheckReport report;
     check_user_table(space->page_table(), report);
@@ -116,13 +116,13 @@ TEST_SUITE("unit") {
     using Pte = UserPtConfig::Pte;
     Paddr node = space->root_paddr();
     for (PagingLevel l = 4; l > 1; --l) {
-      node = Pte::paddr(
-          internal::NodeView<UserPtConfig>{node}.load_acquire(pte_index<Pte::Consts>(0x1000, l)),
-          l);
+      node = Pte::paddr(vmspace::internal::NodeView<UserPtConfig>{node}.load_acquire(
+                            pte_index<Pte::Consts>(0x1000, l)),
+                        l);
     }
     CHECK(vmspace::test::dies_with(
         [&] {
-          ++internal::NodeView<UserPtConfig>{node}.meta().nr_children;
+          ++vmspace::internal::NodeView<UserPtConfig>{node}.meta().nr_children;
           auto g = disable_preempt();
           auto c = space->cursor_mut(g, {0x2000, 0x3000}).value();
           (void)c.map(UFrame(FrameAllocOptions().alloc_frame().value()), prop);

@@ -33,10 +33,10 @@ std::vector<PageTable<UserPtConfig>> make_tables(std::size_t n) {
 
 TEST_SUITE("unit") {
   TEST_CASE("cursor_on_one_table_too_many_fails_with_too_many_tables") {
-    auto tables = make_tables(internal::kMaxTablesWithCursors + 1);
+    auto tables = make_tables(vmspace::internal::kMaxTablesWithCursors + 1);
     auto guard = disable_preempt();
     std::vector<Cursor<UserPtConfig>> cursors;
-    for (std::size_t i = 0; i < internal::kMaxTablesWithCursors; ++i) {
+    for (std::size_t i = 0; i < vmspace::internal::kMaxTablesWithCursors; ++i) {
       auto c = tables[i].cursor(guard, kPage);
       REQUIRE(c.has_value());
       cursors.push_back(std::move(*c));
@@ -56,19 +56,19 @@ TEST_SUITE("unit") {
   }
 
   TEST_CASE("cursor_table_slots_are_reused_after_release") {
-    auto tables = make_tables(2 * internal::kMaxTablesWithCursors);
+    auto tables = make_tables(2 * vmspace::internal::kMaxTablesWithCursors);
     auto guard = disable_preempt();
     for (int round = 0; round < 2; ++round) {
       std::vector<Cursor<UserPtConfig>> cursors;
-      for (std::size_t i = 0; i < internal::kMaxTablesWithCursors; ++i) {
-        auto& pt = tables[round * internal::kMaxTablesWithCursors + i];
+      for (std::size_t i = 0; i < vmspace::internal::kMaxTablesWithCursors; ++i) {
+        auto& pt = tables[round * vmspace::internal::kMaxTablesWithCursors + i];
         auto c = pt.cursor(guard, kPage);
         REQUIRE(c.has_value());
         cursors.push_back(std::move(*c));
       }
       // Releasing one slot frees it for a table not seen before.
       cursors.erase(cursors.begin() + 3);
-      auto& fresh = tables[(1 - round) * internal::kMaxTablesWithCursors];
+      auto& fresh = tables[(1 - round) * vmspace::internal::kMaxTablesWithCursors];
       auto c = fresh.cursor(guard, kPage);
       CHECK(c.has_value());
     }

@@ -72,7 +72,8 @@ static_assert(FrameMeta<ULink>);
 static_assert(UntypedFrameMeta<ULink>, "Link forwards kIsUntyped");
 static_assert(FrameMeta<Link<MockFrameMeta>> && !UntypedFrameMeta<Link<MockFrameMeta>>);
 static_assert(FrameMeta<Link<Biggest>> && sizeof(Link<Biggest>) == kFrameMetadataMaxSize);
-static_assert(internal::HasOnDrop<Link<DropCounting>> && !internal::HasOnDrop<ULink>,
+static_assert(vmspace::internal::HasOnDrop<Link<DropCounting>> &&
+                  !vmspace::internal::HasOnDrop<ULink>,
               "Link has on_drop exactly when M has");
 static_assert(std::is_same_v<UList::Member, UniqueFrame<ULink>>);
 
@@ -319,7 +320,7 @@ TEST_SUITE("unit") {
     list.push_back(std::move(f3));
     const std::uint64_t id = list.id();
     CHECK(id != 0);
-    CHECK(id < internal::kMaxFrameListId);
+    CHECK(id < vmspace::internal::kMaxFrameListId);
     CHECK(in_list_of(pa1) == id);
     CHECK(in_list_of(pa2) == id);
     CHECK(in_list_of(pa3) == id);
@@ -446,10 +447,11 @@ TEST_SUITE("unit") {
             vmspace::test::skip_death_test("linked_list_id_exhaustion_aborts")) {
     CHECK(vmspace::test::dies_with(
         [] {
-          internal::g_next_frame_list_id.store(internal::kMaxFrameListId - 1);
+          vmspace::internal::g_next_frame_list_id.store(vmspace::internal::kMaxFrameListId - 1);
           UList last_valid;
-          last_valid.push_back(new_member(1));                           // gets 2^62 - 1: fine
-          if (last_valid.id() != internal::kMaxFrameListId - 1) return;  // would fail the test
+          last_valid.push_back(new_member(1));  // gets 2^62 - 1: fine
+          if (last_valid.id() != vmspace::internal::kMaxFrameListId - 1)
+            return;  // would fail the test
           UList too_many;
           too_many.push_back(new_member(2));  // must abort
         },

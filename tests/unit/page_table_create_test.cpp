@@ -15,17 +15,17 @@ TEST_SUITE("unit") {
   TEST_CASE("create_user_page_table") {
     auto kernel = new_kernel_page_table();
     REQUIRE(kernel.has_value());
-    const internal::NodeView<KernelPtConfig> kroot{kernel->root_paddr()};
+    const vmspace::internal::NodeView<KernelPtConfig> kroot{kernel->root_paddr()};
     {
       auto user = create_user_page_table(*kernel);
       REQUIRE(user.has_value());
-      const internal::NodeView<UserPtConfig> uroot{user->root_paddr()};
+      const vmspace::internal::NodeView<UserPtConfig> uroot{user->root_paddr()};
       for (std::size_t i = 256; i < 512; ++i) {
         const PteScalar k = KF::decode(kroot.load_acquire(i), 4);
         const PteScalar u = KF::decode(uroot.load_acquire(i), 4);
         REQUIRE(k.is_page_table());
         REQUIRE(u.is_page_table());
-        CHECK(internal::NodeView<KernelPtConfig>{k.paddr}.meta().level == 3);
+        CHECK(vmspace::internal::NodeView<KernelPtConfig>{k.paddr}.meta().level == 3);
         CHECK(u.paddr == k.paddr);
       }
       for (std::size_t i = 0; i < 256; ++i) CHECK(uroot.load_acquire(i) == 0);
@@ -44,15 +44,15 @@ TEST_SUITE("unit") {
   TEST_CASE("new_kernel_page_table") {
     auto kernel = new_kernel_page_table();
     REQUIRE(kernel.has_value());
-    const internal::NodeView<KernelPtConfig> root{kernel->root_paddr()};
+    const vmspace::internal::NodeView<KernelPtConfig> root{kernel->root_paddr()};
     for (std::size_t i = 0; i < 512; ++i) {
       const PteScalar s = KF::decode(root.load_acquire(i), 4);
       if (i < 256) {
         CHECK(s.is_absent());
       } else {
         REQUIRE(s.is_page_table());
-        CHECK(internal::NodeView<KernelPtConfig>{s.paddr}.meta().level == 3);
-        CHECK(internal::NodeView<KernelPtConfig>{s.paddr}.meta().nr_children == 0);
+        CHECK(vmspace::internal::NodeView<KernelPtConfig>{s.paddr}.meta().level == 3);
+        CHECK(vmspace::internal::NodeView<KernelPtConfig>{s.paddr}.meta().nr_children == 0);
       }
     }
     CHECK(root.meta().nr_children == 256);
@@ -147,7 +147,7 @@ TEST_SUITE("unit") {
     for (PagingLevel level = kNrLevelsOf<C>; level >= 1; --level) {
       const Paddr node = node_at(*pt, k4K, level);
       REQUIRE(node != 0);
-      const internal::NodeView<C> view{node};
+      const vmspace::internal::NodeView<C> view{node};
       for (std::size_t i = 0; i < 512; ++i) {
         const std::uint64_t raw = view.load_acquire(i);
         if (level > 1 && i == pte_index<ConstsOf<C>>(k4K, level)) continue;  // the path
@@ -180,7 +180,7 @@ TEST_SUITE("unit") {
         const Paddr node = node_at(*pt, va, level);
         REQUIRE(node != 0);
         const std::uint64_t raw =
-            internal::NodeView<C>{node}.load_acquire(pte_index<ConstsOf<C>>(va, level));
+            vmspace::internal::NodeView<C>{node}.load_acquire(pte_index<ConstsOf<C>>(va, level));
         CHECK(raw == P::encode(PteScalar::mapped(pa, prop), level));
         CHECK(P::decode(raw, level) == PteScalar::mapped(pa, prop));
         REQUIRE(c->jump(va).has_value());
@@ -210,10 +210,10 @@ TEST_SUITE("unit") {
       REQUIRE(node != 0);
       REQUIRE(child != 0);
       const std::uint64_t raw =
-          internal::NodeView<C>{node}.load_acquire(pte_index<ConstsOf<C>>(k4K, level));
+          vmspace::internal::NodeView<C>{node}.load_acquire(pte_index<ConstsOf<C>>(k4K, level));
       CHECK(P::decode(raw, level) == PteScalar::page_table(child, PageTableFlags::None));
       CHECK(raw == P::encode(PteScalar::page_table(child, PageTableFlags::None), level));
-      CHECK(internal::NodeView<C>{child}.meta().level == level - 1);
+      CHECK(vmspace::internal::NodeView<C>{child}.meta().level == level - 1);
     }
     VMS_CHECK_PT_INVARIANTS(*pt);
   }
@@ -231,8 +231,8 @@ TEST_SUITE("unit") {
     const Paddr level2 = node_at(*pt, k2M, 2);
     REQUIRE(leaf_table != 0);
     REQUIRE(level2 != 0);
-    const std::uint64_t w1 = internal::NodeView<C>{leaf_table}.load_acquire(1);
-    const std::uint64_t w2 = internal::NodeView<C>{level2}.load_acquire(1);
+    const std::uint64_t w1 = vmspace::internal::NodeView<C>{leaf_table}.load_acquire(1);
+    const std::uint64_t w2 = vmspace::internal::NodeView<C>{level2}.load_acquire(1);
     CHECK(w1 == 0);
     CHECK(w2 == 0);
     CHECK(P::encode(PteScalar::absent(), 1) == 0);

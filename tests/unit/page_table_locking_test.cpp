@@ -343,10 +343,11 @@ TEST_SUITE("unit") {
 
   TEST_CASE("holding_cursors_on_too_many_tables_is_refused") {
     std::vector<PageTable<C>> tables;
-    for (std::size_t i = 0; i <= internal::kMaxTablesWithCursors; ++i) tables.push_back(new_pt());
+    for (std::size_t i = 0; i <= vmspace::internal::kMaxTablesWithCursors; ++i)
+      tables.push_back(new_pt());
     auto guard = disable_preempt();
     std::vector<CursorMut<C>> held;
-    for (std::size_t i = 0; i < internal::kMaxTablesWithCursors; ++i) {
+    for (std::size_t i = 0; i < vmspace::internal::kMaxTablesWithCursors; ++i) {
       auto c = tables[i].cursor_mut(guard, {0, k4K});
       REQUIRE(c.has_value());
       held.push_back(std::move(*c));

@@ -91,16 +91,16 @@ TEST_SUITE("unit") {
         // The detached root and every node below it are marked stray and unlocked.
         const Paddr root = s->node->paddr();
         stray_nodes.push_back(root);
-        const internal::NodeView<UserPtConfig> l2{root};
+        const vmspace::internal::NodeView<UserPtConfig> l2{root};
         CHECK(l2.meta().level == 2);
         for (std::size_t i = 0; i < 512; ++i) {
           const std::uint64_t raw = l2.load_acquire(i);
-          if (internal::is_pt_entry<UserPtConfig>(raw, 2))
+          if (vmspace::internal::is_pt_entry<UserPtConfig>(raw, 2))
             stray_nodes.push_back(UserPtConfig::Pte::paddr(raw, 2));
         }
         CHECK(stray_nodes.size() == 3);
         for (Paddr n : stray_nodes) {
-          CHECK(internal::NodeView<UserPtConfig>{n}.meta().stray);
+          CHECK(vmspace::internal::NodeView<UserPtConfig>{n}.meta().stray);
           CHECK(lock_word<UserPtConfig>(n) == 0);
         }
         CHECK(c->virt_addr() == k1G);
