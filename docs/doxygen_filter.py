@@ -147,8 +147,10 @@ def filter_lines(lines):
             net = opens - closes
             if net > 0:
                 head = code + ' ' + ' '.join(lines[max(0, i - 3):i])
+                # A class head may span lines: `class X<Y>` then `    : public Base<...> {`.
+                continued = code.strip() == '{' or code.lstrip().startswith(':')
                 scope = bool(_SCOPE_HEAD.search(code)) or (
-                    code.strip() == '{' and bool(_SCOPE_HEAD.search(head)))
+                    continued and bool(_SCOPE_HEAD.search(head)))
                 stack.extend([scope and not in_body()] * net)
             elif net < 0:
                 del stack[len(stack) + net:]

@@ -48,7 +48,9 @@ concept PodOnce = Pod<T> && std::is_integral_v<T> &&
 
 // A fallible copy that stopped early: why, and how many bytes were copied before it stopped.
 struct CopyError {
+  // Why the copy stopped (PageFault for an unresolved user fault).
   Error error;
+  // Bytes copied before it stopped; both cursors advanced by this much.
   std::size_t copied;
 };
 
@@ -205,6 +207,7 @@ template <>
 class VmWriter<Infallible> : public internal::WriteWindow<VmWriter<Infallible>, std::byte*> {
  public:
   VmWriter() noexcept = default;
+  // A writer over `bytes`, which must stay valid and writable while the writer is used.
   explicit VmWriter(std::span<std::byte> bytes) noexcept
       : WriteWindow(bytes.data(), bytes.data() + bytes.size()) {}
   // Precondition (not checked): [ptr, ptr+len) is valid, writable kernel memory.
@@ -245,6 +248,7 @@ class VmWriter<Infallible> : public internal::WriteWindow<VmWriter<Infallible>, 
   // Copies from a fallible reader; see VmReader<Infallible>::read_fallible.
   Result<std::size_t, CopyError> write_fallible(VmReader<Fallible>& reader) noexcept;
 
+  // Widens to a fallible writer over the same bytes (Infallible is a subset of Fallible).
   VmWriter<Fallible> to_fallible() const noexcept;
 };
 
@@ -260,6 +264,7 @@ class VmReader<Fallible>
   // Copies min(remain(), writer.avail()) bytes, stopping early at an unresolved fault.
   // Ok(count) or Err{PageFault, copied}; both cursors advance by the bytes copied.
   Result<std::size_t, CopyError> read_fallible(VmWriter<Infallible>& writer) noexcept;
+  // The same, into a fallible writer: a fault on either side stops the copy.
   Result<std::size_t, CopyError> read_fallible(VmWriter<Fallible>& writer) noexcept;
 
   // Reads one T. Errors: InvalidArgs if remain() < sizeof(T); PageFault, with the cursor
@@ -295,9 +300,12 @@ class VmWriter<Fallible>
  public:
   VmWriter() noexcept = default;
 
+  // Copies from `reader` into this writer: reader.read_fallible(*this), with the same results; a
+  // fault on this side stops the copy.
   Result<std::size_t, CopyError> write_fallible(VmReader<Infallible>& reader) noexcept {
     return reader.read_fallible(*this);
   }
+  // The same from a fallible reader: a fault on either side stops the copy.
   Result<std::size_t, CopyError> write_fallible(VmReader<Fallible>& reader) noexcept {
     return reader.read_fallible(*this);
   }
