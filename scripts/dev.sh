@@ -223,7 +223,7 @@ case "$cmd" in
     CXX=clang++ configure build-lint -Dtests=disabled -Dbenchmarks=disabled -Dexamples=disabled \
       -Dmodel_tests=disabled
     log "clang-tidy: src/"
-    git ls-files 'src/*.cpp' | xargs -P 2 -n 4 clang-tidy-14 -p build-lint --quiet
+    git ls-files "src/*.cpp" | xargs -P 2 -n 1 clang-tidy-14 -p build-lint --quiet
     echo "lint: 1 passed, 0 failed"
     ;;
   fuzz)
