@@ -104,7 +104,9 @@ import json, os, sys
 root, want = os.path.abspath(sys.argv[1]), set(sys.argv[2:])
 for t in json.load(sys.stdin):
     if want & {s.split(":")[-1] for s in t["suite"]}:
-        print(os.path.relpath(t["cmd"][0], root))' "$dir" "$@" | sort -u)
+        path = os.path.relpath(t["cmd"][0], root)
+        if not path.startswith(".."):  # a script in the source tree is not a build target
+            print(path)' "$dir" "$@" | sort -u)
   log "building ${#targets[@]} test programs in $dir for: $*"
   ninja -C "$dir" "${targets[@]}" >/dev/null || ninja -C "$dir" "${targets[@]}"
 }

@@ -66,8 +66,10 @@ void zero_bytes(unsigned char* d, std::size_t n) noexcept {
 #endif
 }
 
+#ifdef VMS_COPY_STRING_OPS
 // Below a few cache lines the string instructions' start-up cost dominates.
 constexpr std::size_t kStringOpMinWords = 32;
+#endif
 
 // Copies `words` 8-byte words; `d` and `s` are 8-byte aligned and the ranges do not overlap.
 // On x86-64 this is `rep movsq`: each iteration moves one aligned word with single 8-byte
