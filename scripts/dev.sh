@@ -99,14 +99,22 @@ build_suites() {
   shift
   local targets
   ninja -C "$dir" build.ninja >/dev/null  # re-runs meson if a meson.build changed
-  mapfile -t targets < <(meson introspect --tests "$dir" | python3 -c '
-import json, os, sys
+  mapfile -t targets < <(python3 -c '
+import json, os, subprocess, sys
 root, want = os.path.abspath(sys.argv[1]), set(sys.argv[2:])
-for t in json.load(sys.stdin):
-    if want & {s.split(":")[-1] for s in t["suite"]}:
-        path = os.path.relpath(t["cmd"][0], root)
-        if not path.startswith(".."):  # a script in the source tree is not a build target
-            print(path)' "$dir" "$@" | sort -u)
+def introspect(what):
+    return json.loads(subprocess.check_output(["meson", "introspect", what, root]))
+files = {t["id"]: t["filename"] for t in introspect("--targets")}
+for t in introspect("--tests"):
+    if not want & {s.split(":")[-1] for s in t["suite"]}:
+        continue
+    # The test program, and the targets it depends on (the cross-compiled programs a test
+    # loads, teachos for its scripts); a script in the source tree is not a build target.
+    paths = [t["cmd"][0]] + [f for d in t.get("depends", []) for f in files.get(d, [])]
+    for path in paths:
+        rel = os.path.relpath(path, root)
+        if not rel.startswith(".."):
+            print(rel)' "$dir" "$@" | sort -u)
   log "building ${#targets[@]} test programs in $dir for: $*"
   ninja -C "$dir" "${targets[@]}" >/dev/null || ninja -C "$dir" "${targets[@]}"
 }

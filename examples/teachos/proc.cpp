@@ -87,15 +87,18 @@ void print_exit_stats(proc* p) {
                static_cast<unsigned long long>(p->vm->frames_mapped()));
 }
 
+// Whether the hart that finishes a process was running its last thread (then it still
+// translates through the process's space).
+enum class OnThisHart : std::uint8_t { No, Yes };
+
 // The last thread of p is gone: p becomes a zombie for its parent (or is reaped by the kernel).
-void proc_finish_locked(proc* p) VMS_REQUIRES(ptable_lock) {
+void proc_finish_locked(proc* p, OnThisHart last_thread_here) VMS_REQUIRES(ptable_lock) {
   print_exit_stats(p);
   p->zombie = true;
   // The exiting thread's hart still translates through p's space: leave it now, so the memory
   // is freed here and not whenever this hart next runs something (a parent woken below may
   // need those frames at once).
-  if (current_thread() != nullptr && current_thread()->p == p)
-    (void)vmspace::VmSpace::deactivate_current();
+  if (last_thread_here == OnThisHart::Yes) (void)vmspace::VmSpace::deactivate_current();
   p->vm.reset();  // frees the address space once no CPU has it active any more
   proc* init = find_proc_locked(1);
   if (init == p || (init && init->zombie)) init = nullptr;
@@ -125,8 +128,13 @@ void proc_finish_locked(proc* p) VMS_REQUIRES(ptable_lock) {
 
 void remove_thread_locked(thread* t) VMS_REQUIRES(ptable_lock) {
   proc* p = t->p;
+  // `t` is freed below. If this hart runs it, forget it first: reading current_thread() after
+  // the erase was a use after free (regression_exit_reads_the_freed_current_thread, found by
+  // ThreadSanitizer in suite teachos-mt).
+  const OnThisHart here = current_thread() == t ? OnThisHart::Yes : OnThisHart::No;
+  if (here == OnThisHart::Yes) current_thread() = nullptr;
   std::erase_if(g_threads, [t](const std::unique_ptr<thread>& u) { return u.get() == t; });
-  if (--p->live_threads == 0) proc_finish_locked(p);
+  if (--p->live_threads == 0) proc_finish_locked(p, here);
 }
 
 std::int64_t futex_wake_locked(const Vm* vm, std::uint64_t addr, std::uint32_t n)
