@@ -217,7 +217,7 @@ case "$cmd" in
     configure build
     log "building the API reference (build/docs/api/html)"
     ninja -C build docs
-    echo "docs: 1 passed, 0 failed"
+    echo "1 passed, 0 failed"
     ;;
   teachos)
     configure build
@@ -234,7 +234,7 @@ case "$cmd" in
       -Dmodel_tests=disabled
     log "clang-tidy: src/"
     git ls-files "src/*.cpp" | xargs -P 2 -n 1 clang-tidy-14 -p build-lint --quiet
-    echo "lint: 1 passed, 0 failed"
+    echo "1 passed, 0 failed"
     ;;
   fuzz)
     # Only the library and the fuzz target (no test suites): cheap enough for CI. The cheap
