@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -38,31 +39,45 @@ using namespace teachos;
   std::exit(2);
 }
 
-std::uint64_t parse_size(const std::string& s) {
+// A whole decimal or 0x number; anything else (trailing letters, a sign, a value past 64 bits)
+// is a usage error naming `what`.
+std::uint64_t parse_number(const std::string& s, const char* what) {
   char* end = nullptr;
-  std::uint64_t v = std::strtoull(s.c_str(), &end, 0);
-  if (end == s.c_str()) usage("bad size");
-  switch (*end) {
-    case 'K':
-    case 'k':
-      v <<= 10;
-      ++end;
-      break;
-    case 'M':
-    case 'm':
-      v <<= 20;
-      ++end;
-      break;
-    case 'G':
-    case 'g':
-      v <<= 30;
-      ++end;
-      break;
-    default:
-      break;
+  errno = 0;
+  const std::uint64_t v = std::strtoull(s.c_str(), &end, 0);
+  if (s.empty() || s[0] == '-' || end == s.c_str() || *end != '\0' || errno == ERANGE) {
+    usage((std::string("bad ") + what + ": " + s).c_str());
   }
-  if (*end != '\0') usage("bad size");
   return v;
+}
+
+// A byte count with an optional K, M or G suffix; a value that would not fit in 64 bits is a
+// usage error rather than a silently wrapped size.
+std::uint64_t parse_size(const std::string& s) {
+  unsigned shift = 0;
+  std::string digits = s;
+  if (!digits.empty()) {
+    switch (digits.back()) {
+      case 'K':
+      case 'k':
+        shift = 10;
+        break;
+      case 'M':
+      case 'm':
+        shift = 20;
+        break;
+      case 'G':
+      case 'g':
+        shift = 30;
+        break;
+      default:
+        break;
+    }
+    if (shift != 0) digits.pop_back();
+  }
+  const std::uint64_t v = parse_number(digits, "size");
+  if (shift != 0 && v > (~std::uint64_t{0} >> shift)) usage(("bad size: " + s).c_str());
+  return v << shift;
 }
 
 void print_stats(unsigned harts) {
@@ -98,12 +113,13 @@ int main(int argc, char** argv) {
       return argv[++i];
     };
     if (a == "--harts") {
-      opts.harts = static_cast<unsigned>(std::strtoul(value().c_str(), nullptr, 10));
-      if (opts.harts == 0 || opts.harts > 64) usage("--harts must be 1..64");
+      const std::uint64_t harts = parse_number(value(), "--harts");
+      if (harts == 0 || harts > 64) usage("--harts must be 1..64");
+      opts.harts = static_cast<unsigned>(harts);
     } else if (a == "--mem") {
       mem = parse_size(value());
     } else if (a == "--deterministic") {
-      opts.seed = std::strtoull(value().c_str(), nullptr, 0);
+      opts.seed = parse_number(value(), "--deterministic seed");
     } else if (a == "--trace") {
       const std::string v = value();
       opts.trace.faults = v.find("faults") != std::string::npos;
